@@ -1,0 +1,43 @@
+"""The event store's errors: one base class, one subclass per thing a caller can act on."""
+
+from __future__ import annotations
+
+
+class EventStoreError(Exception):
+    """Base class of every error the event store raises."""
+
+
+class WrongExpectedVersion(EventStoreError):
+    """An append's expected version did not match the stream; `actual` is the version found."""
+
+    def __init__(self, stream_id: str, expected: object, actual: int) -> None:
+        super().__init__(
+            f"stream {stream_id!r}: expected version {expected}, actual version {actual}"
+        )
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class DuplicateEventConflict(EventStoreError):
+    """An event_id was appended before with other content (or only part of a batch was)."""
+
+    def __init__(self, event_id: str, reason: str) -> None:
+        super().__init__(f"event_id {event_id!r}: {reason}")
+        self.event_id = event_id
+
+
+class NotAnEventLog(EventStoreError):
+    """The file is missing, is not SQLite, or is an SQLite file without an ATOM event log."""
+
+
+class LogFormatTooNew(EventStoreError):
+    """The log was written by a newer version of ATOM than this one."""
+
+
+class StoreClosed(EventStoreError):
+    """The store was closed; no more appends are taken."""
+
+
+class UpcastError(EventStoreError):
+    """An event's stored schema version has no upcaster path to the current one."""

@@ -1,0 +1,297 @@
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from eventstore import (
+    ANY,
+    LOG_FORMAT,
+    NO_STREAM,
+    DuplicateEventConflict,
+    Durability,
+    EventStore,
+    LogFormatTooNew,
+    NewEvent,
+    NotAnEventLog,
+    StoreClosed,
+    Upcasters,
+    WrongExpectedVersion,
+    verify_rows,
+)
+
+
+def ev(type_: str = "Happened", **data: object) -> NewEvent:
+    return NewEvent(type_, data)
+
+
+def test_positions_are_gap_free_and_in_commit_order(store: EventStore) -> None:
+    assert store.append("a", [ev(n=1), ev(n=2)]) == [1, 2]
+    assert store.append("b", [ev(n=3)]) == [3]
+    assert store.append("a", [ev(n=4)]) == [4]
+    assert [e.position for e in store.read_all()] == [1, 2, 3, 4]
+    assert [e.data["n"] for e in store.read_all()] == [1, 2, 3, 4]
+    assert store.head() == 4
+
+
+def test_stream_versions_start_at_zero_and_read_back_in_order(store: EventStore) -> None:
+    store.append("a", [ev(n=1)])
+    store.append("b", [ev(n=2)])
+    store.append("a", [ev(n=3)])
+    events = store.read_stream("a")
+    assert [(e.stream_version, e.data["n"]) for e in events] == [(0, 1), (1, 3)]
+    assert store.stream_version("a") == 1
+    assert store.stream_version("missing") == NO_STREAM
+    assert [e.data["n"] for e in store.read_stream("a", from_version=1)] == [3]
+
+
+def test_expected_version_no_stream(store: EventStore) -> None:
+    store.append("a", [ev()], NO_STREAM)
+    with pytest.raises(WrongExpectedVersion) as info:
+        store.append("a", [ev()], NO_STREAM)
+    assert info.value.actual == 0
+    assert info.value.stream_id == "a"
+
+
+def test_expected_version_int_carries_the_actual_version(store: EventStore) -> None:
+    store.append("a", [ev(), ev(), ev()])
+    store.append("a", [ev()], 2)
+    with pytest.raises(WrongExpectedVersion) as info:
+        store.append("a", [ev()], 1)
+    assert info.value.expected == 1
+    assert info.value.actual == 3
+    assert "actual version 3" in str(info.value)
+    with pytest.raises(WrongExpectedVersion) as missing:
+        store.append("new", [ev()], 0)
+    assert missing.value.actual == NO_STREAM
+
+
+def test_expected_version_any_appends_whatever_the_state(store: EventStore) -> None:
+    assert store.append("a", [ev()], ANY) == [1]
+    assert store.append("a", [ev()], ANY) == [2]
+
+
+def test_a_rejected_batch_writes_nothing(store: EventStore) -> None:
+    store.append("a", [ev()])
+    with pytest.raises(WrongExpectedVersion):
+        store.append("a", [ev(n=1), ev(n=2), ev(n=3)], NO_STREAM)
+    assert store.head() == 1
+    assert len(store.read_stream("a")) == 1
+
+
+def test_same_event_id_same_content_returns_the_original_positions(store: EventStore) -> None:
+    batch = [ev(n=1), ev(n=2)]
+    first = store.append("a", batch)
+    store.append("b", [ev()])
+    # A retry after a lost acknowledgement, even with a now-stale expected version.
+    assert store.append("a", batch, NO_STREAM) == first
+    assert store.head() == 3
+
+
+def test_same_event_id_other_content_is_a_conflict(store: EventStore) -> None:
+    original = ev(n=1)
+    store.append("a", [original])
+    forged = NewEvent(original.type, {"n": 2}, event_id=original.event_id)
+    with pytest.raises(DuplicateEventConflict):
+        store.append("a", [forged])
+    moved = NewEvent(original.type, {"n": 1}, event_id=original.event_id)
+    with pytest.raises(DuplicateEventConflict):
+        store.append("other-stream", [moved])
+    assert store.head() == 1
+
+
+def test_a_batch_partly_appended_before_is_a_conflict(store: EventStore) -> None:
+    old = ev(n=1)
+    store.append("a", [old])
+    with pytest.raises(DuplicateEventConflict, match="part of this batch"):
+        store.append("a", [old, ev(n=2)])
+    assert store.head() == 1
+
+
+def test_duplicate_event_id_within_one_group_commit(store: EventStore, db_path: str) -> None:
+    same = ev(n=1)
+    with _write_locked(db_path):
+        first = store.append_future("a", [same])
+        second = store.append_future("a", [same])
+    assert first.result() == second.result() == [1]
+    assert store.head() == 1
+
+
+def test_a_failing_request_does_not_affect_others_in_its_group(
+    store: EventStore, db_path: str
+) -> None:
+    with _write_locked(db_path):
+        good = store.append_future("a", [ev()], NO_STREAM)
+        bad = store.append_future("a", [ev()], NO_STREAM)
+        also_good = store.append_future("b", [ev()], NO_STREAM)
+    assert good.result() == [1]
+    with pytest.raises(WrongExpectedVersion):
+        bad.result()
+    assert also_good.result() == [2]
+    assert store.stats.commits == 1
+
+
+def test_batch_with_repeated_event_id_is_refused_before_queueing(store: EventStore) -> None:
+    e = ev()
+    with pytest.raises(ValueError, match="same event_id twice"):
+        store.append("a", [e, e])
+    with pytest.raises(ValueError):
+        store.append("a", [])
+
+
+def test_triggers_refuse_update_and_delete(store: EventStore, db_path: str) -> None:
+    store.append("a", [ev(n=1)])
+    conn = sqlite3.connect(db_path)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE events SET data = '{}' WHERE position = 1")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("DELETE FROM events")
+    conn.close()
+    assert store.read_stream("a")[0].data == {"n": 1}
+
+
+def test_group_commit_acknowledges_only_after_commit(store: EventStore, db_path: str) -> None:
+    lock = _write_locked(db_path)
+    with lock:
+        futures = [store.append_future(f"s{i}", [ev(i=i)]) for i in range(50)]
+        # The writer cannot commit while another connection holds the write lock.
+        assert not any(f.done() for f in futures)
+    positions = sorted(p for f in futures for p in f.result())
+    assert positions == list(range(1, 51))
+    # Queued while the lock was held, the 50 appends shared a few transactions.
+    assert store.stats.commits <= 3
+    # Acknowledged means visible to any other connection.
+    other = sqlite3.connect(db_path)
+    assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 50
+    other.close()
+
+
+@pytest.mark.parametrize("durability", ["full", "normal"])
+def test_durability_sets_sqlite_synchronous(db_path: str, durability: str) -> None:
+    with EventStore(db_path, durability=durability) as s:
+        level = s._write_conn.execute("PRAGMA synchronous").fetchone()[0]
+        mode = s._write_conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    assert level == {"full": 2, "normal": 1}[durability]
+    assert Durability(durability).value == durability
+
+
+def test_correlation_and_causation_ids_round_trip(store: EventStore) -> None:
+    store.append(
+        "a",
+        [NewEvent("A", {}, {"correlation_id": "req-1", "causation_id": "evt-0", "actor": "x"})],
+    )
+    e = store.read_stream("a")[0]
+    assert (e.correlation_id, e.causation_id) == ("req-1", "evt-0")
+    assert e.metadata["actor"] == "x"
+
+
+def test_upcasting_on_read_leaves_the_log_untouched(db_path: str) -> None:
+    with EventStore(db_path) as s:
+        s.append("a", [NewEvent("Priced", {"usd": 2}, schema_version=1)])
+        s.append("a", [NewEvent("Priced", {"cost": {"usd": 3}}, schema_version=2)])
+    upcasters = Upcasters()
+    upcasters.register("Priced", 1, lambda d: {"cost": {"usd": d["usd"]}})
+    with EventStore(db_path, upcasters=upcasters) as s:
+        events = s.read_stream("a")
+        assert [(e.schema_version, e.data) for e in events] == [
+            (2, {"cost": {"usd": 2}}),
+            (2, {"cost": {"usd": 3}}),
+        ]
+        assert verify_rows(s.iter_raw()).ok
+        raw = [row[6] for row in s.iter_raw()]
+    assert raw[0] == '{"usd":2}'
+
+
+def test_appending_after_close_is_refused(db_path: str) -> None:
+    s = EventStore(db_path)
+    s.close()
+    with pytest.raises(StoreClosed):
+        s.append("a", [ev()])
+
+
+def test_close_commits_what_was_queued(db_path: str) -> None:
+    s = EventStore(db_path)
+    futures = [s.append_future("a", [ev(i=i)]) for i in range(200)]
+    s.close()
+    assert all(f.done() and not f.exception() for f in futures)
+    with EventStore(db_path) as again:
+        assert again.head() == 200
+
+
+def test_opening_a_missing_file_without_create(tmp_path: Path) -> None:
+    with pytest.raises(NotAnEventLog, match="no such file"):
+        EventStore(str(tmp_path / "nope.db"), create=False)
+
+
+def test_opening_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "text.db"
+    path.write_text("hello, not a database\n" * 10)
+    with pytest.raises(NotAnEventLog, match="not an SQLite database"):
+        EventStore(str(path))
+    assert path.read_text().startswith("hello")
+
+
+def test_opening_an_sqlite_file_that_is_not_a_log(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE customers (id INTEGER)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(NotAnEventLog, match="not an ATOM event log"):
+        EventStore(str(path))
+
+
+def test_opening_a_log_from_a_newer_atom(db_path: str) -> None:
+    EventStore(db_path).close()
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version = {LOG_FORMAT + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LogFormatTooNew, match="newer ATOM"):
+        EventStore(db_path)
+
+
+async def test_append_async_never_blocks_the_loop(store: EventStore, db_path: str) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    lock = _write_locked(db_path)
+    lock.__enter__()
+    append = asyncio.create_task(store.append_async("a", [ev()]))
+    await asyncio.sleep(0.05)
+    # The append waits for the write lock while the loop keeps running other tasks.
+    assert not append.done()
+    before = ticks
+    await asyncio.sleep(0.05)
+    assert ticks > before
+    lock.__exit__(None, None, None)
+    assert await append == [1]
+    assert [e.position for e in await store.read_page_async(0)] == [1]
+    assert len(await store.read_stream_async("a")) == 1
+    task.cancel()
+
+
+class _write_locked:
+    """Hold SQLite's write lock from another connection, so the writer must queue."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._acquired = threading.Event()
+
+    def __enter__(self) -> _write_locked:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.execute("ROLLBACK")
+        self._conn.close()
