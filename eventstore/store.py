@@ -121,10 +121,15 @@ class EventStore:
         ids = [e.event_id for e in events]
         if len(set(ids)) != len(ids):
             raise ValueError("a batch holds the same event_id twice")
-        rows = [
-            (e.event_id, e.type, e.schema_version, _dumps(e.data), _dumps(dict(e.metadata)))
-            for e in events
-        ]
+        try:
+            rows = [
+                (e.event_id, e.type, e.schema_version, _dumps(e.data), _dumps(dict(e.metadata)))
+                for e in events
+            ]
+        except TypeError as exc:
+            raise ValueError(
+                f"an event's data or metadata cannot be stored as JSON: {exc}"
+            ) from exc
         future: Future[list[int]] = Future()
         with self._close_lock:
             if self._closed:

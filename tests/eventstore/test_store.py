@@ -142,6 +142,14 @@ def test_batch_with_repeated_event_id_is_refused_before_queueing(store: EventSto
         store.append("a", [])
 
 
+def test_data_that_is_not_json_is_refused_before_queueing(store: EventStore) -> None:
+    with pytest.raises(ValueError, match="cannot be stored as JSON"):
+        store.append("a", [ev(n=2**70)])
+    with pytest.raises(ValueError, match="cannot be stored as JSON"):
+        store.append("a", [ev(n=object())])
+    assert store.head() == 0
+
+
 def test_triggers_refuse_update_and_delete(store: EventStore, db_path: str) -> None:
     store.append("a", [ev(n=1)])
     conn = sqlite3.connect(db_path)

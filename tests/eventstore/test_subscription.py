@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from eventstore import EventStore, NewEvent, Subscription
+
+
+def _append_in_background(store: EventStore, count: int) -> threading.Thread:
+    def run() -> None:
+        for i in range(count):
+            store.append(f"s{i % 7}", [NewEvent("Tick", {"i": i})])
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_catch_up_then_live_without_gap_or_duplicate(store: EventStore) -> None:
+    for i in range(300):
+        store.append("early", [NewEvent("Tick", {"i": i})])
+    writer = _append_in_background(store, 700)
+    subscription = Subscription(store, after=0)
+    seen = []
+    for event in subscription:
+        seen.append(event.position)
+        if len(seen) == 1000:
+            subscription.close()
+    writer.join()
+    assert seen == list(range(1, 1001))
+
+
+def test_subscription_starts_after_the_given_position(store: EventStore) -> None:
+    for i in range(10):
+        store.append("a", [NewEvent("Tick", {"i": i})])
+    subscription = Subscription(store, after=7)
+    seen = []
+    for event in subscription:
+        seen.append(event.data["i"])
+        if len(seen) == 2:
+            subscription.close()
+    assert seen == [7, 8]
+    assert subscription.position == 9
+
+
+async def test_async_subscription_follows_live_appends(store: EventStore) -> None:
+    for i in range(50):
+        await store.append_async("early", [NewEvent("Tick", {"i": i})])
+    subscription = Subscription(store, after=20)
+
+    async def write() -> None:
+        for i in range(200):
+            await store.append_async(f"s{i % 3}", [NewEvent("Tick", {"i": i})])
+
+    writer = asyncio.create_task(write())
+    seen = []
+    async for event in subscription:
+        seen.append(event.position)
+        if len(seen) == 230:
+            subscription.close()
+    await writer
+    assert seen == list(range(21, 251))
