@@ -1,0 +1,85 @@
+"""`atom replay verify` on intact and tampered logs."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from .conftest import Atom
+
+
+def _head_hash(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return str(conn.execute("SELECT hash FROM events ORDER BY position DESC").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_an_intact_log_verifies_with_a_one_line_summary(atom: Atom, log_path: Path) -> None:
+    result = atom("replay", "verify", "--db", str(log_path))
+    assert result.returncode == 0, result.stderr
+    chain = _head_hash(log_path)[:8]
+    assert result.stdout == f"ok: 20 events in 4 streams, head 20, chain {chain}…\n"
+
+
+def test_json_report_of_an_intact_log(atom: Atom, log_path: Path) -> None:
+    result = atom("replay", "verify", "--db", str(log_path), "--json")
+    assert result.returncode == 0
+    assert orjson.loads(result.stdout) == {
+        "ok": True,
+        "events": 20,
+        "streams": 4,
+        "head": 20,
+        "head_hash": _head_hash(log_path),
+        "first_bad_position": None,
+        "problem": None,
+    }
+
+
+def test_an_empty_log_verifies(atom: Atom, tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    assert atom("serve", "--db", str(path)).returncode == 0
+    result = atom("replay", "verify", "--db", str(path))
+    assert result.returncode == 0
+    assert re.fullmatch(r"ok: 0 events in 0 streams, head 0, chain 0{8}…\n", result.stdout)
+
+
+TAMPERINGS = {
+    "edit": (
+        """UPDATE events SET data = '{"i":7,"text":"forged"}' WHERE position = 7""",
+        7,
+        "hash mismatch",
+    ),
+    "delete": ("DELETE FROM events WHERE position = 7", 7, "position 7 is missing"),
+    "swap": (
+        "UPDATE events SET data = CASE position "
+        "WHEN 5 THEN (SELECT data FROM events WHERE position = 12) "
+        "ELSE (SELECT data FROM events WHERE position = 5) END "
+        "WHERE position IN (5, 12)",
+        5,
+        "hash mismatch",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", TAMPERINGS)
+def test_a_tampered_log_names_the_first_bad_position(
+    atom: Atom, log_path: Path, tamper: Callable[[Path, str], None], kind: str
+) -> None:
+    sql, position, problem = TAMPERINGS[kind]
+    tamper(log_path, sql)
+
+    result = atom("replay", "verify", "--db", str(log_path))
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"bad: position {position}: {problem}")
+    assert result.stdout.count("\n") == 1
+
+    report = orjson.loads(atom("replay", "verify", "--db", str(log_path), "--json").stdout)
+    assert (report["ok"], report["first_bad_position"]) == (False, position)
+    assert report["events"] == position - 1
