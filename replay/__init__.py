@@ -1,1 +1,1 @@
-"""ATOM."""
+"""`atom replay`: verify, export and import an event log without a running server."""
