@@ -1,0 +1,256 @@
+"""HTTP plumbing shared by the network providers: pooled SSE requests, deadlines, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from atom_actors.providers._errors import ErrorKind, ProviderError
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds a call may take: to connect, to its first token, between chunks after it, in all."""
+
+    connect: float = 10.0
+    first_token: float = 60.0
+    idle: float = 60.0
+    total: float = 600.0
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    event: str
+    data: bytes
+
+
+def event_json(event: ServerSentEvent) -> Any:
+    """The JSON an event carries; a malformed event is the upstream's error."""
+    try:
+        return orjson.loads(event.data)
+    except orjson.JSONDecodeError as exc:
+        message = f"a malformed {event.event!r} event: {event.data[:200]!r}"
+        raise ProviderError(ErrorKind.UPSTREAM_ERROR, message) from exc
+
+
+class SSEDecoder:
+    """Incremental text/event-stream parser; lines may end with LF or CRLF."""
+
+    __slots__ = ("_buffer", "_data", "_event")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event = ""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Take the next bytes; return the events they complete."""
+        lines = (self._buffer + chunk).split(b"\n")
+        self._buffer = lines.pop()
+        events = []
+        for line in lines:
+            line = line.removesuffix(b"\r")
+            if not line:
+                if self._data:
+                    events.append(ServerSentEvent(self._event or "message", b"\n".join(self._data)))
+                self._event, self._data = "", []
+                continue
+            name, _, value = line.partition(b":")
+            if name == b"data":
+                self._data.append(value.removeprefix(b" "))
+            elif name == b"event":
+                self._event = value.removeprefix(b" ").decode()
+        return events
+
+
+class CallClock:
+    """The deadlines of one call: the first token's, then each idle gap's, always the total's."""
+
+    __slots__ = ("_first_token_at", "_flowing", "_loop", "_timeouts", "_total_at")
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        self._loop = asyncio.get_running_loop()
+        now = self._loop.time()
+        self._timeouts = timeouts
+        self._first_token_at = now + timeouts.first_token
+        self._total_at = now + timeouts.total
+        self._flowing = False
+
+    def token_seen(self) -> None:
+        self._flowing = True
+
+    def deadline(self) -> float:
+        """When the next read must have returned, in loop time."""
+        if self._flowing:
+            return min(self._loop.time() + self._timeouts.idle, self._total_at)
+        return min(self._first_token_at, self._total_at)
+
+    def expired(self) -> ProviderError:
+        """The error for the deadline that just passed."""
+        if self._loop.time() >= self._total_at:
+            message = f"no complete answer within {self._timeouts.total:g} s"
+        elif self._flowing:
+            message = f"the stream stalled for {self._timeouts.idle:g} s"
+        else:
+            message = f"no first token within {self._timeouts.first_token:g} s"
+        return ProviderError(ErrorKind.TIMEOUT, message)
+
+
+class SSEEndpoint:
+    """One upstream URL answering POSTs with server-sent events, over one pooled session."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        timeouts: Timeouts,
+        max_connections: int,
+    ) -> None:
+        self.url = url
+        self.timeouts = timeouts
+        self._headers = dict(headers)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def events(
+        self, body: Mapping[str, Any], clock: CallClock
+    ) -> AsyncGenerator[ServerSentEvent, None]:
+        """POST the body and yield the events of the answer; raise ProviderError on failure."""
+        response = await self._send(orjson.dumps(body, default=_plain), clock)
+        try:
+            if response.status >= 400:
+                raise await _status_error(response, clock)
+            decoder = SSEDecoder()
+            while chunk := await _read(response, clock):
+                for event in decoder.feed(chunk):
+                    yield event
+        finally:
+            # Release pools a connection whose response was read to its end and closes any other,
+            # so that the upstream sees a cancelled call go away instead of generating for nobody.
+            response.release()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _send(self, payload: bytes, clock: CallClock) -> aiohttp.ClientResponse:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
+                headers=self._headers,
+            )
+        try:
+            async with asyncio.timeout_at(clock.deadline()):
+                return await self._session.post(self.url, data=payload)
+        except aiohttp.ServerTimeoutError as exc:
+            message = f"cannot connect within {self.timeouts.connect:g} s"
+            raise ProviderError(ErrorKind.TIMEOUT, message) from exc
+        except TimeoutError as exc:
+            raise clock.expired() from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _connection_error(exc) from exc
+
+
+def _plain(value: Any) -> Any:
+    """What orjson cannot serialize itself: messages may be any Mapping, not only dicts."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+async def _read(response: aiohttp.ClientResponse, clock: CallClock) -> bytes:
+    try:
+        async with asyncio.timeout_at(clock.deadline()):
+            return await response.content.readany()
+    except TimeoutError as exc:
+        raise clock.expired() from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise _connection_error(exc) from exc
+
+
+def _connection_error(exc: BaseException) -> ProviderError:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        message = f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}"
+    else:
+        message = f"the connection failed: {exc!r}"
+    return ProviderError(ErrorKind.UPSTREAM_ERROR, message)
+
+
+async def _status_error(response: aiohttp.ClientResponse, clock: CallClock) -> ProviderError:
+    body = await _read_all(response, clock)
+    return ProviderError(
+        kind_for_status(response.status),
+        error_message(body, response.reason or ""),
+        status=response.status,
+        retry_after=retry_after(response.headers),
+    )
+
+
+async def _read_all(response: aiohttp.ClientResponse, clock: CallClock) -> bytes:
+    chunks = []
+    while chunk := await _read(response, clock):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    """The kind of failure an HTTP error status means, the same for every provider."""
+    if status in (401, 403):
+        return ErrorKind.AUTH
+    if status == 429:
+        return ErrorKind.RATE_LIMITED
+    if status in (503, 529):
+        return ErrorKind.OVERLOADED
+    if status == 408:
+        return ErrorKind.TIMEOUT
+    if status < 500:
+        return ErrorKind.BAD_REQUEST
+    return ErrorKind.UPSTREAM_ERROR
+
+
+def error_message(body: bytes, fallback: str) -> str:
+    """The message of an error body in OpenAI's or Anthropic's shape, else the body itself."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode(errors="replace")[:500] or fallback
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    return body.decode(errors="replace")[:500]
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from retry-after-ms or Retry-After (seconds or an HTTP date)."""
+    if (millis := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(float(millis) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)

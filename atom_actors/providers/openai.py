@@ -1,0 +1,190 @@
+"""OpenAI Chat Completions, streamed over aiohttp; any server speaking the format will do."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
+from typing import Any
+
+from atom_actors.providers._base import CallParams, Delta, Event, Finish, Message, Usage
+from atom_actors.providers._errors import ErrorKind, ProviderError
+from atom_actors.providers._http import (
+    DEFAULT_TIMEOUTS,
+    CallClock,
+    SSEEndpoint,
+    Timeouts,
+    event_json,
+    kind_for_status,
+)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+_ERROR_KINDS = {
+    "invalid_request_error": ErrorKind.BAD_REQUEST,
+    "invalid_api_key": ErrorKind.AUTH,
+    "rate_limit_exceeded": ErrorKind.RATE_LIMITED,
+    "server_error": ErrorKind.UPSTREAM_ERROR,
+}
+
+
+class OpenAIProvider:
+    """A model behind an OpenAI-compatible `/chat/completions` endpoint."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        name: str | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        max_connections: int = 100,
+    ) -> None:
+        self.name = name or model
+        self.model = model
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._endpoint = SSEEndpoint(
+            f"{base_url.rstrip('/')}/chat/completions",
+            headers=headers,
+            timeouts=timeouts,
+            max_connections=max_connections,
+        )
+
+    async def stream(
+        self, messages: Sequence[Message], params: CallParams
+    ) -> AsyncGenerator[Event, None]:
+        """Yield the completion's deltas, then its Finish."""
+        clock = CallClock(self._endpoint.timeouts)
+        answer = _Answer()
+        body = request_body(self.model, messages, params)
+        async with aclosing(self._endpoint.events(body, clock)) as events:
+            async for event in events:
+                if event.data == b"[DONE]":
+                    break
+                delta = answer.take(event_json(event))
+                if delta is not None:
+                    clock.token_seen()
+                    yield delta
+        yield answer.finish(messages)
+
+    async def aclose(self) -> None:
+        await self._endpoint.aclose()
+
+
+def request_body(model: str, messages: Sequence[Message], params: CallParams) -> dict[str, Any]:
+    """The streaming request for a call, with only the parameters that were set."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": list(messages),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if params.max_tokens is not None:
+        body["max_tokens"] = params.max_tokens
+    if params.temperature is not None:
+        body["temperature"] = params.temperature
+    if params.top_p is not None:
+        body["top_p"] = params.top_p
+    if params.stop:
+        body["stop"] = params.stop
+    if params.seed is not None:
+        body["seed"] = params.seed
+    if params.logprobs:
+        body["logprobs"] = True
+    if params.response_format is not None:
+        body["response_format"] = params.response_format
+    return body
+
+
+class _Answer:
+    """What the chunks of one streamed completion add up to."""
+
+    __slots__ = (
+        "_deltas",
+        "_finish_reason",
+        "_id",
+        "_logprob_count",
+        "_logprob_sum",
+        "_raw_usage",
+        "_usage",
+    )
+
+    def __init__(self) -> None:
+        self._id: str | None = None
+        self._finish_reason: str | None = None
+        self._usage: Usage | None = None
+        self._raw_usage: Mapping[str, Any] | None = None
+        self._deltas = 0
+        self._logprob_sum = 0.0
+        self._logprob_count = 0
+
+    def take(self, chunk: Any) -> Delta | None:
+        """Account for one chunk; return its text, if it has any."""
+        try:
+            return self._take(chunk)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            message = f"an unexpected chunk: {str(chunk)[:200]}"
+            raise ProviderError(ErrorKind.UPSTREAM_ERROR, message) from exc
+
+    def _take(self, chunk: Mapping[str, Any]) -> Delta | None:
+        if "error" in chunk:
+            raise _stream_error(chunk["error"])
+        self._id = chunk.get("id", self._id)
+        if usage := chunk.get("usage"):
+            self._usage = Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
+            self._raw_usage = usage
+        choices = chunk.get("choices")
+        if not choices:
+            return None
+        choice = choices[0]
+        self._finish_reason = choice.get("finish_reason") or self._finish_reason
+        text = (choice.get("delta") or {}).get("content")
+        if not text:
+            return None
+        self._deltas += 1
+        tokens = (choice.get("logprobs") or {}).get("content")
+        if not tokens:
+            return Delta(text)
+        logprob = math.fsum(token["logprob"] for token in tokens)
+        self._logprob_sum += logprob
+        self._logprob_count += len(tokens)
+        return Delta(text, logprob)
+
+    def finish(self, messages: Sequence[Message]) -> Finish:
+        if self._finish_reason is None:
+            raise ProviderError(
+                ErrorKind.UPSTREAM_ERROR, "the stream ended without a finish_reason"
+            )
+        # Some compatible servers ignore include_usage: then count what can be counted.
+        usage = self._usage or Usage(_estimate_tokens(messages), self._deltas)
+        mean = self._logprob_sum / self._logprob_count if self._logprob_count else None
+        raw = {"id": self._id, "finish_reason": self._finish_reason, "usage": self._raw_usage}
+        return Finish(usage, self._finish_reason, mean, raw)
+
+
+def _stream_error(error: Any) -> ProviderError:
+    """An error sent inside the stream, as OpenAI (by type/code) or vLLM (by HTTP code) do."""
+    if not isinstance(error, Mapping):
+        return ProviderError(ErrorKind.UPSTREAM_ERROR, str(error))
+    code = error.get("code")
+    if isinstance(code, int):
+        kind = kind_for_status(code)
+    else:
+        fallback = _ERROR_KINDS.get(str(error.get("type")), ErrorKind.UPSTREAM_ERROR)
+        kind = _ERROR_KINDS.get(str(code), fallback)
+    return ProviderError(kind, str(error.get("message", error)))
+
+
+def _estimate_tokens(messages: Sequence[Message]) -> int:
+    """About four characters a token, the rule of thumb for English text."""
+    chars = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, Sequence):
+            chars += sum(len(part.get("text", "")) for part in content)
+    return math.ceil(chars / 4)

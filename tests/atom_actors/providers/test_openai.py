@@ -1,0 +1,359 @@
+"""OpenAIProvider against the fake OpenAI upstream over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from contextlib import aclosing
+
+import pytest
+
+from atom_actors.providers._base import AsyncProvider, CallParams, Delta, Usage
+from atom_actors.providers._errors import ErrorKind, ProviderError
+from atom_actors.providers._http import Timeouts
+from atom_actors.providers.openai import OpenAIProvider
+from tests.fakes.drain import Drained, drain
+from tests.fakes.faults import Behaviour, Fault
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.text import count_prompt_tokens, logprob, tokenize
+
+MakeProvider = Callable[..., OpenAIProvider]
+REPLY = "The quick brown fox jumps over the lazy dog."
+MESSAGES = [{"role": "user", "content": "Tell me about the fox."}]
+PROMPT_TOKENS = count_prompt_tokens(["Tell me about the fox."], messages=1, images=0)
+
+
+@pytest.fixture
+def fake(openai_fake: FakeOpenAI) -> FakeOpenAI:
+    openai_fake.default = Behaviour(reply=REPLY)
+    return openai_fake
+
+
+def test_implements_the_provider_interface() -> None:
+    provider = OpenAIProvider("gpt-4", name="gpt-4-main")
+    assert isinstance(provider, AsyncProvider)
+    assert provider.name == "gpt-4-main"
+
+
+async def test_streamed_deltas_concatenate_to_the_reply(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    drained = await drain(make_openai().stream(MESSAGES, CallParams()))
+
+    assert drained.text == REPLY
+    assert [d.text for d in drained.deltas] == tokenize(REPLY)
+    assert drained.finish is not None
+    assert drained.finish.finish_reason == "stop"
+    assert drained.finish.usage == Usage(PROMPT_TOKENS, len(tokenize(REPLY)))
+    assert drained.finish.mean_logprob is None
+
+
+async def test_sends_only_the_parameters_that_are_set(
+    fake: FakeOpenAI, make_openai: MakeProvider, api_key: str
+) -> None:
+    await drain(make_openai("gpt-4o").stream(MESSAGES, CallParams()))
+
+    [request] = fake.requests
+    assert (request.method, request.path) == ("POST", "/v1/chat/completions")
+    assert request.headers["authorization"] == f"Bearer {api_key}"
+    assert request.headers["content-type"] == "application/json"
+    assert request.body == {
+        "model": "gpt-4o",
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+async def test_max_tokens_cuts_the_reply_with_finish_reason_length(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    drained = await drain(make_openai().stream(MESSAGES, CallParams(max_tokens=3)))
+
+    assert drained.text == "The quick brown"
+    assert drained.finish is not None
+    assert drained.finish.finish_reason == "length"
+    assert drained.finish.usage.completion_tokens == 3
+
+
+async def test_stop_sequence_ends_the_reply(fake: FakeOpenAI, make_openai: MakeProvider) -> None:
+    drained = await drain(make_openai().stream(MESSAGES, CallParams(stop=("fox", "dog"))))
+
+    assert drained.text == "The quick brown "
+    assert drained.finish is not None
+    assert drained.finish.finish_reason == "stop"
+
+
+async def test_logprobs_give_each_delta_its_logprob_and_the_mean(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    drained = await drain(make_openai().stream(MESSAGES, CallParams(logprobs=True)))
+
+    expected = [logprob(token) for token in tokenize(REPLY)]
+    assert [d.logprob for d in drained.deltas] == expected
+    assert drained.finish is not None
+    assert drained.finish.mean_logprob == pytest.approx(sum(expected) / len(expected))
+    assert fake.requests[0].body["logprobs"] is True
+
+
+async def test_usage_is_counted_when_the_server_does_not_report_it(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    fake.default = Behaviour(reply=REPLY, reports_usage=False)
+
+    drained = await drain(make_openai().stream(MESSAGES, CallParams()))
+
+    assert drained.finish is not None
+    prompt_chars = len(MESSAGES[0]["content"])
+    assert drained.finish.usage == Usage(math.ceil(prompt_chars / 4), len(tokenize(REPLY)))
+    assert drained.finish.raw["usage"] is None
+
+
+async def test_sequential_calls_reuse_one_pooled_connection(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    provider = make_openai()
+    for _ in range(3):
+        await drain(provider.stream(MESSAGES, CallParams()))
+
+    assert len({request.client_port for request in fake.requests}) == 1
+
+
+async def test_concurrent_calls_each_get_their_own_answer(
+    openai_fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    provider = make_openai()
+    prompts = [f"question {n}" for n in range(8)]
+
+    results = await asyncio.gather(
+        *(drain(provider.stream([{"role": "user", "content": p}], CallParams())) for p in prompts)
+    )
+
+    assert [r.text for r in results] == [f"You said: {p}" for p in prompts]
+
+
+async def test_a_closed_provider_opens_a_new_session_when_used_again(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    provider = make_openai()
+    await drain(provider.stream(MESSAGES, CallParams()))
+    await provider.aclose()
+    await provider.aclose()
+
+    drained = await drain(provider.stream(MESSAGES, CallParams()))
+
+    assert drained.text == REPLY
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "status", "retry_after"),
+    [
+        (Fault.http_error(429, retry_after="7"), ErrorKind.RATE_LIMITED, 429, 7.0),
+        (Fault.http_error(401), ErrorKind.AUTH, 401, None),
+        (Fault.http_error(403), ErrorKind.AUTH, 403, None),
+        (Fault.http_error(400), ErrorKind.BAD_REQUEST, 400, None),
+        (Fault.http_error(404), ErrorKind.BAD_REQUEST, 404, None),
+        (Fault.http_error(422), ErrorKind.BAD_REQUEST, 422, None),
+        (Fault.http_error(500), ErrorKind.UPSTREAM_ERROR, 500, None),
+        (Fault.http_error(502), ErrorKind.UPSTREAM_ERROR, 502, None),
+        (Fault.http_error(503, retry_after="1.5"), ErrorKind.OVERLOADED, 503, 1.5),
+        (Fault.reset(), ErrorKind.UPSTREAM_ERROR, None, None),
+    ],
+    ids=lambda value: str(value.kind.value if isinstance(value, Fault) else value),
+)
+async def test_failures_before_the_answer_map_to_kinds(
+    fake: FakeOpenAI,
+    make_openai: MakeProvider,
+    fault: Fault,
+    kind: ErrorKind,
+    status: int | None,
+    retry_after: float | None,
+) -> None:
+    fake.fail(fault)
+
+    with pytest.raises(ProviderError) as raised:
+        await drain(make_openai().stream(MESSAGES, CallParams()))
+
+    assert raised.value.kind is kind
+    assert raised.value.status == status
+    assert raised.value.retry_after == retry_after
+    assert raised.value.retryable is (kind not in (ErrorKind.AUTH, ErrorKind.BAD_REQUEST))
+
+
+async def test_the_upstream_error_message_is_kept(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    fake.fail(Fault.http_error(400))
+
+    with pytest.raises(ProviderError, match="Injected failure"):
+        await drain(make_openai().stream(MESSAGES, CallParams()))
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        (Fault.truncate(after=2), ErrorKind.UPSTREAM_ERROR),
+        (Fault.malformed(after=2), ErrorKind.UPSTREAM_ERROR),
+        (Fault.reset(after=2), ErrorKind.UPSTREAM_ERROR),
+        (Fault.error_event(after=2, status=500), ErrorKind.UPSTREAM_ERROR),
+        (Fault.error_event(after=2, status=429), ErrorKind.RATE_LIMITED),
+        (Fault.error_event(after=2, status=400), ErrorKind.BAD_REQUEST),
+    ],
+    ids=lambda value: str(value.kind.value if isinstance(value, Fault) else value),
+)
+async def test_failures_mid_stream_map_to_kinds_after_the_deltas_sent(
+    fake: FakeOpenAI, make_openai: MakeProvider, fault: Fault, kind: ErrorKind
+) -> None:
+    fake.fail(fault)
+    drained = Drained()
+
+    with pytest.raises(ProviderError) as raised:
+        await drain(make_openai().stream(MESSAGES, CallParams()), into=drained)
+
+    assert raised.value.kind is kind
+    assert drained.text == "The quick"
+
+
+async def test_a_wrong_api_key_is_an_auth_error(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    fake.api_key = "sk-the-right-one"
+
+    with pytest.raises(ProviderError) as raised:
+        await drain(make_openai(api_key="sk-a-wrong-one").stream(MESSAGES, CallParams()))
+
+    assert raised.value.kind is ErrorKind.AUTH
+    assert not raised.value.retryable
+
+
+async def test_faults_for_one_model_spare_the_others(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    fake.fail(Fault.http_error(500), model="broken")
+
+    for _ in range(2):
+        with pytest.raises(ProviderError):
+            await drain(make_openai("broken").stream(MESSAGES, CallParams()))
+    drained = await drain(make_openai("healthy").stream(MESSAGES, CallParams()))
+
+    assert drained.text == REPLY
+
+
+async def test_a_refused_connection_is_a_retryable_upstream_error(
+    make_openai: MakeProvider, closed_port_url: str
+) -> None:
+    with pytest.raises(ProviderError, match="cannot connect") as raised:
+        await drain(make_openai(base_url=closed_port_url).stream(MESSAGES, CallParams()))
+
+    assert raised.value.kind is ErrorKind.UPSTREAM_ERROR
+    assert raised.value.retryable
+
+
+async def test_a_connect_that_hangs_times_out(
+    make_openai: MakeProvider, blackhole_url: str
+) -> None:
+    timeouts = Timeouts(connect=0.2, first_token=5, idle=5, total=5)
+    provider = make_openai(base_url=blackhole_url, timeouts=timeouts)
+
+    with pytest.raises(ProviderError, match=r"cannot connect within 0\.2 s") as raised:
+        await asyncio.wait_for(drain(provider.stream(MESSAGES, CallParams())), 3)
+
+    assert raised.value.kind is ErrorKind.TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "fault", "timeouts", "message", "deltas"),
+    [
+        (
+            Behaviour(reply=REPLY, first_token_delay=3),
+            None,
+            Timeouts(first_token=0.2),
+            "no first token within 0.2 s",
+            0,
+        ),
+        (Behaviour(reply=REPLY), Fault.hang(), Timeouts(first_token=0.2), "first token", 0),
+        (
+            Behaviour(reply=REPLY),
+            Fault.hang(after=2),
+            Timeouts(first_token=5, idle=0.2),
+            "stalled for 0.2 s",
+            2,
+        ),
+        (
+            Behaviour(reply=REPLY, tokens_per_second=10),
+            None,
+            Timeouts(first_token=5, idle=5, total=0.35),
+            "no complete answer within 0.35 s",
+            4,
+        ),
+    ],
+    ids=["first-token", "no-headers", "idle", "total"],
+)
+async def test_deadlines_time_out_and_close_the_upstream_connection(
+    fake: FakeOpenAI,
+    make_openai: MakeProvider,
+    behaviour: Behaviour,
+    fault: Fault | None,
+    timeouts: Timeouts,
+    message: str,
+    deltas: int,
+) -> None:
+    fake.default = behaviour
+    if fault is not None:
+        fake.fail(fault)
+    drained = Drained()
+
+    with pytest.raises(ProviderError, match=message) as raised:
+        await drain(make_openai(timeouts=timeouts).stream(MESSAGES, CallParams()), into=drained)
+
+    assert raised.value.kind is ErrorKind.TIMEOUT
+    assert raised.value.retryable
+    assert len(drained.deltas) == pytest.approx(deltas, abs=1 if deltas > 2 else 0)
+    await fake.wait_for_disconnects(1)
+
+
+async def test_cancelling_the_consumer_closes_the_upstream_connection(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    fake.default = Behaviour(reply=REPLY, tokens_per_second=20)
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in make_openai().stream(MESSAGES, CallParams()):
+            if isinstance(event, Delta):
+                first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await fake.wait_for_disconnects(1)
+
+
+async def test_cancelling_before_any_answer_closes_the_upstream_connection(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    fake.fail(Fault.hang())
+    task = asyncio.create_task(drain(make_openai().stream(MESSAGES, CallParams())))
+    while not fake.requests:
+        await asyncio.sleep(0.005)
+    task.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await fake.wait_for_disconnects(1)
+
+
+async def test_a_consumer_that_stops_early_closes_the_upstream_connection(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    fake.default = Behaviour(reply=REPLY, tokens_per_second=20)
+
+    async with aclosing(make_openai().stream(MESSAGES, CallParams())) as events:
+        async for _ in events:
+            break
+
+    await fake.wait_for_disconnects(1)

@@ -1,0 +1,33 @@
+"""Consume a provider's stream the way a caller does, keeping what it yielded."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from atom_actors.providers._base import Delta, Event, Finish
+
+
+@dataclass(slots=True)
+class Drained:
+    """The deltas a stream yielded and its Finish; finish stays None if the stream failed."""
+
+    deltas: list[Delta] = field(default_factory=list)
+    finish: Finish | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(delta.text for delta in self.deltas)
+
+
+async def drain(events: AsyncIterator[Event], into: Drained | None = None) -> Drained:
+    """Read a stream to its end; pass `into` to keep the deltas seen before an error."""
+    drained = into if into is not None else Drained()
+    async for event in events:
+        assert drained.finish is None, "an event came after the Finish"
+        if isinstance(event, Finish):
+            drained.finish = event
+        else:
+            drained.deltas.append(event)
+    assert drained.finish is not None, "the stream ended without a Finish"
+    return drained
