@@ -1,0 +1,120 @@
+"""Shared catalog and hypothesis strategies for the tests of the pure orchestration core."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import strategies as st
+
+from atom_actors.catalog import CAPABILITIES, ModelSpec
+from atom_actors.quality import Evidence
+from atom_actors.snapshot import Health, ModelFigures, RouteRequest, RouteSnapshot, Strategy
+
+ALL = frozenset(CAPABILITIES)
+TEXT_ONLY = frozenset({"text_generation", "summarization", "streaming"})
+
+
+def spec(
+    name: str,
+    input_usd: float,
+    output_usd: float,
+    *,
+    context: int = 128_000,
+    prior: float = 0.5,
+    capabilities: frozenset[str] = ALL,
+    provider: str = "openai",
+) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        provider=provider,
+        model=name,
+        capabilities=capabilities,
+        input_usd_per_mtok=input_usd,
+        output_usd_per_mtok=output_usd,
+        context_window=context,
+        quality_prior=prior,
+    )
+
+
+# The default catalog's models at their list prices.
+DEFAULT_CATALOG = (
+    spec("gpt-4", 30, 60, context=8192, prior=0.85),
+    spec("gpt-4-turbo", 10, 30, prior=0.85),
+    spec("claude-3-opus", 15, 75, context=200_000, prior=0.88, provider="anthropic"),
+    spec("claude-3-sonnet", 3, 15, context=200_000, prior=0.78, provider="anthropic"),
+    spec("claude-3-haiku", 0.25, 1.25, context=200_000, prior=0.65, provider="anthropic"),
+    spec(
+        "gemma-3-270m", 0, 0, context=32_768, prior=0.2, capabilities=TEXT_ONLY, provider="llamacpp"
+    ),
+)
+
+
+@pytest.fixture
+def catalog() -> tuple[ModelSpec, ...]:
+    return DEFAULT_CATALOG
+
+
+# Prices as they are quoted (a few decimals per million tokens) and as arbitrary floats.
+prices = st.one_of(
+    st.integers(0, 100_000_000).map(lambda micro: micro / 1_000_000),
+    st.floats(0, 200, allow_nan=False, allow_infinity=False),
+)
+probabilities = st.floats(0, 1, allow_nan=False)
+names = st.sampled_from([f"m{i}" for i in range(8)])
+capability_names = st.sampled_from(sorted(CAPABILITIES))
+
+
+@st.composite
+def model_specs(draw: st.DrawFn, name: str) -> ModelSpec:
+    return spec(
+        name,
+        draw(prices),
+        draw(prices),
+        context=draw(st.integers(4_096, 200_000)),
+        prior=draw(probabilities),
+        capabilities=frozenset(draw(st.sets(capability_names, min_size=5))),
+    )
+
+
+@st.composite
+def evidence(draw: st.DrawFn) -> Evidence:
+    scores = draw(st.lists(probabilities, max_size=6))
+    return Evidence(sum(scores), len(scores))
+
+
+@st.composite
+def model_figures(draw: st.DrawFn) -> ModelFigures:
+    return ModelFigures(
+        quality=draw(st.dictionaries(capability_names, evidence(), max_size=3)),
+        ttft_ms=draw(st.none() | st.floats(0, 5_000)),
+        tokens_per_s=draw(st.none() | st.floats(1, 500)),
+    )
+
+
+@st.composite
+def snapshots(draw: st.DrawFn) -> RouteSnapshot:
+    chosen = draw(st.lists(names, min_size=1, max_size=6, unique=True))
+    catalog = tuple(draw(model_specs(name)) for name in chosen)
+    some = st.sampled_from(chosen)
+    return RouteSnapshot(
+        catalog=catalog,
+        health=draw(st.dictionaries(some, st.sampled_from(Health), max_size=3)),
+        figures=draw(st.dictionaries(some, model_figures(), max_size=6)),
+        unavailable=draw(st.dictionaries(some, st.just("OPENAI_API_KEY not set"), max_size=1)),
+        headroom_usd=draw(st.none() | st.floats(0, 0.5)),
+        round_robin_counter=draw(st.integers(0, 1_000)),
+    )
+
+
+@st.composite
+def route_requests(draw: st.DrawFn, strategy: Strategy | None = None) -> RouteRequest:
+    return RouteRequest(
+        capability=draw(capability_names),
+        prompt_tokens=draw(st.integers(0, 8_000)),
+        max_tokens=draw(st.integers(1, 4_000)),
+        strategy=strategy or draw(st.sampled_from(Strategy)),
+        allow=draw(st.none() | st.frozensets(names, min_size=3)),
+        deny=draw(st.frozensets(names, max_size=1)),
+        min_quality=draw(st.none() | probabilities),
+        max_cost_usd=draw(st.none() | st.floats(0, 0.5)),
+        deadline_ms=draw(st.none() | st.floats(100, 200_000)),
+    )
