@@ -12,7 +12,8 @@ from .errors import (
 )
 from .events import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent
 from .projection import ConcurrentRunner, Projection, ProjectionRunner, canonical, fold
-from .store import EventStore, WriterStats
+from .reader import LogReader, Row
+from .store import EventStore, StreamAppend, WriterStats
 from .subscription import Subscription
 from .upcasting import Upcasters
 from .verify import VerifyReport, verify_rows
@@ -28,12 +29,15 @@ __all__ = [
     "EventStoreError",
     "ExpectedVersion",
     "LogFormatTooNew",
+    "LogReader",
     "NewEvent",
     "NotAnEventLog",
     "Projection",
     "ProjectionRunner",
     "RecordedEvent",
+    "Row",
     "StoreClosed",
+    "StreamAppend",
     "Subscription",
     "UpcastError",
     "Upcasters",

@@ -11,8 +11,6 @@ from .errors import LogFormatTooNew, NotAnEventLog
 LOG_FORMAT = 1
 """Stored in PRAGMA user_version; a log with a higher number was written by a newer ATOM."""
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
 _DDL = """
 CREATE TABLE IF NOT EXISTS events (
     position       INTEGER PRIMARY KEY,
@@ -42,41 +40,60 @@ class Durability(StrEnum):
 
 
 def _check_file(path: str, *, create: bool) -> None:
-    if not os.path.exists(path):
-        if create:
-            return
-        raise NotAnEventLog(f"{path}: no such file")
+    # Never open() the file here: closing any descriptor of a database file drops every POSIX
+    # lock this process holds on it, SQLite's included, and other processes would then
+    # truncate a WAL still in use. SQLite itself tells a non-database apart (see _inspect).
     if os.path.isdir(path):
         raise NotAnEventLog(f"{path}: is a directory, not an event log")
-    with open(path, "rb") as f:
-        head = f.read(len(_SQLITE_MAGIC))
-    if head == b"" and create:
-        return
-    if head != _SQLITE_MAGIC:
-        raise NotAnEventLog(f"{path}: not an SQLite database")
+    if not create and not os.path.exists(path):
+        raise NotAnEventLog(f"{path}: no such file")
+
+
+def _inspect(conn: sqlite3.Connection, path: str, *, create: bool) -> int:
+    """Check the open file is an event log this ATOM reads; returns its log format."""
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        raise NotAnEventLog(f"{path}: not an SQLite database ({exc})") from exc
+    if version > LOG_FORMAT:
+        raise LogFormatTooNew(
+            f"{path}: written by a newer ATOM (log format {version}; this one reads "
+            f"up to {LOG_FORMAT})"
+        )
+    has_events = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+    ).fetchone()
+    if not has_events:
+        other = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if other or not create:
+            raise NotAnEventLog(f"{path}: an SQLite database, but not an ATOM event log")
+    return version
+
+
+def check_log(path: str) -> None:
+    """Raise unless `path` is an existing event log this ATOM can read; writes nothing."""
+    _check_file(path, create=False)
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise NotAnEventLog(f"{path}: {exc}") from exc
+    try:
+        _inspect(conn, path, create=False)
+    except sqlite3.DatabaseError as exc:
+        raise NotAnEventLog(f"{path}: {exc}") from exc
+    finally:
+        conn.close()
 
 
 def connect(
     path: str, *, create: bool = True, durability: Durability = Durability.FULL
 ) -> sqlite3.Connection:
-    """Open `path` as an event log, creating the schema when `create` and the file is new."""
+    """Open `path` as an event log for writing, creating the schema when the file is new."""
     _check_file(path, create=create)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > LOG_FORMAT:
-            raise LogFormatTooNew(
-                f"{path}: written by a newer ATOM (log format {version}; this one reads "
-                f"up to {LOG_FORMAT})"
-            )
-        has_events = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-        ).fetchone()
-        if version == 0 and not has_events:
-            other = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if other or not create:
-                raise NotAnEventLog(f"{path}: an SQLite database, but not an ATOM event log")
+        version = _inspect(conn, path, create=create)
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {durability.value.upper()}")

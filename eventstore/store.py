@@ -6,8 +6,8 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -16,25 +16,22 @@ import orjson
 
 from ._chain import GENESIS, event_hash
 from ._schema import Durability, connect
-from .errors import (
-    DuplicateEventConflict,
-    EventStoreError,
-    StoreClosed,
-    WrongExpectedVersion,
-)
-from .events import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent
+from .errors import DuplicateEventConflict, EventStoreError, StoreClosed, WrongExpectedVersion
+from .events import ANY, NO_STREAM, ExpectedVersion, NewEvent
+from .reader import COLUMNS, LogReader, Row
 from .upcasting import Upcasters
 
-_COLUMNS: Final = (
-    "position, stream_id, stream_version, event_id, type, schema_version, data, metadata, "
-    "recorded_at, hash"
-)
-_READ_PAGE: Final = 2000
 _SQL_VARIABLES: Final = 500
-_INSERT: Final = f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+_INSERT: Final = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _VERSION_CACHE: Final = 100_000
+_CHECKPOINT_EVENTS: Final = 20_000
+_CHECKPOINT_SECONDS: Final = 1.0
 
-Row = tuple[int, str, int, str, str, int, str, str, str, str]
+# (event_id, type, schema_version, data json, metadata json)
+_Serialised = tuple[str, str, int, str, str]
+# what the log already holds for an event_id: (event_id, position, stream_id, type,
+# schema_version, data, metadata)
+_Known = tuple[Any, ...]
 
 
 def _dumps(value: Any) -> str:
@@ -45,15 +42,28 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-@dataclass(slots=True)
-class _Append:
-    """One appender's request, serialised by the appender so the writer only writes."""
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """One stream's part of an atomic batch that may span several streams."""
 
     stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: ExpectedVersion = ANY
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    stream_id: str
     expected: ExpectedVersion
-    # (event_id, type, schema_version, data json, metadata json)
-    rows: list[tuple[str, str, int, str, str]]
-    future: Future[list[int]]
+    rows: list[_Serialised]
+
+
+@dataclass(frozen=True, slots=True)
+class _Append:
+    """One appender's atomic unit, serialised by the appender so the writer only writes."""
+
+    parts: list[_Part]
+    future: Future[list[list[int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +75,37 @@ class WriterStats:
     events: int
 
 
-class EventStore:
+def _serialise(stream_id: str, events: Sequence[NewEvent], expected: ExpectedVersion) -> _Part:
+    if not events:
+        raise ValueError("append needs at least one event")
+    if not isinstance(stream_id, str) or not stream_id:
+        raise ValueError("stream_id must be a non-empty string")
+    try:
+        rows = [
+            (e.event_id, e.type, e.schema_version, _dumps(e.data), _dumps(dict(e.metadata)))
+            for e in events
+        ]
+    except TypeError as exc:
+        raise ValueError(f"an event's data or metadata cannot be stored as JSON: {exc}") from exc
+    return _Part(stream_id, expected, rows)
+
+
+def _first(future: Future[list[list[int]]]) -> Future[list[int]]:
+    """A future of the single part's positions, for one-stream appends."""
+    single: Future[list[int]] = Future()
+
+    def done(f: Future[list[list[int]]]) -> None:
+        exc = f.exception()
+        if exc is not None:
+            single.set_exception(exc)
+        else:
+            single.set_result(f.result()[0])
+
+    future.add_done_callback(done)
+    return single
+
+
+class EventStore(LogReader):
     """An append-only event log in one SQLite file.
 
     Thread-safe; use `append` from threads and `append_async` from asyncio. An append is
@@ -81,31 +121,54 @@ class EventStore:
         create: bool = True,
         max_group_events: int = 10_000,
     ) -> None:
-        self.path = str(path)
         self.durability = Durability(durability)
-        self.upcasters = upcasters or Upcasters()
-        self._max_group_events = max_group_events
         # Opening here surfaces a bad file to the caller instead of the writer thread.
-        self._write_conn = connect(self.path, create=create, durability=self.durability)
+        self._write_conn = connect(str(path), create=create, durability=self.durability)
+        super().__init__(str(path), upcasters=upcasters)
+        self._max_group_events = max_group_events
         self._queue: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
         self._committed = threading.Condition()
         self._head = self._written_head = self._read_head(self._write_conn)[0]
         # Last version of recently written streams; valid while no other process writes.
         self._versions: dict[str, int] = {}
         self._listeners: list[Callable[[int], None]] = []
         self._commits = self._appends = self._events = 0
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eventstore-read")
+        # The writer never checkpoints: copying the WAL back into the database file would
+        # stall every appender behind it. A thread of its own does that between commits.
+        self._write_conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._checkpoint_due = threading.Event()
+        self._uncheckpointed = 0
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="eventstore-checkpoint", daemon=True
+        )
         self._writer = threading.Thread(
             target=self._write_loop, name="eventstore-writer", daemon=True
         )
         self._writer.start()
+        self._checkpointer.start()
 
     # ----------------------------------------------------------------------------- appends
+
+    def append_batch_future(self, parts: Sequence[StreamAppend]) -> Future[list[list[int]]]:
+        """Queue an atomic batch over several streams: all of it is appended, or none."""
+        if not parts:
+            raise ValueError("a batch needs at least one stream append")
+        serialised = [_serialise(p.stream_id, p.events, p.expected_version) for p in parts]
+        ids = [row[0] for part in serialised for row in part.rows]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a batch holds the same event_id twice")
+        future: Future[list[list[int]]] = Future()
+        with self._close_lock:
+            if self._closed:
+                raise StoreClosed("the event store is closed")
+            self._queue.put(_Append(serialised, future))
+        return future
+
+    def append_batch(self, parts: Sequence[StreamAppend]) -> list[list[int]]:
+        """Append an atomic batch over several streams; returns each part's positions."""
+        return self.append_batch_future(parts).result()
 
     def append_future(
         self,
@@ -113,29 +176,8 @@ class EventStore:
         events: Sequence[NewEvent],
         expected_version: ExpectedVersion = ANY,
     ) -> Future[list[int]]:
-        """Queue an atomic batch; the future gives its positions once committed."""
-        if not events:
-            raise ValueError("append needs at least one event")
-        if not isinstance(stream_id, str) or not stream_id:
-            raise ValueError("stream_id must be a non-empty string")
-        ids = [e.event_id for e in events]
-        if len(set(ids)) != len(ids):
-            raise ValueError("a batch holds the same event_id twice")
-        try:
-            rows = [
-                (e.event_id, e.type, e.schema_version, _dumps(e.data), _dumps(dict(e.metadata)))
-                for e in events
-            ]
-        except TypeError as exc:
-            raise ValueError(
-                f"an event's data or metadata cannot be stored as JSON: {exc}"
-            ) from exc
-        future: Future[list[int]] = Future()
-        with self._close_lock:
-            if self._closed:
-                raise StoreClosed("the event store is closed")
-            self._queue.put(_Append(stream_id, expected_version, rows, future))
-        return future
+        """Queue an atomic batch to one stream; the future gives its positions once committed."""
+        return _first(self.append_batch_future([StreamAppend(stream_id, events, expected_version)]))
 
     def append(
         self,
@@ -165,7 +207,7 @@ class EventStore:
             if first is None:
                 break
             group = [first]
-            size = len(first.rows)
+            size = sum(len(p.rows) for p in first.parts)
             while size < self._max_group_events:
                 try:
                     item = self._queue.get_nowait()
@@ -175,8 +217,20 @@ class EventStore:
                     stopping = True
                     break
                 group.append(item)
-                size += len(item.rows)
+                size += sum(len(p.rows) for p in item.parts)
             self._commit_group(conn, group)
+        conn.close()
+
+    def _checkpoint_loop(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        while not self._closed:
+            self._checkpoint_due.wait(timeout=_CHECKPOINT_SECONDS)
+            self._checkpoint_due.clear()
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        # After a clean close the database file alone holds the whole log.
+        self._writer.join()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
 
     def _commit_group(self, conn: sqlite3.Connection, group: list[_Append]) -> None:
@@ -220,6 +274,10 @@ class EventStore:
         self._commits += 1
         self._appends += len(group)
         self._events += len(inserts)
+        self._uncheckpointed += len(inserts)
+        if self._uncheckpointed >= _CHECKPOINT_EVENTS:
+            self._uncheckpointed = 0
+            self._checkpoint_due.set()
         with self._committed:
             self._head = max(self._head, head)
             self._committed.notify_all()
@@ -240,49 +298,91 @@ class EventStore:
         group: list[_Append],
         head: int,
         previous: str,
-        existing: dict[str, tuple[Any, ...]],
-    ) -> tuple[list[list[int] | EventStoreError], list[Row], dict[str, int]]:
+        existing: dict[str, _Known],
+    ) -> tuple[list[list[list[int]] | EventStoreError], list[Row], dict[str, int]]:
         """Decide every request of a group in memory, so the group needs one INSERT statement.
 
         Returns the outcome of each request, the rows to insert and the streams' new versions.
         """
-        self._load_versions(conn, {r.stream_id for r in group})
+        self._load_versions(conn, {p.stream_id for r in group for p in r.parts})
         versions: dict[str, int] = {}
-        known_versions = self._versions
         recorded_at = _now()
-        outcomes: list[list[int] | EventStoreError] = []
+        outcomes: list[list[list[int]] | EventStoreError] = []
         inserts: list[Row] = []
-        # event_ids written earlier in this same group, with their content and position
-        fresh: dict[str, tuple[Any, ...]] = {}
+        # event_ids written earlier in this same group, as the log would hold them
+        fresh: dict[str, _Known] = {}
         for request in group:
+            # A unit that fails leaves no trace: remember where it started to undo it.
+            start_head, start_previous, kept = head, previous, len(inserts)
+            undo: list[tuple[str, int | None]] = []
             try:
-                known = [existing.get(row[0]) or fresh.get(row[0]) for row in request.rows]
-                if any(known):
-                    outcomes.append(self._idempotent(request, known))
-                    continue
-                actual = versions.get(request.stream_id)
-                if actual is None:
-                    actual = known_versions[request.stream_id]
-                if request.expected is not ANY and request.expected != actual:
-                    # A retry of an acknowledged append meets a moved stream: look its ids up
-                    # before calling it a conflict (the optimistic path has not looked).
-                    earlier = existing or self._existing_ids(conn, [request])
-                    known = [earlier.get(row[0]) for row in request.rows]
-                    if any(known):
-                        outcomes.append(self._idempotent(request, known))
-                        continue
-                    raise WrongExpectedVersion(request.stream_id, request.expected, actual)
+                result = []
+                for part in request.parts:
+                    undo.append((part.stream_id, versions.get(part.stream_id)))
+                    positions, head, previous = self._plan_part(
+                        conn, part, head, previous, recorded_at, existing, fresh, versions, inserts
+                    )
+                    result.append(positions)
+                outcomes.append(result)
             except EventStoreError as exc:
+                for row in inserts[kept:]:
+                    del fresh[row[3]]
+                del inserts[kept:]
+                for stream_id, old in reversed(undo):
+                    if old is None:
+                        versions.pop(stream_id, None)
+                    else:
+                        versions[stream_id] = old
+                head, previous = start_head, start_previous
                 outcomes.append(exc)
-                continue
-            positions = []
-            version = actual
-            stream_id = request.stream_id
-            for event_id, type_, schema_version, data, metadata in request.rows:
-                head += 1
-                version += 1
-                previous = event_hash(
-                    previous,
+        return outcomes, inserts, versions
+
+    def _plan_part(
+        self,
+        conn: sqlite3.Connection,
+        part: _Part,
+        head: int,
+        previous: str,
+        recorded_at: str,
+        existing: dict[str, _Known],
+        fresh: dict[str, _Known],
+        versions: dict[str, int],
+        inserts: list[Row],
+    ) -> tuple[list[int], int, str]:
+        stream_id = part.stream_id
+        known = [existing.get(row[0]) or fresh.get(row[0]) for row in part.rows]
+        if any(known):
+            return self._idempotent(part, known), head, previous
+        actual = versions.get(stream_id)
+        if actual is None:
+            actual = self._versions[stream_id]
+        if part.expected is not ANY and part.expected != actual:
+            # A retry of an acknowledged append meets a moved stream: look its ids up
+            # before calling it a conflict (the optimistic path has not looked).
+            earlier = existing or self._existing_ids(conn, [_Append([part], Future())])
+            known = [earlier.get(row[0]) for row in part.rows]
+            if any(known):
+                return self._idempotent(part, known), head, previous
+            raise WrongExpectedVersion(stream_id, part.expected, actual)
+        positions = []
+        version = actual
+        for event_id, type_, schema_version, data, metadata in part.rows:
+            head += 1
+            version += 1
+            previous = event_hash(
+                previous,
+                head,
+                stream_id,
+                version,
+                event_id,
+                type_,
+                schema_version,
+                data,
+                metadata,
+                recorded_at,
+            )
+            inserts.append(
+                (
                     head,
                     stream_id,
                     version,
@@ -292,31 +392,18 @@ class EventStore:
                     data,
                     metadata,
                     recorded_at,
+                    previous,
                 )
-                inserts.append(
-                    (
-                        head,
-                        stream_id,
-                        version,
-                        event_id,
-                        type_,
-                        schema_version,
-                        data,
-                        metadata,
-                        recorded_at,
-                        previous,
-                    )
-                )
-                fresh[event_id] = (event_id, head, stream_id, type_, schema_version, data, metadata)
-                positions.append(head)
-            versions[stream_id] = version
-            outcomes.append(positions)
-        return outcomes, inserts, versions
+            )
+            fresh[event_id] = (event_id, head, stream_id, type_, schema_version, data, metadata)
+            positions.append(head)
+        versions[stream_id] = version
+        return positions, head, previous
 
     @staticmethod
-    def _existing_ids(conn: sqlite3.Connection, group: list[_Append]) -> dict[str, tuple[Any, ...]]:
-        ids = [row[0] for request in group for row in request.rows]
-        found: dict[str, tuple[Any, ...]] = {}
+    def _existing_ids(conn: sqlite3.Connection, group: list[_Append]) -> dict[str, _Known]:
+        ids = [row[0] for request in group for part in request.parts for row in part.rows]
+        found: dict[str, _Known] = {}
         for i in range(0, len(ids), _SQL_VARIABLES):
             chunk = ids[i : i + _SQL_VARIABLES]
             for row in conn.execute(
@@ -341,17 +428,17 @@ class EventStore:
                 self._versions[stream_id] = version
 
     @staticmethod
-    def _idempotent(request: _Append, known: list[tuple[Any, ...] | None]) -> list[int]:
+    def _idempotent(part: _Part, known: list[_Known | None]) -> list[int]:
         positions = []
         for (event_id, type_, schema_version, data, metadata), row in zip(
-            request.rows, known, strict=True
+            part.rows, known, strict=True
         ):
             if row is None:
                 raise DuplicateEventConflict(
                     event_id, "part of this batch was appended before, part was not"
                 )
             if (row[2], row[3], row[4], row[5], row[6]) != (
-                request.stream_id,
+                part.stream_id,
                 type_,
                 schema_version,
                 data,
@@ -367,115 +454,6 @@ class EventStore:
             "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
         ).fetchone()
         return (0, GENESIS) if row is None else (row[0], row[1])
-
-    # ------------------------------------------------------------------------------- reads
-
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA query_only = 1")
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
-
-    def _to_event(self, row: Row) -> RecordedEvent:
-        position, stream_id, stream_version, event_id, type_, schema_version, data, meta, at, h = (
-            row
-        )
-        payload = orjson.loads(data)
-        if self.upcasters.needs_upcast(type_, schema_version):
-            schema_version, payload = self.upcasters.upcast(type_, schema_version, payload)
-        return RecordedEvent(
-            position,
-            stream_id,
-            stream_version,
-            event_id,
-            type_,
-            schema_version,
-            payload,
-            orjson.loads(meta),
-            at,
-            h,
-        )
-
-    def head(self) -> int:
-        """The last committed position in the log (0 when empty), whoever wrote it."""
-        row = self._reader().execute("SELECT max(position) FROM events").fetchone()
-        return int(row[0] or 0)
-
-    def stream_version(self, stream_id: str) -> int:
-        """The stream's last version, or NO_STREAM."""
-        row = (
-            self._reader()
-            .execute("SELECT max(stream_version) FROM events WHERE stream_id = ?", (stream_id,))
-            .fetchone()
-        )
-        return NO_STREAM if row[0] is None else int(row[0])
-
-    def read_stream(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:
-        """The stream's events in version order, starting at `from_version`."""
-        rows = (
-            self._reader()
-            .execute(
-                f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND stream_version >= ? "
-                "ORDER BY stream_version",
-                (stream_id, from_version),
-            )
-            .fetchall()
-        )
-        return [self._to_event(row) for row in rows]
-
-    def read_page(self, after: int = 0, limit: int = _READ_PAGE) -> list[RecordedEvent]:
-        """Up to `limit` events with positions greater than `after`, in order."""
-        rows = (
-            self._reader()
-            .execute(
-                f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                (after, limit),
-            )
-            .fetchall()
-        )
-        return [self._to_event(row) for row in rows]
-
-    def read_all(self, after: int = 0, *, until: int | None = None) -> Iterator[RecordedEvent]:
-        """Every event after position `after` (up to `until`), read page by page."""
-        while True:
-            page = self.read_page(after)
-            for event in page:
-                if until is not None and event.position > until:
-                    return
-                yield event
-            if len(page) < _READ_PAGE:
-                return
-            after = page[-1].position
-
-    def iter_raw(self, after: int = 0) -> Iterator[Row]:
-        """Rows exactly as stored, without decoding or upcasting (for verify and export)."""
-        conn = self._reader()
-        while True:
-            rows: list[Row] = conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                (after, _READ_PAGE),
-            ).fetchall()
-            yield from rows
-            if len(rows) < _READ_PAGE:
-                return
-            after = rows[-1][0]
-
-    async def read_stream_async(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:
-        """read_stream from asyncio, on the store's reader threads."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.read_stream, stream_id, from_version)
-
-    async def read_page_async(self, after: int = 0, limit: int = _READ_PAGE) -> list[RecordedEvent]:
-        """read_page from asyncio, on the store's reader threads."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.read_page, after, limit)
 
     # ------------------------------------------------------------------- waiting for commits
 
@@ -507,14 +485,9 @@ class EventStore:
             self._closed = True
             self._queue.put(None)
         self._writer.join()
-        self._executor.shutdown(wait=True)
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
+        self._checkpoint_due.set()
+        self._checkpointer.join()
+        super().close()
 
     def __enter__(self) -> EventStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

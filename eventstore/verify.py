@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ._chain import GENESIS, event_hash
-from .store import Row
+from .reader import Row
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,11 @@ from eventstore import (
     Durability,
     EventStore,
     LogFormatTooNew,
+    LogReader,
     NewEvent,
     NotAnEventLog,
     StoreClosed,
+    StreamAppend,
     Upcasters,
     WrongExpectedVersion,
     verify_rows,
@@ -114,24 +117,33 @@ def test_a_batch_partly_appended_before_is_a_conflict(store: EventStore) -> None
 def test_duplicate_event_id_within_one_group_commit(store: EventStore, db_path: str) -> None:
     same = ev(n=1)
     with _write_locked(db_path):
+        store.append_future("sentinel", [ev()])
+        _wait_until_taken(store)
         first = store.append_future("a", [same])
         second = store.append_future("a", [same])
-    assert first.result() == second.result() == [1]
-    assert store.head() == 1
+    assert first.result() == second.result() == [2]
+    assert store.head() == 2
+    assert store.stats.commits == 2
 
 
 def test_a_failing_request_does_not_affect_others_in_its_group(
     store: EventStore, db_path: str
 ) -> None:
     with _write_locked(db_path):
+        # The writer takes the first append and blocks on the lock; the next three queue
+        # behind it and so travel in one group.
+        first = store.append_future("first", [ev()])
+        _wait_until_taken(store)
         good = store.append_future("a", [ev()], NO_STREAM)
         bad = store.append_future("a", [ev()], NO_STREAM)
         also_good = store.append_future("b", [ev()], NO_STREAM)
-    assert good.result() == [1]
+    assert first.result() == [1]
+    assert good.result() == [2]
     with pytest.raises(WrongExpectedVersion):
         bad.result()
-    assert also_good.result() == [2]
-    assert store.stats.commits == 1
+    assert also_good.result() == [3]
+    assert store.stats.commits == 2
+    assert store.stats.appends == 4
 
 
 def test_batch_with_repeated_event_id_is_refused_before_queueing(store: EventStore) -> None:
@@ -289,6 +301,14 @@ async def test_append_async_never_blocks_the_loop(store: EventStore, db_path: st
     task.cancel()
 
 
+def _wait_until_taken(store: EventStore) -> None:
+    for _ in range(1000):
+        if store._queue.empty():
+            return
+        time.sleep(0.001)
+    raise AssertionError("the writer did not take the queued append")
+
+
 class _write_locked:
     """Hold SQLite's write lock from another connection, so the writer must queue."""
 
@@ -303,3 +323,59 @@ class _write_locked:
     def __exit__(self, *exc: object) -> None:
         self._conn.execute("ROLLBACK")
         self._conn.close()
+
+
+def test_a_batch_over_several_streams_is_all_or_nothing(store: EventStore) -> None:
+    store.append("b", [ev()])
+    parts = [
+        StreamAppend("a", [ev(n=1), ev(n=2)], NO_STREAM),
+        StreamAppend("b", [ev(n=3)], NO_STREAM),
+    ]
+    with pytest.raises(WrongExpectedVersion) as info:
+        store.append_batch(parts)
+    assert info.value.stream_id == "b"
+    assert store.head() == 1
+    assert store.stream_version("a") == NO_STREAM
+    parts[1] = StreamAppend("b", parts[1].events, 0)
+    assert store.append_batch(parts) == [[2, 3], [4]]
+    # Retried whole, the batch is recognised and nothing is added.
+    assert store.append_batch(parts) == [[2, 3], [4]]
+    assert store.head() == 4
+
+
+def test_a_failed_unit_in_a_group_leaves_no_trace(store: EventStore, db_path: str) -> None:
+    with _write_locked(db_path):
+        store.append_future("first", [ev()])
+        _wait_until_taken(store)
+        before = store.append_future("a", [ev(n=1)])
+        doomed = store.append_batch_future(
+            [StreamAppend("a", [ev(n=2)]), StreamAppend("z", [ev(n=3)], 5)]
+        )
+        after = store.append_future("a", [ev(n=4)], 0)
+    assert before.result() == [2]
+    with pytest.raises(WrongExpectedVersion):
+        doomed.result()
+    # The doomed unit's event for "a" was undone, so "a" is still at version 0 for the next.
+    assert after.result() == [3]
+    assert [e.data["n"] for e in store.read_stream("a")] == [1, 4]
+    assert verify_rows(store.iter_raw()).ok
+
+
+def test_a_reader_changes_nothing_and_sees_the_writer(db_path: str) -> None:
+    with EventStore(db_path) as store:
+        store.append("a", [ev(n=1)])
+        with LogReader(db_path) as reader:
+            assert [e.data for e in reader.read_all()] == [{"n": 1}]
+            store.append("a", [ev(n=2)])
+            assert reader.head() == 2
+            with pytest.raises(sqlite3.OperationalError):
+                reader._reader().execute("INSERT INTO events (position) VALUES (99)")
+
+
+def test_a_reader_refuses_what_is_not_a_log(tmp_path: Path) -> None:
+    with pytest.raises(NotAnEventLog, match="no such file"):
+        LogReader(str(tmp_path / "missing.db"))
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(NotAnEventLog, match="not an ATOM event log"):
+        LogReader(str(empty))
