@@ -7,8 +7,7 @@ from typing import BinaryIO
 
 import orjson
 
-from eventstore import EventStore
-from eventstore.store import Row
+from eventstore import LogReader, Row
 
 
 def export_lines(rows: Iterable[Row]) -> Iterator[bytes]:
@@ -33,5 +32,5 @@ def export_lines(rows: Iterable[Row]) -> Iterator[bytes]:
 
 def export_log(path: str, out: BinaryIO, start: int = 1) -> None:
     """Write the events of the log at `path`, from position `start` on, to `out`."""
-    with EventStore(path, create=False) as store:
+    with LogReader(path) as store:
         out.writelines(export_lines(store.iter_raw(after=start - 1)))

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from eventstore import DuplicateEventConflict, EventStore, NewEvent
+from eventstore import DuplicateEventConflict, EventStore, NewEvent, StreamAppend
 
 BATCH_LINES = 1000
 
@@ -88,29 +88,27 @@ def parse_line(line: int, raw: bytes) -> tuple[str, NewEvent]:
 def import_lines(
     store: EventStore, lines: Iterable[bytes], batch_lines: int = BATCH_LINES
 ) -> ImportSummary:
-    """Append each line's event to its stream; a batch is parsed whole before any of it is sent.
+    """Append each line's event to its stream, a batch of lines as one atomic append.
 
-    Every line is its own append (expected version ANY), all of a batch in flight at once so
-    that they share group commits. Blank lines are skipped.
+    A batch is parsed whole before any of it is sent, and is written all or not at all.
+    Lines already in the log (same event_id, same content) are recognised and not added
+    again. Blank lines are skipped.
     """
     numbered = ((number, raw) for number, raw in enumerate(lines, 1) if raw.strip())
     read = appended = 0
     while batch := list(islice(numbered, batch_lines)):
         parsed = [(number, *parse_line(number, raw)) for number, raw in batch]
         head = store.head()
-        pending = [
-            (number, store.append_future(stream, [event])) for number, stream, event in parsed
-        ]
-        conflict: BadLine | None = None
-        for number, future in pending:
-            try:
-                # A re-appended event_id answers with its original position, at or below head.
-                appended += future.result()[0] > head
-            except DuplicateEventConflict as exc:
-                conflict = conflict or BadLine(
-                    number, f"{exc} (other lines up to line {batch[-1][0]} were imported)"
-                )
-        if conflict:
-            raise conflict
+        try:
+            results = store.append_batch(
+                [StreamAppend(stream, [event]) for _, stream, event in parsed]
+            )
+        except DuplicateEventConflict as exc:
+            number = next(n for n, _, e in parsed if e.event_id == exc.event_id)
+            raise BadLine(
+                number, f"{exc} (nothing of lines {batch[0][0]}-{batch[-1][0]} was imported)"
+            ) from exc
+        # A re-appended event_id answers with its original position, at or below head.
+        appended += sum(positions[0] > head for positions in results)
         read += len(batch)
     return ImportSummary(read, appended)

@@ -6,12 +6,12 @@ import dataclasses
 
 import orjson
 
-from eventstore import EventStore, VerifyReport, verify_rows
+from eventstore import LogReader, VerifyReport, verify_rows
 
 
 def verify_log(path: str) -> VerifyReport:
     """Verify the event log at `path`, which must exist."""
-    with EventStore(path, create=False) as store:
+    with LogReader(path) as store:
         return verify_rows(store.iter_raw())
 
 

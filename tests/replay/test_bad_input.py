@@ -138,4 +138,6 @@ def test_an_event_id_reused_with_other_content_is_a_conflict_naming_the_line(
         for line in atom("replay", "export", "--db", str(log_path)).stdout.splitlines()
     ]
     assert exported[0] == first
+    # The batch is atomic: line 1, valid on its own, was not imported either.
+    assert all(e["stream_id"] != "new" for e in exported)
     assert atom("replay", "verify", "--db", str(log_path)).returncode == 0
