@@ -20,6 +20,9 @@ from atom_actors.strategies import route
 # Expected qualities closer than this are a tie: estimates from a handful of scores are no finer.
 QUALITY_TOLERANCE: Final = 0.05
 ENSEMBLE_SIZE: Final = 3
+# The share of members' errors taken to be common to all of them. Models trained on similar
+# data fail on the same questions, so assuming independent errors overstates what a vote gains.
+SHARED_ERRORS: Final = 0.5
 # Among options equally good and equally cheap and fast, the simplest wins.
 _PREFERENCE: Final = (
     Strategy.QUALITY_FIRST,
@@ -63,10 +66,14 @@ class ModelOption:
 
 @dataclass(frozen=True, slots=True)
 class StrategyOption:
-    """What a strategy would do for the task: the model it picks, or an ensemble's members."""
+    """What a strategy would do for the task: the model it picks, or an ensemble's members.
+
+    min_quality, when set, is the floor to send with the requests for the strategy to pick so.
+    """
 
     strategy: Strategy
     models: tuple[str, ...]
+    min_quality: float | None
     expected_cost_usd: float
     expected_latency_ms: float
     expected_quality: float
@@ -76,6 +83,7 @@ class StrategyOption:
         return {
             "strategy": self.strategy.value,
             "models": list(self.models),
+            "min_quality": self.min_quality,
             "expected_cost_usd": self.expected_cost_usd,
             "expected_latency_ms": self.expected_latency_ms,
             "expected_quality": self.expected_quality,
@@ -117,11 +125,19 @@ def majority_accuracy(qualities: Sequence[float]) -> float:
     return math.fsum(p for k, p in enumerate(right) if 2 * k > len(qualities))
 
 
+def ensemble_quality(qualities: Sequence[float]) -> float:
+    """A majority vote's expected quality: independent errors in part, shared in SHARED_ERRORS."""
+    mean = math.fsum(qualities) / len(qualities)
+    return SHARED_ERRORS * mean + (1 - SHARED_ERRORS) * majority_accuracy(qualities)
+
+
 def recommend(task: Task, snapshot: RouteSnapshot) -> Recommendation:
     """Rank the models that meet the task, and the strategies by what they would pick.
 
-    The recommended strategy is the cheapest (then fastest) option whose expected quality is
-    within QUALITY_TOLERANCE of the best option's.
+    The options are quality_first, cost_first and speed_first as they stand, cost_first with a
+    quality floor QUALITY_TOLERANCE under the best model, and a majority vote of the cheapest
+    models. The recommended one is the cheapest (then fastest) whose expected quality is within
+    QUALITY_TOLERANCE of the best option's.
     """
     request = RouteRequest(
         capability=task.capability,
@@ -135,10 +151,20 @@ def recommend(task: Task, snapshot: RouteSnapshot) -> Recommendation:
     if not ranked.candidates:
         return Recommendation((), (), ranked.excluded, f"no model meets the task: {ranked.reason}")
     models = tuple(_model_option(candidate) for candidate in ranked.candidates)
-    options = [
-        _single(strategy, route(snapshot, replace(request, strategy=strategy)).candidates[0])
-        for strategy in (Strategy.QUALITY_FIRST, Strategy.COST_FIRST, Strategy.SPEED_FIRST)
-    ]
+    strongest = ranked.candidates[0]
+    options = [_single(Strategy.QUALITY_FIRST, strongest, None, "the strongest")]
+    for strategy, what in (
+        (Strategy.COST_FIRST, "the cheapest"),
+        (Strategy.SPEED_FIRST, "the fastest"),
+    ):
+        pick = route(snapshot, replace(request, strategy=strategy)).candidates[0]
+        options.append(_single(strategy, pick, None, what))
+    floor = strongest.quality - QUALITY_TOLERANCE
+    if floor > (task.min_quality or 0.0):
+        near = replace(request, strategy=Strategy.COST_FIRST, min_quality=floor)
+        pick = route(snapshot, near).candidates[0]
+        what = f"the cheapest within {QUALITY_TOLERANCE:g} of the strongest"
+        options.append(_single(Strategy.COST_FIRST, pick, floor, what))
     ensemble = _ensemble(ranked.candidates, task, snapshot)
     if ensemble is not None:
         options.append(ensemble)
@@ -151,12 +177,14 @@ def recommend(task: Task, snapshot: RouteSnapshot) -> Recommendation:
                 o.expected_cost_usd,
                 o.expected_latency_ms,
                 _PREFERENCE.index(o.strategy),
+                o.min_quality is not None,
             ),
         )
     )
     top = ordered[0]
+    floor_note = f" with min_quality {top.min_quality:.3g}" if top.min_quality is not None else ""
     reason = (
-        f"{top.strategy.value} ({', '.join(top.models)}): the cheapest option within"
+        f"{top.strategy.value}{floor_note} ({', '.join(top.models)}): the cheapest option within"
         f" {QUALITY_TOLERANCE:g} of the best expected quality {best:.3g},"
         f" at {format_usd(top.expected_cost_usd)} USD and {top.expected_latency_ms:.0f} ms"
     )
@@ -178,14 +206,17 @@ def _model_option(candidate: Candidate) -> ModelOption:
     )
 
 
-def _single(strategy: Strategy, pick: Candidate) -> StrategyOption:
+def _single(
+    strategy: Strategy, pick: Candidate, min_quality: float | None, what: str
+) -> StrategyOption:
     return StrategyOption(
         strategy=strategy,
         models=(pick.model,),
+        min_quality=min_quality,
         expected_cost_usd=pick.expected_cost_usd,
         expected_latency_ms=pick.expected_latency_ms,
         expected_quality=pick.quality,
-        reason=f"picks {pick.model}",
+        reason=f"picks {pick.model}, {what}",
     )
 
 
@@ -194,8 +225,7 @@ def _ensemble(
 ) -> StrategyOption | None:
     """A majority vote of the cheapest eligible models, if there are enough and they fit.
 
-    Its quality is the chance that most members are right if their errors are independent:
-    an optimistic estimate, and one that holds only for answers that can be voted on.
+    Its expected quality holds only for answers that can be voted on (numbers, choices).
     """
     if len(candidates) < ENSEMBLE_SIZE:
         return None
@@ -209,8 +239,9 @@ def _ensemble(
     return StrategyOption(
         strategy=Strategy.ENSEMBLE,
         models=names,
+        min_quality=None,
         expected_cost_usd=to_usd(total),
         expected_latency_ms=max(member.expected_latency_ms for member in members),
-        expected_quality=majority_accuracy([member.quality for member in members]),
-        reason=f"majority vote of {', '.join(names)}, if their errors are independent",
+        expected_quality=ensemble_quality([member.quality for member in members]),
+        reason=f"a majority vote of {', '.join(names)}, the cheapest",
     )

@@ -130,7 +130,10 @@ _UNOBSERVED = ModelFigures()
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """An eligible model with the strategy's score (higher ranks first) and what it should cost."""
+    """An eligible model, the strategy's score (higher ranks first) and what to expect of it.
+
+    expected_cost_usd is the reservation in USD: the cost if the answer runs to max_tokens.
+    """
 
     model: str
     score: float

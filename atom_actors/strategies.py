@@ -200,7 +200,7 @@ def route(snapshot: RouteSnapshot, request: RouteRequest) -> RouteDecision:
         return RouteDecision(request.strategy, (), tuple(excluded), reason)
 
     if request.strategy is Strategy.ENSEMBLE:
-        plan, note = plan_ensemble(candidates, request, headroom)
+        plan, note = _plan_ensemble(candidates, request, headroom)
         # Members first, so that the decision's choice is one of them.
         members = set(plan.members)
         candidates = tuple(sorted(candidates, key=lambda c: c.model not in members))
@@ -254,7 +254,7 @@ def _why(request: RouteRequest, snapshot: RouteSnapshot, chosen: Candidate, elig
             )
 
 
-def plan_ensemble(
+def _plan_ensemble(
     candidates: Ranking, request: RouteRequest, headroom_pico: int | None
 ) -> tuple[EnsemblePlan, str]:
     """Members strongest first while their reservations fit together; and a note on who didn't.
@@ -263,13 +263,15 @@ def plan_ensemble(
     """
     spec = request.ensemble
     by_name = {c.model: c for c in candidates}
+    named = [by_name[m] for m in dict.fromkeys(spec.members) if m in by_name]
     if spec.samples > 1:
-        model = spec.members[0] if spec.members else (candidates[0].model if candidates else "")
+        model = spec.members[0] if spec.members else candidates[0].model
         pool = [by_name[model]] * spec.samples if model in by_name else []
+        wanted = spec.samples
     elif spec.members:
-        pool = [by_name[m] for m in dict.fromkeys(spec.members) if m in by_name]
+        pool, wanted = named, len(named)
     else:
-        pool = list(candidates[: spec.size])
+        pool, wanted = list(candidates), spec.size
     limits = [headroom_pico] if headroom_pico is not None else []
     if request.max_cost_usd is not None:
         limits.append(from_usd(request.max_cost_usd))
@@ -278,16 +280,18 @@ def plan_ensemble(
     left_out: list[str] = []
     total = 0
     for candidate in pool:
+        if len(members) == wanted:
+            break
         if limit is not None and total + candidate.reservation_pico > limit:
             left_out.append(candidate.model)
             continue
         members.append(candidate.model)
         total += candidate.reservation_pico
     note = ""
-    if left_out:
+    if left_out and limit is not None:
         note = (
             f"; left out, the ensemble's reservations would exceed"
-            f" {format_usd(to_usd(limit or 0))} USD: {', '.join(left_out)}"
+            f" {format_usd(to_usd(limit))} USD: {', '.join(left_out)}"
         )
     named_out = [m for m in dict.fromkeys(spec.members) if m not in by_name]
     if named_out:

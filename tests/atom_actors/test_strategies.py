@@ -352,6 +352,16 @@ def test_an_ensemble_keeps_to_the_budget(catalog: tuple[ModelSpec, ...]) -> None
     assert "left out" in decision.reason
 
 
+def test_a_member_too_dear_for_the_ensemble_gives_way_to_the_next(
+    catalog: tuple[ModelSpec, ...],
+) -> None:
+    decision = route(RouteSnapshot(catalog, headroom_usd=0.07), ensemble_request())
+    assert decision.ensemble is not None
+    assert decision.ensemble.members == ("claude-3-opus", "gpt-4-turbo", "claude-3-haiku")
+    assert decision.ensemble.reservation_pico <= 0.07 * 10**12
+    assert decision.reason.endswith("would exceed 0.07 USD: gpt-4, claude-3-sonnet")
+
+
 @settings(max_examples=50)
 @given(snapshots(), route_requests(Strategy.ENSEMBLE))
 def test_an_ensemble_reservation_fits_the_headroom_and_max_cost(
