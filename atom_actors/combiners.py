@@ -30,6 +30,8 @@ class MemberAnswer:
     def __post_init__(self) -> None:
         if not 0.0 <= self.quality <= 1.0:
             raise ValueError(f"quality must be in [0, 1], got {self.quality}")
+        if self.mean_logprob is not None and not math.isfinite(self.mean_logprob):
+            raise ValueError(f"mean_logprob must be finite, got {self.mean_logprob}")
 
 
 @dataclass(frozen=True, slots=True)

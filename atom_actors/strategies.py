@@ -217,7 +217,8 @@ def route(snapshot: RouteSnapshot, request: RouteRequest) -> RouteDecision:
         for candidate in before_budget:
             if candidate.model == chosen.model:
                 break
-            ahead.append(f"{candidate.model} ({reasons[candidate.model]})")
+            if candidate.model in reasons:
+                ahead.append(f"{candidate.model} ({reasons[candidate.model]})")
         if ahead:
             reason += f"; over budget ahead of it: {', '.join(ahead)}"
     next_counter = (

@@ -202,6 +202,8 @@ def test_member_ids_must_be_unique() -> None:
         majority_vote([reply("a", "x"), reply("a", "y")])
 
 
-def test_quality_must_be_a_probability() -> None:
+def test_quality_must_be_a_probability_and_logprobs_finite() -> None:
     with pytest.raises(ValueError):
         reply("a", "x", quality=1.5)
+    with pytest.raises(ValueError):
+        reply("a", "x", logprob=math.nan)
