@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import math
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,10 @@ class Timeouts:
 
 
 DEFAULT_TIMEOUTS = Timeouts()
+# The end of a body follows its last event at once; past this, closing beats waiting to pool.
+_DRAIN_SECONDS = 1.0
+# Error bodies are a few hundred bytes; a proxy's HTML page or a runaway body is cut here.
+_ERROR_BODY_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +130,12 @@ class SSEEndpoint:
         self._session: aiohttp.ClientSession | None = None
 
     async def events(
-        self, body: Mapping[str, Any], clock: CallClock
+        self, body: Mapping[str, Any], clock: CallClock, last: Callable[[ServerSentEvent], bool]
     ) -> AsyncGenerator[ServerSentEvent, None]:
-        """POST the body and yield the events of the answer; raise ProviderError on failure."""
+        """POST the body and yield the answer's events up to the `last` one.
+
+        Raise ProviderError on failure; a body that ends before the last event just ends.
+        """
         response = await self._send(orjson.dumps(body, default=_plain), clock)
         try:
             if response.status >= 400:
@@ -135,6 +144,9 @@ class SSEEndpoint:
             while chunk := await _read(response, clock):
                 for event in decoder.feed(chunk):
                     yield event
+                    if last(event):
+                        await _drain(response)
+                        return
         finally:
             # Release pools a connection whose response was read to its end and closes any other,
             # so that the upstream sees a cancelled call go away instead of generating for nobody.
@@ -164,6 +176,13 @@ class SSEEndpoint:
             raise _connection_error(exc) from exc
 
 
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read what ends a finished body (the chunked terminator), so its connection is pooled."""
+    with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            await response.content.read()
+
+
 def _plain(value: Any) -> Any:
     """What orjson cannot serialize itself: messages may be any Mapping, not only dicts."""
     if isinstance(value, Mapping):
@@ -190,7 +209,7 @@ def _connection_error(exc: BaseException) -> ProviderError:
 
 
 async def _status_error(response: aiohttp.ClientResponse, clock: CallClock) -> ProviderError:
-    body = await _read_all(response, clock)
+    body = await _read_error_body(response, clock)
     return ProviderError(
         kind_for_status(response.status),
         error_message(body, response.reason or ""),
@@ -199,11 +218,11 @@ async def _status_error(response: aiohttp.ClientResponse, clock: CallClock) -> P
     )
 
 
-async def _read_all(response: aiohttp.ClientResponse, clock: CallClock) -> bytes:
-    chunks = []
-    while chunk := await _read(response, clock):
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _read_error_body(response: aiohttp.ClientResponse, clock: CallClock) -> bytes:
+    body = b""
+    while len(body) < _ERROR_BODY_LIMIT and (chunk := await _read(response, clock)):
+        body += chunk
+    return body
 
 
 def kind_for_status(status: int) -> ErrorKind:
@@ -237,20 +256,24 @@ def error_message(body: bytes, fallback: str) -> str:
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from retry-after-ms or Retry-After (seconds or an HTTP date)."""
-    if (millis := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(float(millis) / 1000, 0.0)
-        except ValueError:
-            pass
+    millis = _number(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
     value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _number(value)
+    if value is None or seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def _number(value: str | None) -> float | None:
+    """A finite number no less than zero, if the header holds one."""
+    try:
+        number = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    return max(number, 0.0) if math.isfinite(number) else None

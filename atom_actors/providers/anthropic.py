@@ -11,6 +11,7 @@ from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import (
     DEFAULT_TIMEOUTS,
     CallClock,
+    ServerSentEvent,
     SSEEndpoint,
     Timeouts,
     event_json,
@@ -86,7 +87,7 @@ class AnthropicProvider:
             raise ProviderError(ErrorKind.BAD_REQUEST, str(exc)) from exc
         clock = CallClock(self._endpoint.timeouts)
         answer = _Answer()
-        async with aclosing(self._endpoint.events(body, clock)) as events:
+        async with aclosing(self._endpoint.events(body, clock, _is_stop)) as events:
             async for event in events:
                 if event.event == "ping":
                     continue
@@ -94,12 +95,14 @@ class AnthropicProvider:
                 if delta is not None:
                     clock.token_seen()
                     yield delta
-                if answer.stopped:
-                    break
         yield answer.finish()
 
     async def aclose(self) -> None:
         await self._endpoint.aclose()
+
+
+def _is_stop(event: ServerSentEvent) -> bool:
+    return event.event == "message_stop"
 
 
 def request_body(

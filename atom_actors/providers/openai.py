@@ -12,6 +12,7 @@ from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import (
     DEFAULT_TIMEOUTS,
     CallClock,
+    ServerSentEvent,
     SSEEndpoint,
     Timeouts,
     event_json,
@@ -60,10 +61,10 @@ class OpenAIProvider:
         clock = CallClock(self._endpoint.timeouts)
         answer = _Answer()
         body = request_body(self.model, messages, params)
-        async with aclosing(self._endpoint.events(body, clock)) as events:
+        async with aclosing(self._endpoint.events(body, clock, _is_done)) as events:
             async for event in events:
-                if event.data == b"[DONE]":
-                    break
+                if _is_done(event):
+                    continue
                 delta = answer.take(event_json(event))
                 if delta is not None:
                     clock.token_seen()
@@ -72,6 +73,10 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         await self._endpoint.aclose()
+
+
+def _is_done(event: ServerSentEvent) -> bool:
+    return event.data == b"[DONE]"
 
 
 def request_body(model: str, messages: Sequence[Message], params: CallParams) -> dict[str, Any]:

@@ -13,6 +13,8 @@ class Behaviour:
     reply: str | None = None
     first_token_delay: float = 0.0
     tokens_per_second: float | None = None
+    # Seconds between the last event and the end of the body, as a buffering proxy may take.
+    end_delay: float = 0.0
     # Some OpenAI-compatible servers ignore stream_options.include_usage; False imitates them.
     reports_usage: bool = True
 

@@ -238,7 +238,8 @@ class FakeServer(ABC):
         if not call.stream:
             return await self._answer_json(request, call, completion, behaviour, fault)
         frames = self.frames(call, completion, behaviour)
-        if fault is None and behaviour.first_token_delay == 0 and not behaviour.tokens_per_second:
+        paced = behaviour.first_token_delay or behaviour.tokens_per_second or behaviour.end_delay
+        if fault is None and not paced:
             # The benchmark's fast path: one write, no per-token awaits.
             body = b"".join((frames.head, *frames.tokens, frames.tail))
             return web.Response(body=body, headers=_SSE_HEADERS)
@@ -291,6 +292,8 @@ class FakeServer(ABC):
             if 0 < index < count and interval:
                 await asyncio.sleep(interval)
             await response.write(frame)
+        if behaviour.end_delay:
+            await asyncio.sleep(behaviour.end_delay)
         await response.write_eof()
         return response
 

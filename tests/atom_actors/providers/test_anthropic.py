@@ -266,3 +266,14 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(
     with pytest.raises(asyncio.CancelledError):
         await task
     await fake.wait_for_disconnects(1)
+
+
+async def test_a_body_that_ends_late_still_returns_its_connection_to_the_pool(
+    fake: FakeAnthropic, make_anthropic: MakeProvider
+) -> None:
+    fake.default = Behaviour(reply=REPLY, end_delay=0.05)
+    provider = make_anthropic()
+    for _ in range(3):
+        await drain(provider.stream(MESSAGES, CallParams()))
+
+    assert len({request.client_port for request in fake.requests}) == 1

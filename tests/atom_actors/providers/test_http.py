@@ -110,4 +110,6 @@ def test_retry_after_reads_seconds_milliseconds_and_dates() -> None:
     assert retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
     assert retry_after({"retry-after": in_30_s}) == pytest.approx(30, abs=2)
     assert retry_after({"retry-after": "soon"}) is None
+    assert retry_after({"retry-after": "nan"}) is None
+    assert retry_after({"retry-after": "-3"}) == 0.0
     assert retry_after({}) is None

@@ -110,9 +110,19 @@ async def test_usage_is_counted_when_the_server_does_not_report_it(
     assert drained.finish.raw["usage"] is None
 
 
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        Behaviour(reply=REPLY),
+        Behaviour(reply=REPLY, tokens_per_second=2000),
+        Behaviour(reply=REPLY, end_delay=0.05),
+    ],
+    ids=["one-write", "paced", "late-end"],
+)
 async def test_sequential_calls_reuse_one_pooled_connection(
-    fake: FakeOpenAI, make_openai: MakeProvider
+    fake: FakeOpenAI, make_openai: MakeProvider, behaviour: Behaviour
 ) -> None:
+    fake.default = behaviour
     provider = make_openai()
     for _ in range(3):
         await drain(provider.stream(MESSAGES, CallParams()))
