@@ -139,7 +139,10 @@ def _output_format(response_format: Mapping[str, Any]) -> dict[str, Any] | None:
     if kind == "text":
         return None
     if kind == "json_schema":
-        return {"type": "json_schema", "schema": response_format["json_schema"]["schema"]}
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, Mapping):
+            raise ValueError("a json_schema response format needs json_schema.schema")
+        return {"type": "json_schema", "schema": schema}
     raise ValueError(f"Anthropic has no {kind!r} response format")
 
 
@@ -153,7 +156,7 @@ class _Answer:
         "_raw_usage",
         "_stop_reason",
         "_stop_sequence",
-        "stopped",
+        "_stopped",
     )
 
     def __init__(self) -> None:
@@ -163,7 +166,7 @@ class _Answer:
         self._output_tokens = 0
         self._stop_reason: str | None = None
         self._stop_sequence: str | None = None
-        self.stopped = False
+        self._stopped = False
 
     def take(self, kind: str, data: Any) -> Delta | None:
         """Account for one event; return its text, if it has any."""
@@ -186,7 +189,7 @@ class _Answer:
             self._stop_sequence = data["delta"].get("stop_sequence")
             self._count(data["usage"])
         elif kind == "message_stop":
-            self.stopped = True
+            self._stopped = True
         elif kind == "error":
             error = data["error"]
             kind_of_error = _ERROR_KINDS.get(error.get("type"), ErrorKind.UPSTREAM_ERROR)
@@ -209,7 +212,7 @@ class _Answer:
             self._output_tokens = int(usage["output_tokens"])
 
     def finish(self) -> Finish:
-        if not self.stopped or self._stop_reason is None:
+        if not self._stopped or self._stop_reason is None:
             raise ProviderError(ErrorKind.UPSTREAM_ERROR, "the stream ended before message_stop")
         raw = {
             "id": self._id,

@@ -89,13 +89,13 @@ class FakeAnthropic(FakeServer):
             stop=tuple(stop),
         )
 
-    def answer(self, call: Call, completion: Completion) -> Mapping[str, Any]:
+    def answer(self, call: Call, completion: Completion, behaviour: Behaviour) -> Mapping[str, Any]:
         return {
             **self._message(call),
             "content": [{"type": "text", "text": completion.text}],
             "stop_reason": _STOP_REASONS[completion.ending],
             "stop_sequence": completion.stop_sequence,
-            "usage": {"input_tokens": call.prompt_tokens, "output_tokens": len(completion.tokens)},
+            "usage": {**_input_usage(call, behaviour), "output_tokens": len(completion.tokens)},
         }
 
     def frames(self, call: Call, completion: Completion, behaviour: Behaviour) -> Frames:
@@ -104,7 +104,7 @@ class FakeAnthropic(FakeServer):
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": call.prompt_tokens, "output_tokens": 1},
+            "usage": {**_input_usage(call, behaviour), "output_tokens": 1},
         }
         head = (
             sse({"type": "message_start", "message": start}, "message_start")
@@ -161,6 +161,15 @@ class FakeAnthropic(FakeServer):
             "role": "assistant",
             "model": call.model,
         }
+
+
+def _input_usage(call: Call, behaviour: Behaviour) -> dict[str, int]:
+    """Anthropic counts cached prompt tokens apart from input_tokens."""
+    return {
+        "input_tokens": call.prompt_tokens - behaviour.cached_prompt_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": behaviour.cached_prompt_tokens,
+    }
 
 
 def _system_texts(system: Any) -> list[str]:

@@ -17,6 +17,8 @@ class Behaviour:
     end_delay: float = 0.0
     # Some OpenAI-compatible servers ignore stream_options.include_usage; False imitates them.
     reports_usage: bool = True
+    # Prompt tokens served from the provider's prompt cache, reported as each provider does.
+    cached_prompt_tokens: int = 0
 
 
 class FaultKind(Enum):

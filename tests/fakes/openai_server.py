@@ -83,7 +83,7 @@ class FakeOpenAI(FakeServer):
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
         )
 
-    def answer(self, call: Call, completion: Completion) -> Mapping[str, Any]:
+    def answer(self, call: Call, completion: Completion, behaviour: Behaviour) -> Mapping[str, Any]:
         return {
             "id": self._next_id(),
             "object": "chat.completion",
@@ -98,7 +98,7 @@ class FakeOpenAI(FakeServer):
                     "finish_reason": _FINISH_REASONS[completion.ending],
                 }
             ],
-            "usage": _usage(call, completion),
+            "usage": _usage(call, completion, behaviour),
         }
 
     def frames(self, call: Call, completion: Completion, behaviour: Behaviour) -> Frames:
@@ -122,7 +122,7 @@ class FakeOpenAI(FakeServer):
         ]
         tail = chunk({}, _FINISH_REASONS[completion.ending])
         if call.include_usage and behaviour.reports_usage:
-            tail += sse({**head, "choices": [], "usage": _usage(call, completion)})
+            tail += sse({**head, "choices": [], "usage": _usage(call, completion, behaviour)})
         return Frames(
             head=chunk({"role": "assistant", "content": "", "refusal": None}, None),
             tokens=tokens,
@@ -142,6 +142,7 @@ class FakeOpenAI(FakeServer):
         return f"chatcmpl-fake{next(self._ids)}"
 
     async def _list_models(self, request: web.Request) -> web.Response:
+        self.remember(request, None)
         names = sorted({"fake-gpt", *self.models})
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "atom-fake"} for n in names]
         return web.Response(
@@ -150,12 +151,13 @@ class FakeOpenAI(FakeServer):
         )
 
 
-def _usage(call: Call, completion: Completion) -> dict[str, int]:
+def _usage(call: Call, completion: Completion, behaviour: Behaviour) -> dict[str, Any]:
     completion_tokens = len(completion.tokens)
     return {
         "prompt_tokens": call.prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": call.prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": behaviour.cached_prompt_tokens},
     }
 
 

@@ -167,7 +167,7 @@ class FakeServer(ABC):
         """Read a generation request; raise BadRequest as the real upstream would refuse it."""
 
     @abstractmethod
-    def answer(self, call: Call, completion: Completion) -> Mapping[str, Any]:
+    def answer(self, call: Call, completion: Completion, behaviour: Behaviour) -> Mapping[str, Any]:
         """The non-streaming JSON answer."""
 
     @abstractmethod
@@ -198,13 +198,7 @@ class FakeServer(ABC):
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        headers = {name.lower(): value for name, value in request.headers.items()}
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        recorded = RecordedRequest(
-            request.method, request.path, headers, body, peer[1] if peer else 0
-        )
-        if self.record:
-            self.requests.append(recorded)
+        recorded = self.remember(request, body)
         if not self.authorized(request):
             return self.error(401, "Invalid authentication credentials.")
         if not isinstance(body, dict):
@@ -217,9 +211,21 @@ class FakeServer(ABC):
         try:
             return await self._answer(request, call, fault)
         except (asyncio.CancelledError, ConnectionResetError):
-            if fault is None or fault.kind is not FaultKind.RESET:
+            if recorded is not None and (fault is None or fault.kind is not FaultKind.RESET):
                 self.disconnects.append(recorded)
             raise
+
+    def remember(self, request: web.Request, body: Any) -> RecordedRequest | None:
+        """Record a request, unless recording is off (as for benchmarks)."""
+        if not self.record:
+            return None
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        recorded = RecordedRequest(
+            request.method, request.path, headers, body, peer[1] if peer else 0
+        )
+        self.requests.append(recorded)
+        return recorded
 
     def _claim(self, model: str) -> Fault | None:
         for armed in self._faults:
@@ -266,7 +272,7 @@ class FakeServer(ABC):
             delay += len(completion.tokens) / behaviour.tokens_per_second
         if delay:
             await asyncio.sleep(delay)
-        body = orjson.dumps(self.answer(call, completion))
+        body = orjson.dumps(self.answer(call, completion, behaviour))
         if fault is not None:
             if fault.kind is FaultKind.ERROR_EVENT:
                 return self.error(fault.status, "Injected failure.")

@@ -52,6 +52,9 @@ def test_openai_fake_lists_its_models() -> None:
         client = openai.OpenAI(api_key=KEY, base_url=fake.base_url, max_retries=0)
         assert sorted(model.id for model in client.models.list()) == ["fake-gpt", "gpt-a"]
 
+    [request] = fake.requests
+    assert (request.method, request.path, request.body) == ("GET", "/v1/models", None)
+
 
 def test_anthropic_fake_answers_the_sync_sdk_from_a_thread() -> None:
     with FakeAnthropic.in_thread(default=Behaviour(reply="Bonjour tout le monde")) as fake:

@@ -277,3 +277,16 @@ async def test_a_body_that_ends_late_still_returns_its_connection_to_the_pool(
         await drain(provider.stream(MESSAGES, CallParams()))
 
     assert len({request.client_port for request in fake.requests}) == 1
+
+
+async def test_cached_prompt_tokens_count_in_the_prompt(
+    fake: FakeAnthropic, make_anthropic: MakeProvider
+) -> None:
+    fake.default = Behaviour(reply=REPLY, cached_prompt_tokens=5)
+
+    drained = await drain(make_anthropic().stream(MESSAGES, CallParams()))
+
+    assert drained.finish is not None
+    assert drained.finish.usage.prompt_tokens == PROMPT_TOKENS
+    assert drained.finish.raw["usage"]["input_tokens"] == PROMPT_TOKENS - 5
+    assert drained.finish.raw["usage"]["cache_read_input_tokens"] == 5
