@@ -279,23 +279,23 @@ async def test_a_connect_that_hangs_times_out(
             Behaviour(reply=REPLY, first_token_delay=3),
             None,
             Timeouts(first_token=0.2),
-            "no first token within 0.2 s",
-            0,
+            r"no first token within 0\.2 s",
+            range(1),
         ),
-        (Behaviour(reply=REPLY), Fault.hang(), Timeouts(first_token=0.2), "first token", 0),
+        (Behaviour(reply=REPLY), Fault.hang(), Timeouts(first_token=0.2), "first token", range(1)),
         (
             Behaviour(reply=REPLY),
             Fault.hang(after=2),
             Timeouts(first_token=5, idle=0.2),
-            "stalled for 0.2 s",
-            2,
+            r"stalled for 0\.2 s",
+            range(2, 3),
         ),
         (
             Behaviour(reply=REPLY, tokens_per_second=10),
             None,
-            Timeouts(first_token=5, idle=5, total=0.35),
-            "no complete answer within 0.35 s",
-            4,
+            Timeouts(first_token=5, idle=5, total=0.5),
+            r"no complete answer within 0\.5 s",
+            range(1, len(tokenize(REPLY))),
         ),
     ],
     ids=["first-token", "no-headers", "idle", "total"],
@@ -307,7 +307,7 @@ async def test_deadlines_time_out_and_close_the_upstream_connection(
     fault: Fault | None,
     timeouts: Timeouts,
     message: str,
-    deltas: int,
+    deltas: range,
 ) -> None:
     fake.default = behaviour
     if fault is not None:
@@ -319,7 +319,7 @@ async def test_deadlines_time_out_and_close_the_upstream_connection(
 
     assert raised.value.kind is ErrorKind.TIMEOUT
     assert raised.value.retryable
-    assert len(drained.deltas) == pytest.approx(deltas, abs=1 if deltas > 2 else 0)
+    assert len(drained.deltas) in deltas
     await fake.wait_for_disconnects(1)
 
 
