@@ -16,7 +16,6 @@ from atom_actors.providers._http import (
     SSEEndpoint,
     Timeouts,
     event_json,
-    kind_for_status,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -171,15 +170,11 @@ class _Answer:
 
 
 def _stream_error(error: Any) -> ProviderError:
-    """An error sent inside the stream, as OpenAI (by type/code) or vLLM (by HTTP code) do."""
+    """An error sent inside the stream once it has started: its code, else its type, says how."""
     if not isinstance(error, Mapping):
         return ProviderError(ErrorKind.UPSTREAM_ERROR, str(error))
-    code = error.get("code")
-    if isinstance(code, int):
-        kind = kind_for_status(code)
-    else:
-        fallback = _ERROR_KINDS.get(str(error.get("type")), ErrorKind.UPSTREAM_ERROR)
-        kind = _ERROR_KINDS.get(str(code), fallback)
+    by_type = _ERROR_KINDS.get(str(error.get("type")), ErrorKind.UPSTREAM_ERROR)
+    kind = _ERROR_KINDS.get(str(error.get("code")), by_type)
     return ProviderError(kind, str(error.get("message", error)))
 
 

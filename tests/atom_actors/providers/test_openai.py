@@ -209,6 +209,7 @@ async def test_the_upstream_error_message_is_kept(
         (Fault.error_event(after=2, status=500), ErrorKind.UPSTREAM_ERROR),
         (Fault.error_event(after=2, status=429), ErrorKind.RATE_LIMITED),
         (Fault.error_event(after=2, status=400), ErrorKind.BAD_REQUEST),
+        (Fault.error_event(after=2, status=401), ErrorKind.AUTH),
     ],
     ids=lambda value: str(value.kind.value if isinstance(value, Fault) else value),
 )
