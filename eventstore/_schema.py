@@ -54,7 +54,7 @@ def _inspect(conn: sqlite3.Connection, path: str, *, create: bool) -> int:
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.DatabaseError as exc:
-        raise NotAnEventLog(f"{path}: not an SQLite database ({exc})") from exc
+        raise NotAnEventLog(f"{path}: not an SQLite database") from exc
     if version > LOG_FORMAT:
         raise LogFormatTooNew(
             f"{path}: written by a newer ATOM (log format {version}; this one reads "

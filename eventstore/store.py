@@ -256,7 +256,7 @@ class EventStore(LogReader):
             if len(self._versions) > _VERSION_CACHE:
                 self._versions.clear()
             self._versions.update(versions)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every appender learns of the failure
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._versions.clear()
@@ -289,7 +289,7 @@ class EventStore(LogReader):
         for listener in list(self._listeners):
             try:
                 listener(head)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a listener's failure must never stop the writer
                 self._listeners.remove(listener)
 
     def _plan(

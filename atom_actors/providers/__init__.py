@@ -1,1 +1,92 @@
-"""ATOM."""
+"""Providers: one interface in front of every kind of model, and the factory that builds them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cache
+from typing import TYPE_CHECKING
+
+from ..catalog import ModelSpec
+from ._base import (
+    AsyncProvider,
+    BlockingProvider,
+    CallParams,
+    Delta,
+    Event,
+    Finish,
+    Message,
+    Usage,
+)
+from ._errors import ErrorKind, ProviderError
+from ._http import Timeouts
+
+if TYPE_CHECKING:
+    from ..datasets import RecordedDataset
+
+__all__ = [
+    "AsyncProvider",
+    "BlockingProvider",
+    "CallParams",
+    "Delta",
+    "ErrorKind",
+    "Event",
+    "Finish",
+    "Message",
+    "ProviderError",
+    "Timeouts",
+    "Usage",
+    "make_provider",
+]
+
+
+@cache
+def _dataset(path: str) -> RecordedDataset:
+    # Recorded models of one dataset share it: it is loaded once per process.
+    from ..datasets import load_dataset
+
+    return load_dataset(path)
+
+
+def make_provider(
+    spec: ModelSpec, env: Mapping[str, str] | None = None
+) -> AsyncProvider | BlockingProvider:
+    """Build the provider a catalog entry names (heavy imports happen only when needed)."""
+    environ = os.environ if env is None else env
+    timeouts = Timeouts(
+        connect=spec.timeout_connect_s,
+        first_token=spec.timeout_first_token_s,
+        total=spec.timeout_total_s,
+    )
+    api_key = environ.get(spec.api_key_env) if spec.api_key_env else None
+    if spec.provider == "openai":
+        from .openai import DEFAULT_BASE_URL, OpenAIProvider
+
+        return OpenAIProvider(
+            spec.model,
+            api_key=api_key,
+            base_url=spec.base_url or DEFAULT_BASE_URL,
+            name=spec.name,
+            timeouts=timeouts,
+        )
+    if spec.provider == "anthropic":
+        from .anthropic import DEFAULT_BASE_URL as ANTHROPIC_URL
+        from .anthropic import AnthropicProvider
+
+        return AnthropicProvider(
+            spec.model,
+            api_key=api_key,
+            base_url=spec.base_url or ANTHROPIC_URL,
+            name=spec.name,
+            timeouts=timeouts,
+        )
+    if spec.provider == "llamacpp":
+        from .llamacpp import LlamaCppProvider
+
+        return LlamaCppProvider(spec.path, name=spec.name, n_ctx=spec.context_window)
+    if spec.provider == "recorded":
+        from .recorded import RecordedProvider
+
+        assert spec.path is not None  # config validation requires it
+        return RecordedProvider(_dataset(spec.path), spec.model, name=spec.name)
+    raise ValueError(f"model {spec.name!r}: unknown provider {spec.provider!r}")

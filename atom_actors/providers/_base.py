@@ -22,7 +22,8 @@ class CallParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: bool = False
-    # {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}} or {"type": "json_object"}
+    # {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}
+    # or {"type": "json_object"}
     response_format: Mapping[str, Any] | None = None
 
 

@@ -1,0 +1,348 @@
+"""Running one model call from asyncio: admission by its actor, the provider stream, the log.
+
+Every call appends ModelCallStarted, TokensStreamed (every token, with its time offset, a few
+per event) and ModelCallCompleted or ModelCallFailed to the request's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from eventstore import EventStore
+
+from . import bridge
+from ._threads import stream_blocking
+from .catalog import ModelSpec
+from .cost import cost_pico
+from .directory import Directory
+from .events import (
+    ModelCallCompleted,
+    ModelCallFailed,
+    ModelCallStarted,
+    TokensStreamed,
+    request_stream,
+)
+from .model import Admit, Crash, NotAdmitted, Outcome, Release, Ticket
+from .providers import (
+    AsyncProvider,
+    BlockingProvider,
+    CallParams,
+    Delta,
+    ErrorKind,
+    Event,
+    Finish,
+    Message,
+    ProviderError,
+)
+
+FLUSH_TOKENS = 32
+FLUSH_SECONDS = 0.05
+"""TokensStreamed events carry at most this many deltas, and hold none longer than this."""
+
+DeltaSink = Callable[[Delta, float], None]
+"""Called with every delta and its offset in ms from the call's start, as it arrives."""
+
+
+class CallFailed(Exception):
+    """A model call did not produce an answer; `kind` is an ErrorKind or a refusal."""
+
+    def __init__(
+        self,
+        model: str,
+        kind: str,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.kind = kind
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    call_id: str
+    model: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    cost_pico: int
+    latency_ms: float
+    ttft_ms: float | None
+    tokens_per_s: float | None
+    mean_logprob: float | None
+
+
+class _TokenLog:
+    """Buffers a call's deltas into TokensStreamed events: every 32 tokens or 50 ms."""
+
+    def __init__(self, store: EventStore, stream: str, call_id: str, metadata: dict[str, Any]):
+        self._store = store
+        self._stream = stream
+        self._call_id = call_id
+        self._metadata = metadata
+        self._buffer: list[list[Any]] = []
+        self._seq = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self.pending: list[Future[list[int]]] = []
+
+    def add(self, delta: Delta, offset_ms: float) -> None:
+        self._buffer.append([delta.text, round(offset_ms, 3), delta.logprob])
+        if len(self._buffer) >= FLUSH_TOKENS:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._buffer:
+            return
+        event = TokensStreamed(self._call_id, self._seq, self._buffer)
+        self._seq += len(self._buffer)
+        self._buffer = []
+        self.pending.append(self._store.append_future(self._stream, [event.new(**self._metadata)]))
+
+
+class ModelCaller:
+    """Runs calls to the models of a catalog, through their actors, recording each in the log."""
+
+    def __init__(self, store: EventStore, directory: Directory) -> None:
+        self._store = store
+        self._directory = directory
+
+    async def call(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        params: CallParams,
+        *,
+        request_id: str,
+        attempt: int = 1,
+        on_delta: DeltaSink | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> CallResult:
+        """Call `model` once; raises CallFailed (after logging it) when there is no answer."""
+        try:
+            ref = self._directory.ref(model)
+        except NotAdmitted as exc:
+            raise CallFailed(model, exc.refusal.value, exc.message, retryable=False) from exc
+        except KeyError as exc:
+            raise CallFailed(
+                model, "unknown_model", f"no model named {model!r}", retryable=False
+            ) from exc
+        call_id = str(uuid.uuid4())
+        try:
+            ticket: Ticket = await bridge.ask(
+                ref,
+                lambda reply: Admit(call_id, reply),
+                orphan=lambda t: ref.tell(Release(t, Outcome.NEUTRAL)),
+            )
+        except NotAdmitted as exc:
+            raise CallFailed(model, exc.refusal.value, exc.message, retryable=False) from exc
+        except bridge.ActorGone as exc:
+            raise CallFailed(
+                model, "crashed", f"model {model!r} is restarting: {exc}", retryable=True
+            ) from exc
+        return await _Call(self._store, ref, ticket, request_id, attempt, metadata or {}).run(
+            messages, params, on_delta
+        )
+
+
+class _Call:
+    """One admitted call, from ModelCallStarted to its outcome and the ticket's release."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        ref: pykka.ActorRef[Any],
+        ticket: Ticket,
+        request_id: str,
+        attempt: int,
+        metadata: dict[str, Any],
+    ) -> None:
+        self.store = store
+        self.ref = ref
+        self.ticket = ticket
+        self.spec: ModelSpec = ticket.spec
+        self.request_id = request_id
+        self.attempt = attempt
+        self.metadata = {"correlation_id": request_id, "actor": f"model:{self.spec.name}"}
+        self.metadata.update(metadata)
+        self.stream = request_stream(request_id)
+
+    async def run(
+        self, messages: Sequence[Message], params: CallParams, on_delta: DeltaSink | None
+    ) -> CallResult:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        active = True
+
+        def abort_now() -> None:
+            # Runs on the loop, so it cannot cancel a task that has moved on past the call.
+            if active:
+                task.cancel()
+
+        def on_abort(_reason: str) -> None:
+            loop.call_soon_threadsafe(abort_now)
+
+        self.ticket.on_abort(on_abort)
+        started = ModelCallStarted(
+            self.request_id, self.ticket.call_id, self.spec.name, self.spec.provider, self.attempt
+        )
+        self.pending = [self.store.append_future(self.stream, [started.new(**self.metadata)])]
+        self.tokens = _TokenLog(self.store, self.stream, self.ticket.call_id, self.metadata)
+        self.t0 = time.perf_counter()
+        self.first: float | None = None
+        self.count = 0
+        error: ProviderError | None = None
+        try:
+            text, finish = await self._consume(messages, params, on_delta)
+        except asyncio.CancelledError:
+            if self.ticket.abort_reason is None:
+                active = False
+                await asyncio.shield(
+                    self._failed(ProviderError(ErrorKind.CANCELLED, "the client went away"))
+                )
+                raise
+            task.uncancel()
+            error = ProviderError(ErrorKind.UPSTREAM_ERROR, self.ticket.abort_reason)
+        except ProviderError as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - a provider bug: its actor is restarted
+            self._tell(Crash(exc))
+            error = ProviderError(
+                ErrorKind.UPSTREAM_ERROR, f"model {self.spec.name!r} crashed: {exc!r}"
+            )
+        finally:
+            active = False
+        if error is None:
+            return await self._completed(text, finish)
+        await self._failed(error)
+        raise CallFailed(
+            self.spec.name,
+            error.kind.value,
+            error.message,
+            retryable=error.retryable,
+            status=error.status,
+            retry_after=error.retry_after,
+        ) from error
+
+    async def _consume(
+        self, messages: Sequence[Message], params: CallParams, on_delta: DeltaSink | None
+    ) -> tuple[str, Finish]:
+        provider = self.ticket.provider
+        source: AsyncIterator[Event]
+        if isinstance(provider, BlockingProvider):
+            assert self.ticket.executor is not None
+            source = stream_blocking(
+                provider, self.ticket.executor, messages, params, self.ticket.cancel
+            )
+        else:
+            assert isinstance(provider, AsyncProvider)
+            source = provider.stream(messages, params)
+        parts: list[str] = []
+        finish: Finish | None = None
+        t0, tokens = self.t0, self.tokens
+        async for item in source:
+            if isinstance(item, Delta):
+                now_ms = (time.perf_counter() - t0) * 1000
+                if self.first is None:
+                    self.first = now_ms
+                parts.append(item.text)
+                self.count += 1
+                tokens.add(item, now_ms)
+                if on_delta is not None:
+                    on_delta(item, now_ms)
+            else:
+                finish = item
+        if finish is None:
+            raise ProviderError(ErrorKind.UPSTREAM_ERROR, "the stream ended without a finish")
+        return "".join(parts), finish
+
+    async def _completed(self, text: str, finish: Finish) -> CallResult:
+        latency_ms = (time.perf_counter() - self.t0) * 1000
+        usage = finish.usage
+        first = self.first
+        generating_s = (latency_ms - (first or 0.0)) / 1000
+        tokens_per_s = (
+            usage.completion_tokens / generating_s if generating_s > 0 and self.count > 1 else None
+        )
+        result = CallResult(
+            self.ticket.call_id,
+            self.spec.name,
+            text,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            finish.finish_reason,
+            cost_pico(self.spec, usage.prompt_tokens, usage.completion_tokens),
+            latency_ms,
+            first,
+            tokens_per_s,
+            finish.mean_logprob,
+        )
+        completed = ModelCallCompleted(
+            self.request_id,
+            result.call_id,
+            result.model,
+            self.attempt,
+            result.prompt_tokens,
+            result.completion_tokens,
+            result.cost_pico,
+            round(latency_ms, 3),
+            None if first is None else round(first, 3),
+            None if tokens_per_s is None else round(tokens_per_s, 3),
+            result.finish_reason,
+            text,
+            result.mean_logprob,
+        )
+        self._tell(Release(self.ticket, Outcome.OK))
+        await self._record(completed)
+        return result
+
+    async def _failed(self, error: ProviderError) -> None:
+        neutral = error.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CANCELLED)
+        self._tell(Release(self.ticket, Outcome.NEUTRAL if neutral else Outcome.FAILED))
+        failed = ModelCallFailed(
+            self.request_id,
+            self.ticket.call_id,
+            self.spec.name,
+            self.attempt,
+            error.kind.value,
+            error.message,
+            error.retryable,
+            round((time.perf_counter() - self.t0) * 1000, 3),
+            error.status,
+            self.count,
+        )
+        await self._record(failed)
+
+    async def _record(self, outcome: ModelCallCompleted | ModelCallFailed) -> None:
+        """Append the outcome after the call's last tokens; return once all are committed."""
+        self.tokens.flush()
+        pending = self.pending + self.tokens.pending
+        pending.append(self.store.append_future(self.stream, [outcome.new(**self.metadata)]))
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in pending))
+
+    def _tell(self, message: object) -> None:
+        # A crashed actor has aborted its calls already; its successor holds no slot of ours.
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.ref.tell(message)

@@ -1,0 +1,194 @@
+"""ATOM's domain events: what the log records, one frozen dataclass per event type.
+
+Event names are past tense and their shapes only grow: a field is added with a default, never
+renamed or removed (an old event is upcast on read instead). Costs are integer pico-dollars
+(1e-12 USD), so that sums in projections are exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from eventstore import NewEvent, RecordedEvent
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[DomainEvent]) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    """Base of every event type; `TYPE` is the name stored in the log."""
+
+    TYPE: ClassVar[str] = ""
+
+    def data(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _field_names(type(self))}
+
+    def new(self, **metadata: Any) -> NewEvent:
+        """This event, ready to append, with metadata such as correlation_id."""
+        return NewEvent(self.TYPE, self.data(), metadata)
+
+
+def request_stream(request_id: str) -> str:
+    """Every event of one request's story lives in its stream, so a trace is one read."""
+    return f"request-{request_id}"
+
+
+def model_stream(model: str) -> str:
+    return f"model-{model}"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived(DomainEvent):
+    TYPE: ClassVar[str] = "RequestReceived"
+    request_id: str
+    endpoint: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    model: str | None = None
+    capability: str | None = None
+    strategy: str | None = None
+    api_key_id: str | None = None
+    tenant: str | None = None
+    stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecided(DomainEvent):
+    TYPE: ClassVar[str] = "RouteDecided"
+    request_id: str
+    strategy: str
+    chosen: str | None
+    order: list[str]
+    reason: str
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    excluded: list[dict[str, Any]] = field(default_factory=list)
+    ensemble: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCallStarted(DomainEvent):
+    TYPE: ClassVar[str] = "ModelCallStarted"
+    request_id: str
+    call_id: str
+    model: str
+    provider: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TokensStreamed(DomainEvent):
+    """Consecutive deltas of one call: [text, ms since the call started, logprob or None]."""
+
+    TYPE: ClassVar[str] = "TokensStreamed"
+    call_id: str
+    seq: int
+    deltas: list[list[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCallCompleted(DomainEvent):
+    TYPE: ClassVar[str] = "ModelCallCompleted"
+    request_id: str
+    call_id: str
+    model: str
+    attempt: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_pico: int
+    latency_ms: float
+    ttft_ms: float | None
+    tokens_per_s: float | None
+    finish_reason: str
+    text: str
+    mean_logprob: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCallFailed(DomainEvent):
+    TYPE: ClassVar[str] = "ModelCallFailed"
+    request_id: str
+    call_id: str
+    model: str
+    attempt: int
+    kind: str
+    message: str
+    retryable: bool
+    latency_ms: float
+    status: int | None = None
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCompleted(DomainEvent):
+    TYPE: ClassVar[str] = "RequestCompleted"
+    request_id: str
+    model: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_pico: int
+    latency_ms: float
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailed(DomainEvent):
+    TYPE: ClassVar[str] = "RequestFailed"
+    request_id: str
+    kind: str
+    message: str
+    status: int
+    tried: list[str] = field(default_factory=list)
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHealthChanged(DomainEvent):
+    TYPE: ClassVar[str] = "ModelHealthChanged"
+    model: str
+    previous: str
+    current: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActorRestarted(DomainEvent):
+    TYPE: ClassVar[str] = "ActorRestarted"
+    actor: str
+    restarts: int
+    delay_s: float
+    error: str
+
+
+EVENT_TYPES: dict[str, type[DomainEvent]] = {
+    cls.TYPE: cls
+    for cls in (
+        RequestReceived,
+        RouteDecided,
+        ModelCallStarted,
+        TokensStreamed,
+        ModelCallCompleted,
+        ModelCallFailed,
+        RequestCompleted,
+        RequestFailed,
+        ModelHealthChanged,
+        ActorRestarted,
+    )
+}
+
+
+def decode(event: RecordedEvent) -> DomainEvent | None:
+    """The typed event for a recorded one, or None for a type this module does not define."""
+    cls = EVENT_TYPES.get(event.type)
+    if cls is None:
+        return None
+    known = _field_names(cls)
+    return cls(**{k: v for k, v in event.data.items() if k in known})
