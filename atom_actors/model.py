@@ -306,7 +306,8 @@ class ModelActor(pykka.ThreadingActor):
         self._circuit = circuit
         if circuit.state is not previous:
             event = ModelHealthChanged(self.spec.name, previous.value, circuit.state.value, reason)
-            self._store.append_future(model_stream(self.spec.name), [event.new()])
+            # Rare, and on the record before any caller is refused for it.
+            self._store.append(model_stream(self.spec.name), [event.new()])
 
     def _status(self) -> ModelStatus:
         return ModelStatus(

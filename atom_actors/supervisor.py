@@ -135,16 +135,17 @@ class Supervisor(pykka.ThreadingActor):
                 f"model {name!r} is down: {len(recent)} crashes within "
                 f"{self._policy.window_s:g}s (last: {message.error})"
             )
-            self._directory.absent(name, Refusal.DOWN, reason)
             down = ModelHealthChanged(name, "crashed", "down", reason)
-            self._store.append_future(stream, [down.new(actor="supervisor")])
+            # On the record before anyone can be refused for it.
+            self._store.append(stream, [down.new(actor="supervisor")])
+            self._directory.absent(name, Refusal.DOWN, reason)
             return
         delay = self._policy.delay(len(recent))
+        restarted = ActorRestarted(f"model:{name}", len(recent), delay, message.error)
+        self._store.append(stream, [restarted.new(actor="supervisor")])
         self._directory.absent(
             name, Refusal.CRASHED, f"model {name!r} crashed ({message.error}); restarting"
         )
-        restarted = ActorRestarted(f"model:{name}", len(recent), delay, message.error)
-        self._store.append_future(stream, [restarted.new(actor="supervisor")])
         me = self.actor_ref
 
         def restart() -> None:

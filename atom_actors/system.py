@@ -52,12 +52,21 @@ class ActorSystem:
             policy=self._restart_policy,
             circuit_policy=self._circuit_policy,
         )
+        # Any answer comes after on_start, by which time every model has its actor.
+        self._supervisor.ask("started?")
 
     def stop(self) -> None:
         """Stop every actor (waiting for them) and the supervisor."""
         if self._supervisor is not None and self._supervisor.is_alive():
             self._supervisor.stop()
         self._supervisor = None
+
+    async def aclose(self) -> None:
+        """Stop from the event loop, which stays free to close the network providers."""
+        await asyncio.to_thread(self.stop)
+        # The actors scheduled their providers' aclose() on this loop: let them run.
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     async def status(self, model: str) -> ModelStatus:
         """The model actor's admission and circuit state."""

@@ -1,13 +1,22 @@
-"""Shared catalog and hypothesis strategies for the tests of the pure orchestration core."""
+"""Shared catalog, hypothesis strategies, and the actor system's fixtures."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import strategies as st
 
 from atom_actors.catalog import CAPABILITIES, ModelSpec
+from atom_actors.providers import AsyncProvider, BlockingProvider, make_provider
 from atom_actors.quality import Evidence
 from atom_actors.snapshot import Health, ModelFigures, RouteRequest, RouteSnapshot, Strategy
+from atom_actors.system import ActorSystem
+from eventstore import EventStore
+from tests.fakes.openai_server import FakeOpenAI
 
 ALL = frozenset(CAPABILITIES)
 TEXT_ONLY = frozenset({"text_generation", "summarization", "streaming"})
@@ -118,3 +127,62 @@ def route_requests(draw: st.DrawFn, strategy: Strategy | None = None) -> RouteRe
         max_cost_usd=draw(st.none() | st.floats(0, 0.5)),
         deadline_ms=draw(st.none() | st.floats(100, 200_000)),
     )
+
+
+# ------------------------------------------------------------------ the actor system's fixtures
+
+FAKE_KEY_ENV = "ATOM_TEST_FAKE_KEY"
+
+
+def network_spec(name: str, base_url: str, **options: Any) -> ModelSpec:
+    """A catalog entry for a model served by a fake upstream on loopback."""
+    values: dict[str, Any] = {
+        "name": name,
+        "provider": "openai",
+        "model": name,
+        "capabilities": frozenset({"text_generation"}),
+        "input_usd_per_mtok": 1.0,
+        "output_usd_per_mtok": 2.0,
+        "context_window": 8192,
+        "max_concurrency": 4,
+        "base_url": base_url,
+        "api_key_env": FAKE_KEY_ENV,
+        "timeout_connect_s": 2.0,
+        "timeout_first_token_s": 10.0,
+        "timeout_total_s": 20.0,
+    }
+    values.update(options)
+    return ModelSpec(**values)
+
+
+def fake_env_factory(spec: ModelSpec) -> AsyncProvider | BlockingProvider:
+    return make_provider(spec, {FAKE_KEY_ENV: "sk-test"})
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[EventStore]:
+    with EventStore(str(tmp_path / "log.db")) as store:
+        yield store
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def make_system(log: EventStore) -> AsyncIterator[Callable[..., ActorSystem]]:
+    """Start actor systems on the running loop; all are stopped after the test."""
+    systems: list[ActorSystem] = []
+
+    def make(specs: Sequence[ModelSpec], **options: Any) -> ActorSystem:
+        options.setdefault("factory", fake_env_factory)
+        system = ActorSystem(log, specs, **options)
+        system.start(asyncio.get_running_loop())
+        systems.append(system)
+        return system
+
+    yield make
+    for system in systems:
+        await system.aclose()
