@@ -33,31 +33,44 @@ async def ask(
     If the asker gives up (cancelled, or the actor died) after the actor has already
     answered, `orphan(value)` gets the value so that what it holds (a slot) is given back.
     """
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[T] = loop.create_future()
     reply: Future[T] = Future()
+
+    def transfer(done: Future[T]) -> None:
+        # On the loop: the asker may have given up meanwhile.
+        if done.cancelled():
+            return
+        error = done.exception()
+        if waiter.done():
+            if orphan is not None and error is None:
+                orphan(done.result())
+        elif error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(done.result())
+
+    def watchdog() -> None:
+        nonlocal timer
+        if waiter.done():
+            return
+        if not ref.is_alive():
+            waiter.set_exception(ActorGone(f"{ref} stopped before answering"))
+        else:
+            timer = loop.call_later(LIVENESS_CHECK_S, watchdog)
+
+    reply.add_done_callback(lambda done: loop.call_soon_threadsafe(transfer, done))
     try:
         ref.tell(build(reply))
     except pykka.ActorDeadError as exc:
         raise ActorGone(f"{ref} is not running") from exc
-    waiting = asyncio.wrap_future(reply)
+    timer = loop.call_later(LIVENESS_CHECK_S, watchdog)
     try:
-        while True:
-            done, _ = await asyncio.wait({waiting}, timeout=LIVENESS_CHECK_S)
-            if done:
-                return waiting.result()
-            if not ref.is_alive():
-                raise ActorGone(f"{ref} stopped before answering")
-    except BaseException:
-        # Cancelling tells the actor nobody waits any more (see `answer`); if it is too late
-        # for that, the answer goes to `orphan`.
-        if not reply.cancel() and orphan is not None:
-            reply.add_done_callback(lambda f: _adopt(f, orphan))
-        waiting.cancel()
-        raise
-
-
-def _adopt(reply: Future[T], orphan: Callable[[T], None]) -> None:
-    if not reply.cancelled() and reply.exception() is None:
-        orphan(reply.result())
+        return await waiter
+    finally:
+        timer.cancel()
+        # Tells the actor nobody waits any more, if it has not answered yet (see `answer`).
+        reply.cancel()
 
 
 def answer(reply: Future[T], value: T) -> bool:

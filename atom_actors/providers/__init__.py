@@ -36,6 +36,7 @@ __all__ = [
     "ProviderError",
     "Timeouts",
     "Usage",
+    "local_threads",
     "make_provider",
 ]
 
@@ -46,6 +47,15 @@ def _dataset(path: str) -> RecordedDataset:
     from ..datasets import load_dataset
 
     return load_dataset(path)
+
+
+def local_threads() -> int:
+    """Threads for a local model: every core but one, which the event loop and the log need.
+
+    llama.cpp's threads wait for each other at every step, so a core taken away from one of
+    them stalls all: measured here, 2 threads beside a busy loop ran slower than 1.
+    """
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def make_provider(
@@ -83,7 +93,9 @@ def make_provider(
     if spec.provider == "llamacpp":
         from .llamacpp import LlamaCppProvider
 
-        return LlamaCppProvider(spec.path, name=spec.name, n_ctx=spec.context_window)
+        return LlamaCppProvider(
+            spec.path, name=spec.name, n_ctx=spec.context_window, n_threads=local_threads()
+        )
     if spec.provider == "recorded":
         from .recorded import RecordedProvider
 
