@@ -50,6 +50,8 @@ async def ask(
         else:
             waiter.set_result(done.result())
 
+    timer: asyncio.TimerHandle | None = None
+
     def watchdog() -> None:
         nonlocal timer
         if waiter.done():
@@ -68,7 +70,8 @@ async def ask(
     try:
         return await waiter
     finally:
-        timer.cancel()
+        if timer is not None:
+            timer.cancel()
         # Tells the actor nobody waits any more, if it has not answered yet (see `answer`).
         reply.cancel()
 
