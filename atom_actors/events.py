@@ -167,6 +167,106 @@ class ActorRestarted(DomainEvent):
     delay_s: float
     error: str
 
+@dataclass(frozen=True, slots=True)
+class BudgetSet(DomainEvent):
+    """A spending limit for a scope: "global", "key:<id>" or "tenant:<name>"."""
+
+    TYPE: ClassVar[str] = "BudgetSet"
+    scope: str
+    limit_pico: int
+    period: str  # "total", "day" or "month"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetReserved(DomainEvent):
+    TYPE: ClassVar[str] = "BudgetReserved"
+    request_id: str
+    reservation_id: str
+    scopes: list[str]
+    amount_pico: int
+    model: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSettled(DomainEvent):
+    TYPE: ClassVar[str] = "BudgetSettled"
+    request_id: str
+    reservation_id: str
+    scopes: list[str]
+    reserved_pico: int
+    actual_pico: int
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRejected(DomainEvent):
+    TYPE: ClassVar[str] = "BudgetRejected"
+    request_id: str
+    scope: str
+    amount_pico: int
+    headroom_pico: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnsembleCombined(DomainEvent):
+    TYPE: ClassVar[str] = "EnsembleCombined"
+    request_id: str
+    method: str
+    result: dict[str, Any]
+    members: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRecorded(DomainEvent):
+    """A score in [0, 1] for a call's answer (subject_kind "call") or a request's."""
+
+    TYPE: ClassVar[str] = "ScoreRecorded"
+    request_id: str
+    subject: str
+    subject_kind: str
+    model: str | None
+    capability: str | None
+    scorer: str
+    scorer_version: str
+    score: float
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHit(DomainEvent):
+    TYPE: ClassVar[str] = "CacheHit"
+    request_id: str
+    source_request_id: str
+    cache_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEventPublished(DomainEvent):
+    TYPE: ClassVar[str] = "StreamEventPublished"
+    topic: str
+    payload: dict[str, Any]
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyIssued(DomainEvent):
+    """A key was created; only its sha256 is kept, never the key itself."""
+
+    TYPE: ClassVar[str] = "ApiKeyIssued"
+    key_id: str
+    key_hash: str
+    role: str
+    name: str
+    tenant: str | None = None
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRevoked(DomainEvent):
+    TYPE: ClassVar[str] = "ApiKeyRevoked"
+    key_id: str
+    by: str | None = None
+
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.TYPE: cls
@@ -181,6 +281,16 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         RequestFailed,
         ModelHealthChanged,
         ActorRestarted,
+        BudgetSet,
+        BudgetReserved,
+        BudgetSettled,
+        BudgetRejected,
+        EnsembleCombined,
+        ScoreRecorded,
+        CacheHit,
+        StreamEventPublished,
+        ApiKeyIssued,
+        ApiKeyRevoked,
     )
 }
 
