@@ -11,7 +11,15 @@ from .errors import (
     WrongExpectedVersion,
 )
 from .events import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent
-from .projection import ConcurrentRunner, Projection, ProjectionRunner, canonical, fold
+from .projection import (
+    ConcurrentRunner,
+    LiveProjections,
+    Projection,
+    ProjectionRunner,
+    ProjectionTable,
+    canonical,
+    fold,
+)
 from .reader import LogReader, Row
 from .store import EventStore, StreamAppend, WriterStats
 from .subscription import Subscription
@@ -28,12 +36,14 @@ __all__ = [
     "EventStore",
     "EventStoreError",
     "ExpectedVersion",
+    "LiveProjections",
     "LogFormatTooNew",
     "LogReader",
     "NewEvent",
     "NotAnEventLog",
     "Projection",
     "ProjectionRunner",
+    "ProjectionTable",
     "RecordedEvent",
     "Row",
     "StoreClosed",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import heapq
+import itertools
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -12,7 +16,7 @@ import orjson
 from .errors import EventStoreError
 from .events import RecordedEvent
 from .store import EventStore
-from .subscription import POLL_INTERVAL
+from .subscription import POLL_INTERVAL, Subscription
 
 S = TypeVar("S")
 
@@ -61,6 +65,68 @@ class ConcurrentRunner(EventStoreError):
     """Another runner moved this projection's checkpoint under our feet."""
 
 
+class ProjectionTable:
+    """Where projections keep their state and checkpoint: one row each, in an SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self._conn.execute("PRAGMA busy_timeout = 30000")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        # The state can always be rebuilt from the log, so its commits need not reach the disk.
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute(_DDL)
+        self._lock = threading.Lock()
+
+    def load(self, projection: Projection[Any]) -> tuple[int, Any]:
+        """The stored (checkpoint, state); (0, initial state) when absent or of another version."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT version, position, state FROM projections WHERE name = ?",
+                (projection.name,),
+            ).fetchone()
+        if row is None or row[0] != projection.version:
+            return 0, projection.initial()
+        return int(row[1]), orjson.loads(row[2])
+
+    def save(
+        self, projection: Projection[Any], stored_position: int, position: int, state: bytes
+    ) -> None:
+        """Store state and checkpoint together, if the checkpoint is still `stored_position`."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute(
+                    "SELECT version, position FROM projections WHERE name = ?",
+                    (projection.name,),
+                ).fetchone()
+                if row is not None and row[0] == projection.version and row[1] != stored_position:
+                    raise ConcurrentRunner(
+                        f"projection {projection.name!r}: checkpoint moved from "
+                        f"{stored_position} to {row[1]} by another runner"
+                    )
+                self._conn.execute(
+                    "INSERT INTO projections (name, version, position, state) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET version = excluded.version, "
+                    "position = excluded.position, state = excluded.state",
+                    (projection.name, projection.version, position, state.decode()),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def stored(self) -> dict[str, tuple[int, int, bytes]]:
+        """Every stored projection: name -> (version, checkpoint, state bytes)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT name, version, position, state FROM projections")
+            return {name: (v, p, state.encode()) for name, v, p, state in rows}
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class ProjectionRunner:
     """Keeps one projection up to date with the log and stores it with its checkpoint.
 
@@ -79,56 +145,12 @@ class ProjectionRunner:
         self._store = store
         self.projection = projection
         self._page_size = page_size
-        self._conn = sqlite3.connect(
-            db_path or store.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._conn.execute("PRAGMA busy_timeout = 30000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        # The state can always be rebuilt from the log, so its commits need not reach the disk.
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute(_DDL)
+        self._table = ProjectionTable(db_path or store.path)
         self._lock = threading.Lock()
         self._advanced = threading.Condition()
-        self.position, self.state = self._load()
+        self.position, self.state = self._table.load(projection)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-
-    def _load(self) -> tuple[int, Any]:
-        row = self._conn.execute(
-            "SELECT version, position, state FROM projections WHERE name = ?",
-            (self.projection.name,),
-        ).fetchone()
-        if row is None or row[0] != self.projection.version:
-            return 0, self.projection.initial()
-        return int(row[1]), orjson.loads(row[2])
-
-    def _save(self, stored_position: int) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = self._conn.execute(
-                "SELECT version, position FROM projections WHERE name = ?",
-                (self.projection.name,),
-            ).fetchone()
-            if row is not None and row[0] == self.projection.version and row[1] != stored_position:
-                raise ConcurrentRunner(
-                    f"projection {self.projection.name!r}: checkpoint moved from "
-                    f"{stored_position} to {row[1]} by another runner"
-                )
-            self._conn.execute(
-                "INSERT INTO projections (name, version, position, state) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET version = excluded.version, "
-                "position = excluded.position, state = excluded.state",
-                (
-                    self.projection.name,
-                    self.projection.version,
-                    self.position,
-                    canonical(self.state).decode(),
-                ),
-            )
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
 
     def process(self, events: list[RecordedEvent]) -> None:
         """Fold a page of events that follow the checkpoint and store the result."""
@@ -143,7 +165,7 @@ class ProjectionRunner:
             stored = self.position
             self.state = fold(self.projection, events, self.state)
             self.position = events[-1].position
-            self._save(stored)
+            self._table.save(self.projection, stored, self.position, canonical(self.state))
         with self._advanced:
             self._advanced.notify_all()
 
@@ -192,4 +214,106 @@ class ProjectionRunner:
 
     def close(self) -> None:
         self.stop()
-        self._conn.close()
+        self._table.close()
+
+
+class LiveProjections:
+    """Several projections kept current on the event loop, saved from a thread now and then.
+
+    Folding on the loop keeps reads consistent without locks (handlers run on the same
+    thread); state and checkpoint are still written together, so a restart resumes exactly.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        projections: Sequence[Projection[Any]],
+        *,
+        db_path: str | None = None,
+        save_every_s: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._projections = {p.name: p for p in projections}
+        self._table = ProjectionTable(db_path or store.path)
+        self._save_every_s = save_every_s
+        self._states: dict[str, Any] = {}
+        self._positions: dict[str, int] = {}
+        self._saved: dict[str, int] = {}
+        self._subscription: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        # (position, tiebreak, future) of callers waiting to read their own writes
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._tiebreak = itertools.count()
+        self.position = 0
+
+    def state(self, name: str) -> Any:
+        """The projection's current state: read it, never change it."""
+        return self._states[name]
+
+    async def start(self) -> None:
+        """Load stored states, catch up with the log, then follow it."""
+        for name, projection in self._projections.items():
+            position, state = await asyncio.to_thread(self._table.load, projection)
+            self._positions[name] = self._saved[name] = position
+            self._states[name] = state
+        self.position = min(self._positions.values(), default=self._store.head())
+        self._subscription = Subscription(self._store, self.position)
+        self._task = asyncio.create_task(self._follow(), name="live-projections")
+
+    async def _follow(self) -> None:
+        assert self._subscription is not None
+        loop = asyncio.get_running_loop()
+        next_save = loop.time() + self._save_every_s
+        async for event in self._subscription:
+            self._apply(event)
+            waiters = self._waiters
+            while waiters and waiters[0][0] <= event.position:
+                _, _, waiter = heapq.heappop(waiters)
+                if not waiter.done():
+                    waiter.set_result(None)
+            if loop.time() >= next_save:
+                await self.save()
+                next_save = loop.time() + self._save_every_s
+
+    def _apply(self, event: RecordedEvent) -> None:
+        for name, projection in self._projections.items():
+            if event.position > self._positions[name]:
+                self._states[name] = projection.apply(self._states[name], event)
+                self._positions[name] = event.position
+        self.position = event.position
+
+    async def wait_until(self, position: int, timeout: float | None = None) -> bool:
+        """Wait until every projection includes `position` (read your own writes)."""
+        if self.position >= position:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (position, next(self._tiebreak), waiter))
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def save(self) -> None:
+        """Store every projection that moved since it was last stored."""
+        for name, projection in self._projections.items():
+            position = self._positions[name]
+            if position == self._saved[name]:
+                continue
+            # Serialised here, on the loop, so the thread never sees the state change under it.
+            state = canonical(self._states[name])
+            await asyncio.to_thread(
+                self._table.save, projection, self._saved[name], position, state
+            )
+            self._saved[name] = position
+
+    async def stop(self) -> None:
+        """Stop following and store the final states."""
+        if self._subscription is not None:
+            self._subscription.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.save()
+        self._table.close()

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import asyncio
+
+from eventstore import EventStore, LiveProjections, NewEvent, canonical, fold
+from tests.eventstore.test_projection import Spend
+
+
+class Count:
+    name = "count"
+    version = 1
+
+    def initial(self) -> int:
+        return 0
+
+    def apply(self, state: int, event: object) -> int:
+        return state + 1
+
+
+def called(model: str, micro_usd: int) -> NewEvent:
+    return NewEvent("Called", {"model": model, "micro_usd": micro_usd})
+
+
+async def test_live_projections_catch_up_follow_and_resume(store: EventStore) -> None:
+    for i in range(50):
+        await store.append_async("calls", [called("a", i)])
+    live = LiveProjections(store, [Spend(), Count()], save_every_s=0.05)
+    await live.start()
+    position = (await store.append_async("calls", [called("b", 7)]))[-1]
+    assert await live.wait_until(position, timeout=5)
+    assert live.state("count") == 51
+    assert live.state("spend")["models"]["b"] == {"calls": 1, "micro_usd": 7}
+    await live.stop()
+
+    for i in range(10):
+        await store.append_async("calls", [called("c", i)])
+    again = LiveProjections(store, [Spend(), Count()])
+    await again.start()
+    assert await again.wait_until(store.head(), timeout=5)
+    assert again.state("count") == 61, "resumed from the stored checkpoint, nothing twice"
+    assert canonical(again.state("spend")) == canonical(fold(Spend(), store.read_all()))
+    await again.stop()
+
+
+async def test_wait_until_times_out_for_a_position_not_yet_written(store: EventStore) -> None:
+    live = LiveProjections(store, [Count()])
+    await live.start()
+    assert not await live.wait_until(10, timeout=0.2)
+    waiting = asyncio.create_task(live.wait_until(3, timeout=5))
+    for _ in range(3):
+        await store.append_async("x", [called("a", 1)])
+    assert await waiting
+    await live.stop()
