@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from eventstore import EventStore, EventStoreError, LogFormatTooNew, NotAnEventLog
 
+from . import evaluate
 from ._export import export_log
 from ._import import BadLine, import_lines
 from .verify import as_json, summary, verify_log
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     import_.add_argument("--db", default=_DEFAULT_DB, help=f"{db_help}; created when missing")
     import_.add_argument("file", metavar="FILE.jsonl", help="the lines to import; - for stdin")
+    evaluate.add_parser(commands)
     return parser
 
 
@@ -108,6 +110,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "verify": _verify,
     "export": _export,
     "import": _import,
+    "evaluate": evaluate.command,
 }
 
 
