@@ -137,6 +137,17 @@ class RequestCompleted(DomainEvent):
     cost_pico: int
     latency_ms: float
     finish_reason: str = "stop"
+    strategy: str | None = None
+    ensemble_method: str | None = None
+    attempts: int = 1
+    fallbacks: int = 0
+    agreement: float | None = None
+    # What the same tokens would have cost at the dearest eligible model: the savings baseline.
+    baseline_pico: int = 0
+    cached: bool = False
+    cache_key: str | None = None
+    tenant: str | None = None
+    capability: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +159,7 @@ class RequestFailed(DomainEvent):
     status: int
     tried: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
+    strategy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +178,7 @@ class ActorRestarted(DomainEvent):
     restarts: int
     delay_s: float
     error: str
+
 
 @dataclass(frozen=True, slots=True)
 class BudgetSet(DomainEvent):

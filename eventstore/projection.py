@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import sqlite3
@@ -310,10 +309,9 @@ class LiveProjections:
     async def stop(self) -> None:
         """Stop following and store the final states."""
         if self._subscription is not None:
+            # Not cancelled: a save in flight on its thread must finish and be accounted for.
             self._subscription.close()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
         await self.save()
         self._table.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +11,13 @@ import pytest
 from hypothesis import strategies as st
 
 from atom_actors.catalog import CAPABILITIES, ModelSpec
+from atom_actors.gateway import Gateway
+from atom_actors.projections import all_projections
 from atom_actors.providers import AsyncProvider, BlockingProvider, make_provider
 from atom_actors.quality import Evidence
 from atom_actors.snapshot import Health, ModelFigures, RouteRequest, RouteSnapshot, Strategy
 from atom_actors.system import ActorSystem
-from eventstore import EventStore
+from eventstore import EventStore, LiveProjections
 from tests.fakes.openai_server import FakeOpenAI
 
 ALL = frozenset(CAPABILITIES)
@@ -186,3 +188,22 @@ async def make_system(log: EventStore) -> AsyncIterator[Callable[..., ActorSyste
     yield make
     for system in systems:
         await system.aclose()
+
+
+@pytest.fixture
+async def make_gateway(
+    log: EventStore, make_system: Callable[..., ActorSystem]
+) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
+    """A gateway over an actor system of the given models, with live projections."""
+    running: list[LiveProjections] = []
+
+    async def make(specs: Sequence[ModelSpec], **options: Any) -> Gateway:
+        system = make_system(specs)
+        projections = LiveProjections(log, all_projections())
+        await projections.start()
+        running.append(projections)
+        return Gateway(log, system, projections, env={FAKE_KEY_ENV: "sk-test"}, **options)
+
+    yield make
+    for projections in running:
+        await projections.stop()

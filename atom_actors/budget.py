@@ -1,0 +1,166 @@
+"""Budgets: reservations that can never overspend a limit, settled with the real cost.
+
+The book lives on the event loop, whose single thread makes check-and-reserve atomic. It reads
+the Budgets projection and adds what this process reserved that the projection has not folded
+yet, counting conservatively while the two catch up: an amount may be counted twice for a
+moment, never zero times.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .events import BudgetReserved, BudgetSettled
+from .projections import current_period
+
+RESERVATION_TTL_S = 900.0
+"""An unsettled reservation (its process crashed) stops counting after this long."""
+
+
+class BudgetExceeded(Exception):
+    """A reservation does not fit a scope's remaining budget."""
+
+    def __init__(self, scope: str, amount_pico: int, headroom_pico: int) -> None:
+        super().__init__(
+            f"budget {scope!r}: this call may cost up to {amount_pico / 1e12:.6f} USD "
+            f"but only {max(headroom_pico, 0) / 1e12:.6f} USD remain"
+        )
+        self.scope = scope
+        self.amount_pico = amount_pico
+        self.headroom_pico = headroom_pico
+
+
+def scopes_of(key_id: str | None, tenant: str | None) -> list[str]:
+    """The scopes a request spends in: always global, then its key's and its tenant's."""
+    scopes = ["global"]
+    if key_id:
+        scopes.append(f"key:{key_id}")
+    if tenant:
+        scopes.append(f"tenant:{tenant}")
+    return scopes
+
+
+def headroom(
+    state: Mapping[str, Any],
+    extra: Iterable[tuple[list[str], int]],
+    scopes: Iterable[str],
+    now: float,
+) -> tuple[str, int] | None:
+    """The tightest (scope, remaining pico-dollars) among `scopes`, or None when none is limited.
+
+    `state` is the Budgets projection; `extra` is money to count on top of it.
+    """
+    extra = list(extra)
+    today = datetime.fromtimestamp(now, UTC)
+    tightest: tuple[str, int] | None = None
+    for scope in scopes:
+        limit = state["limits"].get(scope)
+        if limit is None:
+            continue
+        limit_pico, period = limit
+        spent = state["spent"].get(scope, {}).get(current_period(period, today), 0)
+        reserved = sum(
+            amount
+            for scopes_, amount, expires in state["reserved"].values()
+            if scope in scopes_ and expires > now
+        )
+        reserved += sum(amount for scopes_, amount in extra if scope in scopes_)
+        room = limit_pico - spent - reserved
+        if tightest is None or room < tightest[1]:
+            tightest = (scope, room)
+    return tightest
+
+
+@dataclass(slots=True)
+class _Pending:
+    scopes: list[str]
+    amount: int
+    settled: bool = False
+    # The projection includes the settlement once it reaches this position.
+    settled_position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    reservation_id: str
+    request_id: str
+    scopes: list[str]
+    amount_pico: int
+    model: str
+
+
+class BudgetBook:
+    """Reserve before a call, settle after it; never lets concurrent calls overspend."""
+
+    def __init__(
+        self,
+        state: Callable[[], Mapping[str, Any]],
+        position: Callable[[], int],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._state = state
+        self._position = position
+        self._clock = clock
+        self._pending: dict[str, _Pending] = {}
+
+    def _extra(self) -> list[tuple[list[str], int]]:
+        folded = self._state()["reserved"]
+        position = self._position()
+        extra = []
+        for rid, pending in list(self._pending.items()):
+            if pending.settled:
+                if pending.settled_position is not None and position >= pending.settled_position:
+                    del self._pending[rid]
+                    continue
+                extra.append((pending.scopes, pending.amount))
+            elif rid not in folded:
+                extra.append((pending.scopes, pending.amount))
+        return extra
+
+    def headroom(self, scopes: Iterable[str]) -> tuple[str, int] | None:
+        """The tightest remaining budget among `scopes`, counting this process's reservations."""
+        return headroom(self._state(), self._extra(), scopes, self._clock())
+
+    def reserve(
+        self, request_id: str, scopes: list[str], amount_pico: int, model: str
+    ) -> tuple[Reservation, BudgetReserved]:
+        """Take `amount_pico` from every scope or raise BudgetExceeded; append the event."""
+        tight = self.headroom(scopes)
+        if tight is not None and amount_pico > tight[1]:
+            raise BudgetExceeded(tight[0], amount_pico, tight[1])
+        reservation = Reservation(str(uuid.uuid4()), request_id, scopes, amount_pico, model)
+        self._pending[reservation.reservation_id] = _Pending(scopes, amount_pico)
+        event = BudgetReserved(
+            request_id,
+            reservation.reservation_id,
+            scopes,
+            amount_pico,
+            model,
+            round(self._clock() + RESERVATION_TTL_S, 3),
+        )
+        return reservation, event
+
+    def settle(self, reservation: Reservation, actual_pico: int) -> BudgetSettled:
+        """Replace the reservation by the real cost; the caller appends the event."""
+        pending = self._pending.get(reservation.reservation_id)
+        if pending is not None:
+            pending.settled = True
+            pending.amount = actual_pico
+        return BudgetSettled(
+            reservation.request_id,
+            reservation.reservation_id,
+            reservation.scopes,
+            reservation.amount_pico,
+            actual_pico,
+        )
+
+    def settled_at(self, reservation: Reservation, position: int) -> None:
+        """The settlement is at `position` in the log: once folded, stop counting it here."""
+        pending = self._pending.get(reservation.reservation_id)
+        if pending is not None:
+            pending.settled_position = position

@@ -1,0 +1,261 @@
+"""The projections every number ATOM shows is read from: pure folds over the log.
+
+Each is an eventstore Projection (`initial()`, `apply(state, event) -> state`) over JSON
+state, so it can be stored with its checkpoint, rebuilt from position 0 and compared.
+Latencies are kept as log-scale histograms (buckets 10% wide), so percentiles need no raw
+samples and a fold stays small however long the log grows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from eventstore import RecordedEvent
+
+State = dict[str, Any]
+
+_BUCKET = math.log(1.1)
+CACHE_ENTRIES = 10_000
+"""The cache projection keeps the newest answers up to this many."""
+
+
+def bucket(ms: float) -> str:
+    """The histogram bucket of a duration: values within 10% share one."""
+    return str(math.floor(math.log(max(ms, 0.01)) / _BUCKET))
+
+
+def percentile(histogram: Mapping[str, int], q: float) -> float | None:
+    """The q-quantile (0..1) of a bucket histogram, as the bucket's upper edge in ms."""
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for key in sorted(histogram, key=int):
+        seen += histogram[key]
+        if seen >= rank:
+            return round(math.exp((int(key) + 1) * _BUCKET), 3)
+    return None
+
+
+def _add(histogram: dict[str, int], ms: float | None) -> None:
+    if ms is not None:
+        key = bucket(ms)
+        histogram[key] = histogram.get(key, 0) + 1
+
+
+def _model(state: State, name: str) -> State:
+    row: State | None = state["models"].get(name)
+    if row is None:
+        row = state["models"][name] = {
+            "calls": 0,
+            "completed": 0,
+            "failed": 0,
+            "errors": {},
+            "latency_ms": {},
+            "ttft_ms": {},
+            "tps_total": 0.0,
+            "tps_count": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cost_pico": 0,
+            "quality": {},
+            "health": "closed",
+        }
+    return row
+
+
+class Performance:
+    """Per model: calls, errors by kind, latency, time to first token, speed, tokens, cost,
+    quality by capability (from ScoreRecorded) and circuit health."""
+
+    name = "performance"
+    version = 1
+
+    def initial(self) -> State:
+        return {"models": {}}
+
+    def apply(self, state: State, event: RecordedEvent) -> State:
+        kind, data = event.type, event.data
+        if kind == "ModelCallStarted":
+            _model(state, data["model"])["calls"] += 1
+        elif kind == "ModelCallCompleted":
+            row = _model(state, data["model"])
+            row["completed"] += 1
+            _add(row["latency_ms"], data["latency_ms"])
+            _add(row["ttft_ms"], data["ttft_ms"])
+            if data["tokens_per_s"]:
+                row["tps_total"] += data["tokens_per_s"]
+                row["tps_count"] += 1
+            row["prompt_tokens"] += data["prompt_tokens"]
+            row["completion_tokens"] += data["completion_tokens"]
+            row["cost_pico"] += data["cost_pico"]
+        elif kind == "ModelCallFailed":
+            row = _model(state, data["model"])
+            row["failed"] += 1
+            row["errors"][data["kind"]] = row["errors"].get(data["kind"], 0) + 1
+        elif kind == "ScoreRecorded" and data.get("model"):
+            quality = _model(state, data["model"])["quality"]
+            for capability in {data.get("capability") or "text_generation", "*"}:
+                total, count = quality.get(capability, (0.0, 0))
+                quality[capability] = [total + data["score"], count + 1]
+        elif kind == "ModelHealthChanged":
+            _model(state, data["model"])["health"] = data["current"]
+        return state
+
+
+class Orchestration:
+    """Per strategy and ensemble method: requests, fallbacks, agreement, cost, latency, and the
+    savings against always using the dearest eligible model."""
+
+    name = "orchestration"
+    version = 1
+
+    def initial(self) -> State:
+        return {"strategies": {}, "requests": {"completed": 0, "failed": 0, "cached": 0}}
+
+    def apply(self, state: State, event: RecordedEvent) -> State:
+        kind, data = event.type, event.data
+        if kind not in ("RequestCompleted", "RequestFailed"):
+            return state
+        key = data.get("strategy") or "direct"
+        if data.get("ensemble_method"):
+            key = f"ensemble:{data['ensemble_method']}"
+        row = state["strategies"].setdefault(
+            key,
+            {
+                "requests": 0,
+                "failed": 0,
+                "fallbacks": 0,
+                "agreement_total": 0.0,
+                "agreement_count": 0,
+                "cost_pico": 0,
+                "baseline_pico": 0,
+                "latency_ms": {},
+            },
+        )
+        row["requests"] += 1
+        if kind == "RequestFailed":
+            row["failed"] += 1
+            state["requests"]["failed"] += 1
+            return state
+        state["requests"]["completed"] += 1
+        state["requests"]["cached"] += bool(data.get("cached"))
+        row["fallbacks"] += data.get("fallbacks", 0)
+        if data.get("agreement") is not None:
+            row["agreement_total"] += data["agreement"]
+            row["agreement_count"] += 1
+        row["cost_pico"] += data["cost_pico"]
+        row["baseline_pico"] += data.get("baseline_pico", 0)
+        _add(row["latency_ms"], data["latency_ms"])
+        return state
+
+
+def period_keys(recorded_at: str) -> list[str]:
+    """The budget periods an amount recorded at this time counts in."""
+    return ["total", f"day:{recorded_at[:10]}", f"month:{recorded_at[:7]}"]
+
+
+def current_period(period: str, now: datetime) -> str:
+    """The key of the period a limit applies to, at `now` (UTC)."""
+    if period == "day":
+        return f"day:{now:%Y-%m-%d}"
+    if period == "month":
+        return f"month:{now:%Y-%m}"
+    return "total"
+
+
+class Budgets:
+    """Limits per scope, money settled per scope and period, reservations not yet settled."""
+
+    name = "budgets"
+    version = 1
+
+    def initial(self) -> State:
+        return {"limits": {}, "spent": {}, "reserved": {}}
+
+    def apply(self, state: State, event: RecordedEvent) -> State:
+        kind, data = event.type, event.data
+        if kind == "BudgetSet":
+            state["limits"][data["scope"]] = [data["limit_pico"], data["period"]]
+        elif kind == "BudgetReserved":
+            state["reserved"][data["reservation_id"]] = [
+                data["scopes"],
+                data["amount_pico"],
+                data["expires_at"],
+            ]
+        elif kind == "BudgetSettled":
+            state["reserved"].pop(data["reservation_id"], None)
+            for scope in data["scopes"]:
+                spent = state["spent"].setdefault(scope, {})
+                for key in period_keys(event.recorded_at):
+                    spent[key] = spent.get(key, 0) + data["actual_pico"]
+        return state
+
+
+class Cache:
+    """Answers of deterministic requests by cache key (tenant-scoped), newest kept."""
+
+    name = "cache"
+    version = 1
+
+    def initial(self) -> State:
+        return {"entries": {}}
+
+    def apply(self, state: State, event: RecordedEvent) -> State:
+        if event.type != "RequestCompleted" or event.data.get("cached"):
+            return state
+        data = event.data
+        key = data.get("cache_key")
+        if not key:
+            return state
+        entries = state["entries"]
+        entries.pop(key, None)
+        entries[key] = {
+            "request_id": data["request_id"],
+            "model": data["model"],
+            "text": data["text"],
+            "prompt_tokens": data["prompt_tokens"],
+            "completion_tokens": data["completion_tokens"],
+            "finish_reason": data.get("finish_reason", "stop"),
+            "recorded_at": event.recorded_at,
+        }
+        if len(entries) > CACHE_ENTRIES:
+            # Dicts keep insertion order, and a refreshed key was re-inserted: oldest first.
+            del entries[next(iter(entries))]
+        return state
+
+
+class Failures:
+    """The most recent failed requests and calls, for the dashboard."""
+
+    name = "failures"
+    version = 1
+    keep = 20
+
+    def initial(self) -> State:
+        return {"recent": []}
+
+    def apply(self, state: State, event: RecordedEvent) -> State:
+        if event.type in ("RequestFailed", "ModelCallFailed"):
+            data = event.data
+            state["recent"].append(
+                {
+                    "type": event.type,
+                    "request_id": data.get("request_id"),
+                    "model": data.get("model"),
+                    "kind": data.get("kind"),
+                    "message": data.get("message"),
+                    "at": event.recorded_at,
+                }
+            )
+            del state["recent"][: -self.keep]
+        return state
+
+
+def all_projections() -> list[Any]:
+    """Every projection the server keeps, in a fixed order."""
+    return [Performance(), Orchestration(), Budgets(), Cache(), Failures()]
