@@ -58,6 +58,10 @@ class RequestReceived(DomainEvent):
     api_key_id: str | None = None
     tenant: str | None = None
     stream: bool = False
+    # What a reference scorer compares the answer with, and how ("text", "number", ...).
+    expected: str | None = None
+    answer_format: str = "text"
+    answer_field: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

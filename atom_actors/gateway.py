@@ -269,6 +269,9 @@ class Gateway:
                 principal.key_id,
                 principal.tenant,
                 req.stream,
+                req.expected,
+                req.answer_format.kind.value,
+                req.answer_format.field,
             ),
         )
         self._announce("requests", {"request_id": request_id, "state": "received"})
