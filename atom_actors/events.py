@@ -250,6 +250,17 @@ class ScoreRecorded(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreFailed(DomainEvent):
+    """A scorer could not grade an answer (the judge failed, or its reply held no grade)."""
+
+    TYPE: ClassVar[str] = "ScoreFailed"
+    request_id: str
+    subject: str
+    scorer: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CacheHit(DomainEvent):
     TYPE: ClassVar[str] = "CacheHit"
     request_id: str
@@ -304,6 +315,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         BudgetRejected,
         EnsembleCombined,
         ScoreRecorded,
+        ScoreFailed,
         CacheHit,
         StreamEventPublished,
         ApiKeyIssued,

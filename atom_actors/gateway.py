@@ -27,7 +27,7 @@ from .budget import BudgetBook, BudgetExceeded, Reservation, scopes_of
 from .calls import CallFailed, CallResult
 from .catalog import ModelSpec, unavailable_reason
 from .combiners import MemberAnswer, combine
-from .cost import cost_pico, estimate_message_tokens, to_usd
+from .cost import cost_pico, estimate_message_tokens, reservation_pico, to_usd
 from .events import (
     BudgetRejected,
     CacheHit,
@@ -37,13 +37,21 @@ from .events import (
     RequestFailed,
     RequestReceived,
     RouteDecided,
+    ScoreFailed,
     ScoreRecorded,
     request_stream,
 )
 from .projections import percentile
 from .providers import CallParams, Delta
 from .quality import Evidence, learned_quality
-from .scorers import AgreementScorer, ReferenceScorer, ScoreInput, ScoreUnavailable
+from .scorers import (
+    AgreementScorer,
+    FeedbackScorer,
+    JudgeScorer,
+    ReferenceScorer,
+    ScoreInput,
+    ScoreUnavailable,
+)
 from .snapshot import (
     EnsembleMethod,
     EnsembleSpec,
@@ -178,6 +186,7 @@ class Gateway:
         publish: Publish | None = None,
         env: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        judge_model: str | None = None,
     ) -> None:
         self.store = store
         self.actors = actors
@@ -189,6 +198,8 @@ class Gateway:
         self._env = env
         self._clock = clock
         self._round_robin = 0
+        self.judge_model = judge_model
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def catalog(self) -> tuple[ModelSpec, ...]:
@@ -416,6 +427,7 @@ class Gateway:
         on_token: TokenSink | None,
         params: CallParams | None = None,
         member: str | None = None,
+        messages: Sequence[dict[str, Any]] | None = None,
     ) -> CallResult:
         """One budgeted call: reserved (and on the record) before it starts, settled after."""
         reservation, reserved = self.budget.reserve(r.request_id, scopes, reservation_pico, model)
@@ -433,7 +445,7 @@ class Gateway:
         try:
             result = await self.actors.caller.call(
                 model,
-                r.req.messages,
+                r.req.messages if messages is None else messages,
                 params or r.req.params,
                 request_id=r.request_id,
                 attempt=attempt,
@@ -607,6 +619,11 @@ class Gateway:
         )
         position = await self._finish(r, completed)
         self._announce("requests", {"request_id": r.request_id, "state": "completed"})
+        if self.judge_model is not None and result.model != self.judge_model:
+            # The judge grades after the answer has gone: it never delays it.
+            task = asyncio.create_task(self._judge(r, result))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return ProcessResult(
             r.request_id,
             result.model,
@@ -669,6 +686,70 @@ class Gateway:
     def _announce(self, topic: str, payload: dict[str, Any]) -> None:
         if self.publish is not None:
             self.publish(topic, payload)
+
+    # ------------------------------------------------------------------------------ scores
+
+    async def _judge(self, r: _Request, result: CallResult) -> None:
+        """Have the judge model grade an answer against the rubric; record the grade."""
+        assert self.judge_model is not None
+        scorer = JudgeScorer()
+        question = str(r.req.messages[-1].get("content", "")) if r.req.messages else ""
+        subject = ScoreInput(result.text, question=question, expected=r.req.expected)
+        judge = _Request(
+            r.request_id, r.req, r.principal, time.perf_counter(),
+            {**r.metadata, "actor": "judge", "causation_id": result.call_id},
+        )  # fmt: skip
+        spec = self.actors.specs[self.judge_model]
+        params = CallParams(max_tokens=64, temperature=0.0)
+        prompt = scorer.prompt(subject)
+        amount = reservation_pico(spec, estimate_message_tokens(prompt), 64)
+        try:
+            reply = await self._call(
+                judge, self.judge_model, amount, ["global"], 1, None, params, "judge", prompt
+            )
+            score = scorer.parse(reply.text)
+        except (CallFailed, BudgetExceeded, ScoreUnavailable) as exc:
+            self._record(judge, ScoreFailed(r.request_id, result.call_id, scorer.id, str(exc)))
+        else:
+            self._record(
+                judge,
+                ScoreRecorded(
+                    r.request_id, result.call_id, "call", result.model, r.req.capability,
+                    scorer.id, scorer.version, score, reply.text[:500],
+                ),
+            )  # fmt: skip
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in judge.pending))
+
+    async def feedback(
+        self, request_id: str, score: float, principal: Principal, comment: str = ""
+    ) -> int:
+        """Record a client's score of an answer; returns the score's log position."""
+        events = await self.store.read_stream_async(request_stream(request_id))
+        completed = [e for e in events if e.type == "RequestCompleted"]
+        if not events or not completed:
+            raise GatewayError(
+                404, "unknown_request", f"no answered request {request_id!r}", field="request_id"
+            )
+        scorer = FeedbackScorer()
+        try:
+            value = scorer.score(ScoreInput(completed[-1].data["text"], feedback=score))
+        except ValueError as exc:
+            raise GatewayError(400, "invalid_field", str(exc), field="score") from exc
+        received = events[0].data
+        event = ScoreRecorded(
+            request_id, request_id, "request", completed[-1].data["model"],
+            received.get("capability"), scorer.id, scorer.version, value, comment[:500],
+        )  # fmt: skip
+        metadata = {"correlation_id": request_id, "api_key_id": principal.key_id}
+        positions = await self.store.append_async(
+            request_stream(request_id), [event.new(**metadata)]
+        )
+        return positions[-1]
+
+    async def drain(self) -> None:
+        """Wait for background work (judges) to finish, at shutdown."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     # -------------------------------------------------------------------------------- cache
 

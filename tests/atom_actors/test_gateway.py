@@ -243,3 +243,44 @@ async def test_reference_scores_teach_quality_first_which_model_is_right(
     assert chosen[-1] == "right", "the scores moved quality_first"
     performance = gateway.projections.state("performance")["models"]
     assert performance["wrong"]["quality"]["text_generation"][0] == 0.0
+
+
+async def test_a_judge_grades_after_the_answer_without_delaying_it(
+    log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
+) -> None:
+    upstream.models.update(
+        m=Behaviour(reply="4"), judge=Behaviour(reply="Fair. Score: 8", first_token_delay=0.4)
+    )
+    gateway = await make_gateway(specs(upstream, m=(1, 1), judge=(1, 1)), judge_model="judge")
+    result = await gateway.process(ProcessRequest(ASK, CallParams(max_tokens=8), "m"), USER)
+    scores = lambda: [  # noqa: E731
+        e.data for e in log.read_stream(f"request-{result.request_id}") if e.type == "ScoreRecorded"
+    ]
+    assert scores() == [], "the answer went back before the judge spoke"
+    await gateway.drain()
+    (judged,) = scores()
+    assert (judged["scorer"], judged["score"], judged["model"]) == ("judge", 0.8, "m")
+    judge_prompt = upstream.requests[-1].body["messages"]
+    assert (
+        judge_prompt[0]["role"] == "system"
+        and "<answer>\n4\n</answer>" in judge_prompt[1]["content"]
+    )
+
+
+async def test_feedback_is_a_score_of_the_request(
+    log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
+) -> None:
+    gateway = await make_gateway(specs(upstream, m=(1, 1)))
+    result = await gateway.process(ProcessRequest(ASK, CallParams(max_tokens=8), "m"), USER)
+    position = await gateway.feedback(result.request_id, 0.25, USER, "too terse")
+    event = log.read_stream(f"request-{result.request_id}")[-1]
+    assert event.position == position and event.type == "ScoreRecorded"
+    assert (event.data["scorer"], event.data["score"], event.data["subject_kind"]) == (
+        "feedback", 0.25, "request",
+    )  # fmt: skip
+    with pytest.raises(GatewayError) as bad:
+        await gateway.feedback(result.request_id, 1.5, USER)
+    assert (bad.value.status, bad.value.field) == (400, "score")
+    with pytest.raises(GatewayError) as unknown:
+        await gateway.feedback("no-such-request", 0.5, USER)
+    assert unknown.value.status == 404
