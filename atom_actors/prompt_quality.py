@@ -1,8 +1,9 @@
 """Per-prompt quality: how well each model is expected to answer one prompt, learnt from scores.
 
 A model's expected score on a prompt is what the prompt's length predicts (a least-squares line
-over log length: longer problems are harder) plus the mean amount by which the k most similar
-scored prompts (TF-IDF cosine over words) came out above or below that line.
+over log length: longer problems are harder) plus the amount by which the k most similar scored
+prompts (TF-IDF cosine over words) came out above or below that line, on average, shrunk toward
+none as if `offset_prior` more neighbours had lain on the line.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import Final
 
 DEFAULT_NEIGHBOURS: Final = 40
+# A handful of similar prompts is weak evidence: their offset counts against 20 on the line.
+DEFAULT_OFFSET_PRIOR: Final = 20.0
 _WORD = re.compile(r"[a-z]+|\d+")
 
 
@@ -118,6 +121,7 @@ class PromptQuality:
     residuals: Mapping[str, tuple[float | None, ...]]
     index: TfIdfIndex
     neighbours: int
+    offset_prior: float
 
     def predict(self, prompt: str) -> dict[str, Prediction]:
         """Each model's expected score on `prompt`, clamped to [0, 1]."""
@@ -127,18 +131,22 @@ class PromptQuality:
         for model, line in self.lines.items():
             residuals = self.residuals[model]
             offsets = [r for r in (residuals[i] for i in near) if r is not None]
-            offset = math.fsum(offsets) / len(offsets) if offsets else 0.0
+            offset = math.fsum(offsets) / (len(offsets) + self.offset_prior) if offsets else 0.0
             evidence = sum(1 for r in residuals if r is not None)
             predictions[model] = Prediction(min(1.0, max(0.0, line.at(x) + offset)), evidence)
         return predictions
 
 
 def fit_prompt_quality(
-    examples: Sequence[ScoredPrompt], neighbours: int = DEFAULT_NEIGHBOURS
+    examples: Sequence[ScoredPrompt],
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    offset_prior: float = DEFAULT_OFFSET_PRIOR,
 ) -> PromptQuality:
     """Learn each scored model's line over log length, and every example's residual from it."""
     if neighbours < 1:
         raise ValueError(f"neighbours must be >= 1, got {neighbours}")
+    if not 0.0 <= offset_prior < math.inf:
+        raise ValueError(f"offset_prior must be finite and >= 0, got {offset_prior}")
     for example in examples:
         if any(not 0.0 <= s <= 1.0 for s in example.scores.values()):
             raise ValueError(f"scores must be in [0, 1], got {dict(example.scores)}")
@@ -152,9 +160,8 @@ def fit_prompt_quality(
             e.scores[model] - lines[model].at(log_length(e.prompt)) if model in e.scores else None
             for e in examples
         )
-    return PromptQuality(
-        lines, residuals, TfIdfIndex.build([e.prompt for e in examples]), neighbours
-    )
+    index = TfIdfIndex.build([e.prompt for e in examples])
+    return PromptQuality(lines, residuals, index, neighbours, offset_prior)
 
 
 def _models(examples: Iterable[ScoredPrompt]) -> list[str]:

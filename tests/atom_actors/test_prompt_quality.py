@@ -75,7 +75,7 @@ def test_rare_words_count_for_more_than_common_ones() -> None:
 
 
 def test_the_neighbours_move_a_prediction_off_the_line() -> None:
-    model = fit_prompt_quality(SAME_LENGTH, neighbours=2)
+    model = fit_prompt_quality(SAME_LENGTH, neighbours=2, offset_prior=0.0)
     # Weak's line is flat at 0.5; the two alpha neighbours lie 0.5 under it, the omega ones over.
     assert model.predict("alpha test") == {
         "weak": Prediction(0.0, 4),
@@ -87,9 +87,16 @@ def test_the_neighbours_move_a_prediction_off_the_line() -> None:
 
 
 def test_more_neighbours_than_similar_prompts_averages_the_similar_ones() -> None:
-    model = fit_prompt_quality(SAME_LENGTH, neighbours=40)
+    model = fit_prompt_quality(SAME_LENGTH, neighbours=40, offset_prior=0.0)
     # "alpha one" shares a word with three of the four: residuals -0.5, -0.5, +0.5.
     assert model.predict("alpha one")["weak"].score == pytest.approx(0.5 - 0.5 / 3)
+
+
+def test_the_offset_of_a_few_neighbours_is_shrunk_toward_the_line() -> None:
+    model = fit_prompt_quality(SAME_LENGTH, neighbours=2)
+    # Two offsets of -0.5 against 20 more of none: -1 / 22.
+    assert model.predict("alpha test")["weak"].score == pytest.approx(0.5 - 1 / 22)
+    assert fit_prompt_quality(SAME_LENGTH, 2, 2.0).predict("alpha")["weak"].score == 0.25
 
 
 def test_without_neighbours_longer_prompts_follow_the_line() -> None:
@@ -110,7 +117,7 @@ def test_without_neighbours_longer_prompts_follow_the_line() -> None:
 
 def test_a_model_is_judged_only_on_the_prompts_it_was_scored_on() -> None:
     examples = [*SAME_LENGTH, ScoredPrompt("alpha extra", {"strong": 0.0})]
-    model = fit_prompt_quality(examples, neighbours=40)
+    model = fit_prompt_quality(examples, neighbours=40, offset_prior=0.0)
     assert model.predict("alpha")["weak"] == Prediction(0.0, 4)
     assert model.predict("alpha")["strong"].evidence == 5
 
@@ -125,9 +132,12 @@ def test_scores_must_lie_in_zero_to_one(score: float) -> None:
         fit_prompt_quality([ScoredPrompt("q", {"m": score})])
 
 
-def test_at_least_one_neighbour() -> None:
+@pytest.mark.parametrize(("neighbours", "offset_prior"), [(0, 20.0), (1, -1.0), (1, math.inf)])
+def test_at_least_one_neighbour_and_a_finite_offset_prior(
+    neighbours: int, offset_prior: float
+) -> None:
     with pytest.raises(ValueError):
-        fit_prompt_quality(SAME_LENGTH, neighbours=0)
+        fit_prompt_quality(SAME_LENGTH, neighbours, offset_prior)
 
 
 prompts = st.text(alphabet="abc xyz", min_size=1, max_size=40)

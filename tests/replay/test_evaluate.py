@@ -33,7 +33,8 @@ def _item(prompt: str, gold: str, weak: tuple[str, bool], strong: tuple[str, boo
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
-    """Fit on four prompts of one length: weak fails the alpha ones. Test on four more.
+    """Fit on four prompts of one length: weak fails the alpha ones, strong the omega ones (each
+    is right on half: the dearer counts as the stronger). Test on four more.
 
     Test prompts (length; weak, strong right?): A "omega aa" (8; yes, yes), B alpha (30; no, yes),
     C alpha (12; no, yes), D omega (20; no, no). Weak 25%, strong 75%. A call costs 200 tokens:
@@ -43,8 +44,8 @@ def dataset(tmp_path: Path) -> Path:
     lines = [
         _item("alpha train one", "7", wrong, right),
         _item("alpha train two", "7", wrong, right),
-        _item("omega train one", "7", right, right),
-        _item("omega train two", "7", right, right),
+        _item("omega train one", "7", right, wrong),
+        _item("omega train two", "7", right, wrong),
         _item("omega aa", "1", ("#### 1", False), ("#### 1", True)),
         _item("alpha " + "b" * 24, "2", ("#### 20", False), ("#### 2", True)),
         _item("alpha cccccc", "3", ("#### 30", False), ("The answer is 3.", True)),
@@ -84,8 +85,8 @@ def test_quality_first_routes_by_learnt_per_prompt_quality(
     capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path
 ) -> None:
     report = _tiny(capsys, dataset, tmp_path / "e.db", "--strategy", "quality_first")
-    # Alpha prompts promise a gain from the strong model (B, C), omega ones none (A, D): a tie
-    # goes to the cheaper model. Right on A, B, C; two calls of each model.
+    # Alpha prompts promise a gain from the strong model (B, C), omega ones a loss (A, D).
+    # Right on A, B, C; two calls of each model.
     assert report["accuracy"] == 0.75
     assert report["cost_usd"] == pytest.approx(2 * 0.0002 + 2 * 0.002)
     assert report["calls"] == {"weak": 2, "strong": 2}
@@ -192,9 +193,13 @@ def test_the_decisions_of_a_routing_strategy_carry_the_route(
     route = decided[1]["route"]
     assert route["strategy"] == "quality_first"
     assert route["chosen"] == "strong"
-    # Predicted 1.0 against 0.0, weighing as the 4 train scores, moved by the prior 0.5 (k=5).
+    # Predicted 0.5 +- 1/22 (the two alpha neighbours' offsets of +-1, shrunk by 20 more on the
+    # line), weighing as the 4 train scores against the prior 0.5 counted 5 times.
     qualities = {c["model"]: c["quality"] for c in route["candidates"]}
-    assert qualities == {"strong": pytest.approx(6.5 / 9), "weak": pytest.approx(2.5 / 9)}
+    assert qualities == {
+        "strong": pytest.approx((2.5 + 4 * (0.5 + 1 / 22)) / 9),
+        "weak": pytest.approx((2.5 + 4 * (0.5 - 1 / 22)) / 9),
+    }
 
 
 def test_the_table_marks_the_selected_strategy_and_states_its_assumptions(
