@@ -634,7 +634,7 @@ def table(evaluation: Evaluation, evaluation_id: str, db: str) -> str:
         apgr = "-" if row.apgr is None else f"{row.apgr:.3f}"
         lines.append(
             f"{mark} {row.name:<{width}}  {_percent(row.accuracy):>8}"
-            f" {to_usd(row.cost_pico):>9.4g} {_percent(row.strong_share):>7} {pgr:>7}"
+            f" {to_usd(row.cost_pico):>9.4f} {_percent(row.strong_share):>7} {pgr:>7}"
             f" {apgr:>6} {_percent(row.cpt(0.5)):>7} {_percent(row.cpt(0.8)):>7}"
         )
     lines += [
