@@ -37,18 +37,32 @@ def _event(i: int) -> NewEvent:
     )
 
 
-def raw_sqlite_eps(path: str, n: int) -> float:
+def _batches(n: int, batch: int) -> list[tuple[str, list[NewEvent]]]:
+    """The workload both measurements write: batches of `batch` events over 50 streams."""
+    events = [_event(i) for i in range(n)]
+    return [(f"s{i // batch % 50}", events[i : i + batch]) for i in range(0, n, batch)]
+
+
+def raw_sqlite_eps(path: str, n: int, batch: int = 100) -> float:
     """The local ceiling: plain executemany of the same rows into the same schema, one commit."""
     conn = connect(path)
-    events = [_event(i) for i in range(n)]
     rows = []
     previous = GENESIS
-    for i, e in enumerate(events, start=1):
-        data = orjson.dumps(e.data, option=orjson.OPT_SORT_KEYS).decode()
-        meta = orjson.dumps(dict(e.metadata), option=orjson.OPT_SORT_KEYS).decode()
-        at = "2026-11-29T00:00:00.000000Z"
-        previous = event_hash(previous, i, "s", i - 1, e.event_id, e.type, 1, data, meta, at)
-        rows.append((i, "s", i - 1, e.event_id, e.type, 1, data, meta, at, previous))
+    versions: dict[str, int] = {}
+    position = 0
+    for stream, events in _batches(n, batch):
+        for e in events:
+            position += 1
+            version = versions[stream] = versions.get(stream, -1) + 1
+            data = orjson.dumps(e.data, option=orjson.OPT_SORT_KEYS).decode()
+            meta = orjson.dumps(dict(e.metadata), option=orjson.OPT_SORT_KEYS).decode()
+            at = "2026-11-29T00:00:00.000000Z"
+            previous = event_hash(
+                previous, position, stream, version, e.event_id, e.type, 1, data, meta, at
+            )
+            rows.append(
+                (position, stream, version, e.event_id, e.type, 1, data, meta, at, previous)
+            )
     start = time.perf_counter()
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
@@ -60,12 +74,12 @@ def raw_sqlite_eps(path: str, n: int) -> float:
 
 def batch_append_eps(path: str, n: int, batch: int = 100, window: int = 32) -> float:
     """Batches of `batch` events, up to `window` batches in flight, durability full."""
-    events = [_event(i) for i in range(n)]
+    batches = _batches(n, batch)
     with EventStore(path) as store:
         start = time.perf_counter()
         pending: list[Future[list[int]]] = []
-        for i in range(0, n, batch):
-            pending.append(store.append_future(f"s{i // batch % 50}", events[i : i + batch]))
+        for stream, events in batches:
+            pending.append(store.append_future(stream, events))
             if len(pending) >= window:
                 pending.pop(0).result()
         for f in pending:

@@ -138,6 +138,9 @@ class EventStore(LogReader):
         # The writer never checkpoints: copying the WAL back into the database file would
         # stall every appender behind it. A thread of its own does that between commits.
         self._write_conn.execute("PRAGMA wal_autocheckpoint = 0")
+        # The indexes on event_id and (stream_id, stream_version) take random inserts: a
+        # larger page cache keeps their hot pages in memory as the log grows.
+        self._write_conn.execute("PRAGMA cache_size = -65536")
         self._checkpoint_due = threading.Event()
         self._uncheckpointed = 0
         self._checkpointer = threading.Thread(
@@ -235,23 +238,14 @@ class EventStore(LogReader):
 
     def _commit_group(self, conn: sqlite3.Connection, group: list[_Append]) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            head, previous = self._read_head(conn)
-            if head != self._written_head:
-                # Another process appended since our last commit: cached versions may be stale.
-                self._versions.clear()
             # Retried event_ids are rare: insert optimistically and let the UNIQUE index
-            # catch one; only then look up which ids exist and decide the group again.
-            outcomes, inserts, versions = self._plan(conn, group, head, previous, {})
-            conn.execute("SAVEPOINT optimistic")
+            # catch one; only then look up which ids exist and decide the group again. (A
+            # savepoint would spare the second BEGIN, but costs a sub-journal on every insert.)
             try:
-                conn.executemany(_INSERT, inserts)
+                outcomes, inserts, versions, head = self._write(conn, group, optimistic=True)
             except sqlite3.IntegrityError:
-                conn.execute("ROLLBACK TO optimistic")
-                existing = self._existing_ids(conn, group)
-                outcomes, inserts, versions = self._plan(conn, group, head, previous, existing)
-                conn.executemany(_INSERT, inserts)
-            conn.execute("RELEASE optimistic")
+                conn.execute("ROLLBACK")
+                outcomes, inserts, versions, head = self._write(conn, group, optimistic=False)
             conn.execute("COMMIT")
             if len(self._versions) > _VERSION_CACHE:
                 self._versions.clear()
@@ -268,8 +262,6 @@ class EventStore(LogReader):
             for request in group:
                 request.future.set_exception(error)
             return
-        if inserts:
-            head = inserts[-1][0]
         self._written_head = head
         self._commits += 1
         self._appends += len(group)
@@ -292,17 +284,33 @@ class EventStore(LogReader):
             except Exception:  # noqa: BLE001 - a listener's failure must never stop the writer
                 self._listeners.remove(listener)
 
+    def _write(
+        self, conn: sqlite3.Connection, group: list[_Append], *, optimistic: bool
+    ) -> tuple[list[list[list[int]] | EventStoreError], list[Row], dict[str, int], int]:
+        """Begin a transaction and insert the group's rows; the caller commits."""
+        conn.execute("BEGIN IMMEDIATE")
+        head, previous = self._read_head(conn)
+        if head != self._written_head:
+            # Another process appended since our last commit: cached versions may be stale.
+            self._versions.clear()
+        existing = None if optimistic else self._existing_ids(conn, group)
+        outcomes, inserts, versions = self._plan(conn, group, head, previous, existing)
+        conn.executemany(_INSERT, inserts)
+        return outcomes, inserts, versions, inserts[-1][0] if inserts else head
+
     def _plan(
         self,
         conn: sqlite3.Connection,
         group: list[_Append],
         head: int,
         previous: str,
-        existing: dict[str, _Known],
+        existing: dict[str, _Known] | None,
     ) -> tuple[list[list[list[int]] | EventStoreError], list[Row], dict[str, int]]:
         """Decide every request of a group in memory, so the group needs one INSERT statement.
 
         Returns the outcome of each request, the rows to insert and the streams' new versions.
+        With `existing` None the plan is optimistic: it assumes no event_id was seen before,
+        and the UNIQUE index on event_id tells otherwise.
         """
         self._load_versions(conn, {p.stream_id for r in group for p in r.parts})
         versions: dict[str, int] = {}
@@ -326,7 +334,7 @@ class EventStore(LogReader):
                 outcomes.append(result)
             except EventStoreError as exc:
                 for row in inserts[kept:]:
-                    del fresh[row[3]]
+                    fresh.pop(row[3], None)
                 del inserts[kept:]
                 for stream_id, old in reversed(undo):
                     if old is None:
@@ -344,15 +352,16 @@ class EventStore(LogReader):
         head: int,
         previous: str,
         recorded_at: str,
-        existing: dict[str, _Known],
+        existing: dict[str, _Known] | None,
         fresh: dict[str, _Known],
         versions: dict[str, int],
         inserts: list[Row],
     ) -> tuple[list[int], int, str]:
         stream_id = part.stream_id
-        known = [existing.get(row[0]) or fresh.get(row[0]) for row in part.rows]
-        if any(known):
-            return self._idempotent(part, known), head, previous
+        if existing is not None:
+            known = [existing.get(row[0]) or fresh.get(row[0]) for row in part.rows]
+            if any(known):
+                return self._idempotent(part, known), head, previous
         actual = versions.get(stream_id)
         if actual is None:
             actual = self._versions[stream_id]
@@ -395,7 +404,8 @@ class EventStore(LogReader):
                     previous,
                 )
             )
-            fresh[event_id] = (event_id, head, stream_id, type_, schema_version, data, metadata)
+            if existing is not None:
+                fresh[event_id] = (event_id, head, stream_id, type_, schema_version, data, metadata)
             positions.append(head)
         versions[stream_id] = version
         return positions, head, previous
