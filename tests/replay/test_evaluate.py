@@ -225,7 +225,6 @@ def test_the_table_marks_the_selected_strategy_and_states_its_assumptions(
 def test_the_plot_is_a_png(
     capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path
 ) -> None:
-    pytest.importorskip("matplotlib")
     plot = tmp_path / "curve.png"
     _tiny(capsys, dataset, tmp_path / "e.db", "--strategy", "random", "--plot", str(plot))
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
