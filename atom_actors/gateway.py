@@ -254,12 +254,16 @@ class Gateway:
     # ----------------------------------------------------------------------------- process
 
     async def process(
-        self, req: ProcessRequest, principal: Principal, on_token: TokenSink | None = None
+        self,
+        req: ProcessRequest,
+        principal: Principal,
+        on_token: TokenSink | None = None,
+        request_id: str | None = None,
     ) -> ProcessResult:
         """Answer one request; raises GatewayError (after recording it) when there is none."""
         if req.model is not None and req.model not in self.actors.specs:
             raise GatewayError(404, "unknown_model", f"no model named {req.model!r}", field="model")
-        request_id = str(uuid.uuid4())
+        request_id = request_id or str(uuid.uuid4())
         r = _Request(
             request_id,
             req,
