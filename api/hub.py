@@ -1,0 +1,220 @@
+"""StreamHub: topics, filtered subscriptions and a fan-out that never waits for a client.
+
+Every subscriber has a bounded queue. Publishing appends to the queues of the matching
+subscribers and returns at once; a subscriber whose queue is full has fallen behind and is
+cut (close code 4008) rather than slowing the publisher or anyone else. Call `publish` from
+the event loop's thread: it is cheap when nobody listens to the topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+CLOSE_SLOW_CONSUMER: Final = 4008
+CLOSE_GOING_AWAY: Final = 1001
+
+Filter = Mapping[str, Any]
+OnClose = Callable[[int, str], None]
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality of JSON values: unlike Python's, true is not 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(json_equal, a, b))
+    return bool(a == b)
+
+
+def matches(filter_: Filter, payload: Mapping[str, Any]) -> bool:
+    """Whether a payload passes a filter: every field named in the filter equals its value."""
+    return all(k in payload and json_equal(payload[k], v) for k, v in filter_.items())
+
+
+class Subscriber:
+    """One client's bounded queue of encoded messages; its writer drains it with `take`."""
+
+    def __init__(self, number: int, limit: int, on_close: OnClose) -> None:
+        self.number = number
+        self.topics: dict[str, Filter] = {}
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._limit = limit
+        self._queue: deque[str] = deque()
+        self._ready = asyncio.Event()
+        self._on_close = on_close
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def push(self, message: str) -> bool:
+        """Queue a message; False when the queue is full."""
+        if len(self._queue) >= self._limit:
+            return False
+        self._queue.append(message)
+        self._ready.set()
+        return True
+
+    async def take(self) -> list[str]:
+        """Every queued message, oldest first, once there is one; [] once closed."""
+        await self._ready.wait()
+        self._ready.clear()
+        batch = list(self._queue)
+        self._queue.clear()
+        return batch
+
+    def close(self, code: int, reason: str) -> int:
+        """Close for good; returns how many queued messages were never taken."""
+        if self.closed:
+            return 0
+        self.close_code, self.close_reason = code, reason
+        dropped = len(self._queue)
+        self._queue.clear()
+        self._ready.set()
+        self._on_close(code, reason)
+        return dropped
+
+
+@dataclass(frozen=True, slots=True)
+class HubStats:
+    connections: int
+    subscriptions: dict[str, int]
+    published: int
+    sent: int
+    dropped: int
+    slow_clients_cut: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "connections": self.connections,
+            "subscriptions": self.subscriptions,
+            "messages_published": self.published,
+            "messages_sent": self.sent,
+            "messages_dropped": self.dropped,
+            "slow_clients_cut": self.slow_clients_cut,
+        }
+
+
+class TooManySubscriptions(ValueError):
+    """A connection asked for more topics than one connection may hold."""
+
+
+class StreamHub:
+    """Topics and their subscribers; the counters that /streaming/status reports."""
+
+    def __init__(self, *, queue_limit: int = 4096, max_topics: int = 1000) -> None:
+        self.queue_limit = queue_limit
+        self.max_topics = max_topics
+        self._topics: dict[str, dict[Subscriber, Filter]] = {}
+        self._subscribers: set[Subscriber] = set()
+        self._numbers = itertools.count(1)
+        self._published = self._sent = self._dropped = self._cut = 0
+
+    def connect(self, on_close: OnClose) -> Subscriber:
+        """A new subscriber; `on_close(code, reason)` runs when the hub closes it."""
+        subscriber = Subscriber(next(self._numbers), self.queue_limit, on_close)
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def disconnect(self, subscriber: Subscriber) -> None:
+        """Forget a subscriber whose client has gone."""
+        self._forget(subscriber)
+        self._dropped += subscriber.close(1000, "disconnected")
+
+    def subscribe(self, subscriber: Subscriber, topics: Iterable[str], filter_: Filter) -> None:
+        """Subscribe to each topic; a topic already subscribed gets the new filter."""
+        unique = list(dict.fromkeys(topics))
+        added = sum(1 for t in unique if t not in subscriber.topics)
+        if len(subscriber.topics) + added > self.max_topics:
+            raise TooManySubscriptions(f"a connection may subscribe to {self.max_topics} topics")
+        if subscriber.closed:
+            return
+        for topic in unique:
+            subscriber.topics[topic] = filter_
+            self._topics.setdefault(topic, {})[subscriber] = filter_
+
+    def unsubscribe(self, subscriber: Subscriber, topics: Iterable[str]) -> None:
+        for topic in topics:
+            if topic in subscriber.topics:
+                del subscriber.topics[topic]
+                self._remove(topic, subscriber)
+
+    def publish(self, topic: str, payload: Mapping[str, Any]) -> int:
+        """Queue the payload for every matching subscriber; returns how many got it."""
+        self._published += 1
+        subscribers = self._topics.get(topic)
+        if not subscribers:
+            return 0
+        message: str | None = None
+        delivered = 0
+        slow: list[Subscriber] = []
+        for subscriber, filter_ in subscribers.items():
+            if filter_ and not matches(filter_, payload):
+                continue
+            if message is None:
+                event = {"type": "event", "topic": topic, "payload": payload}
+                message = orjson.dumps(event).decode()
+            if subscriber.push(message):
+                delivered += 1
+            else:
+                slow.append(subscriber)
+        for subscriber in slow:
+            self._cut_slow(subscriber)
+        return delivered
+
+    def send(self, subscriber: Subscriber, message: Mapping[str, Any]) -> None:
+        """Queue a message for one subscriber (a reply), behind what is already queued."""
+        if not subscriber.closed and not subscriber.push(orjson.dumps(message).decode()):
+            self._cut_slow(subscriber)
+
+    def count_sent(self, messages: int) -> None:
+        """Called by writers for the messages they have written to their client."""
+        self._sent += messages
+
+    def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        for subscriber in list(self._subscribers):
+            self._forget(subscriber)
+            self._dropped += subscriber.close(code, reason)
+
+    def stats(self) -> HubStats:
+        return HubStats(
+            connections=len(self._subscribers),
+            subscriptions={topic: len(subs) for topic, subs in self._topics.items()},
+            published=self._published,
+            sent=self._sent,
+            dropped=self._dropped,
+            slow_clients_cut=self._cut,
+        )
+
+    def _cut_slow(self, subscriber: Subscriber) -> None:
+        self._forget(subscriber)
+        self._cut += 1
+        # The message that did not fit is lost as well as the ones still queued.
+        self._dropped += 1 + subscriber.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+
+    def _forget(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+        for topic in list(subscriber.topics):
+            self._remove(topic, subscriber)
+        subscriber.topics.clear()
+
+    def _remove(self, topic: str, subscriber: Subscriber) -> None:
+        subscribers = self._topics.get(topic)
+        if subscribers is not None:
+            subscribers.pop(subscriber, None)
+            if not subscribers:
+                del self._topics[topic]

@@ -1,0 +1,236 @@
+"""API keys: issued at random, kept only as sha256 hashes in the log, folded into a key ring.
+
+A key's story lives in stream `apikey-<key_id>` (ApiKeyIssued, then maybe ApiKeyRevoked);
+its budget, if any, in `budget-key:<key_id>` (BudgetSet with scope `key:<key_id>`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import math
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from atom_actors.cost import from_usd
+from atom_actors.events import ApiKeyIssued, ApiKeyRevoked, BudgetSet
+from eventstore import (
+    NO_STREAM,
+    EventStore,
+    LiveProjections,
+    LogReader,
+    RecordedEvent,
+    StreamAppend,
+    fold,
+)
+
+from .auth import Principal, Role
+
+KEY_PREFIX: Final = "atom_"
+PERIODS: Final = ("total", "day", "month")
+
+KeyState = dict[str, Any]
+"""The projection's JSON state: {"keys": {key_id: record}, "hashes": {key_hash: key_id}}."""
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_stream(key_id: str) -> str:
+    return f"apikey-{key_id}"
+
+
+def budget_scope(key_id: str) -> str:
+    return f"key:{key_id}"
+
+
+def budget_stream(key_id: str) -> str:
+    return f"budget-{budget_scope(key_id)}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """What the log says about a key; never the key itself."""
+
+    key_id: str
+    name: str
+    role: str
+    tenant: str | None
+    revoked: bool
+
+    def principal(self) -> Principal | None:
+        """The principal this key stands for, or None when revoked or its role is unknown."""
+        if self.revoked:
+            return None
+        try:
+            role = Role.parse(self.role)
+        except ValueError:
+            return None
+        return Principal(self.key_id, role, self.name, self.tenant)
+
+
+class KeysProjection:
+    """A pure fold of ApiKeyIssued and ApiKeyRevoked into the key state."""
+
+    name = "api-keys"
+    version = 1
+
+    def initial(self) -> KeyState:
+        return {"keys": {}, "hashes": {}}
+
+    def apply(self, state: KeyState, event: RecordedEvent) -> KeyState:
+        data = event.data
+        if event.type == ApiKeyIssued.TYPE and _strings(data, "key_id", "key_hash", "role"):
+            state["keys"][data["key_id"]] = {
+                "name": str(data.get("name", "")),
+                "role": data["role"],
+                "tenant": data.get("tenant"),
+                "hash": data["key_hash"],
+                "revoked": False,
+            }
+            state["hashes"][data["key_hash"]] = data["key_id"]
+        elif event.type == ApiKeyRevoked.TYPE and _strings(data, "key_id"):
+            record = state["keys"].get(data["key_id"])
+            if record is not None:
+                record["revoked"] = True
+        return state
+
+
+def _strings(data: dict[str, Any], *names: str) -> bool:
+    # A malformed event (an import gone wrong) is skipped: a fold that raised would stop the
+    # ring from following the log at all.
+    return all(isinstance(data.get(name), str) for name in names)
+
+
+def _record(key_id: str, entry: dict[str, Any]) -> KeyRecord:
+    return KeyRecord(key_id, entry["name"], entry["role"], entry["tenant"], entry["revoked"])
+
+
+def records(state: KeyState) -> list[KeyRecord]:
+    return [_record(key_id, entry) for key_id, entry in state["keys"].items()]
+
+
+def lookup(state: KeyState, key: str) -> KeyRecord | None:
+    """The record of a presented key, found by its hash."""
+    # Looking a sha256 up in a dict leaks nothing usable about the key (its preimage);
+    # the final comparison is constant-time all the same.
+    key_hash = hash_key(key)
+    key_id = state["hashes"].get(key_hash)
+    if key_id is None:
+        return None
+    entry = state["keys"][key_id]
+    if not hmac.compare_digest(entry["hash"], key_hash):
+        return None
+    return _record(key_id, entry)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    usd: float
+    period: str = "total"
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.usd) or self.usd < 0:
+            raise ValueError(f"a budget must be a finite amount of USD >= 0, got {self.usd!r}")
+        if self.period not in PERIODS:
+            raise ValueError(f"a budget period is one of {', '.join(PERIODS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A new key and the atomic batch that records it; the key is shown once, then lost."""
+
+    key: str
+    key_id: str
+    parts: tuple[StreamAppend, ...]
+
+
+def issue(
+    role: Role,
+    name: str = "",
+    *,
+    tenant: str | None = None,
+    budget: Budget | None = None,
+    by: str | None = None,
+) -> IssuedKey:
+    """A fresh key with the events that record it (its budget in the same batch)."""
+    key, key_id = new_key(), secrets.token_hex(8)
+    issued = ApiKeyIssued(key_id, hash_key(key), role.label, name, tenant, by)
+    parts = [StreamAppend(key_stream(key_id), [issued.new(actor=by or "cli")], NO_STREAM)]
+    if budget is not None:
+        limit = BudgetSet(budget_scope(key_id), from_usd(budget.usd), budget.period)
+        parts.append(StreamAppend(budget_stream(key_id), [limit.new(actor=by or "cli")]))
+    return IssuedKey(key, key_id, tuple(parts))
+
+
+class UnknownKey(LookupError):
+    """No key with this id was ever issued."""
+
+
+def revoke(store: EventStore, key_id: str, *, by: str | None = None) -> bool:
+    """Record the key's revocation; False if it already was. Raises UnknownKey."""
+    history = store.read_stream(key_stream(key_id))
+    if not any(e.type == ApiKeyIssued.TYPE for e in history):
+        raise UnknownKey(key_id)
+    if any(e.type == ApiKeyRevoked.TYPE for e in history):
+        return False
+    # Expecting the version we read makes two racing revocations record one event.
+    store.append(
+        key_stream(key_id),
+        [ApiKeyRevoked(key_id, by).new(actor=by or "cli")],
+        history[-1].stream_version,
+    )
+    return True
+
+
+def read_records(reader: LogReader) -> list[KeyRecord]:
+    """Every key the log holds, in the order they were issued."""
+    return records(fold(KeysProjection(), _key_events(reader.read_all())))
+
+
+def _key_events(events: Iterable[RecordedEvent]) -> Iterable[RecordedEvent]:
+    return (e for e in events if e.stream_id.startswith("apikey-"))
+
+
+class KeyRing:
+    """The live key state of a server, following the log (other processes' writes included)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._projection = KeysProjection()
+        self._live = LiveProjections(store, [self._projection])
+
+    @property
+    def _state(self) -> KeyState:
+        state: KeyState = self._live.state(self._projection.name)
+        return state
+
+    async def start(self) -> None:
+        """Catch up with the log, then follow it."""
+        await self._live.start()
+        await self._live.wait_until(await asyncio.to_thread(self._store.head))
+
+    async def stop(self) -> None:
+        await self._live.stop()
+
+    async def wait_for(self, position: int, timeout: float = 5.0) -> bool:
+        """Wait until the ring has folded the log up to `position` (read your own writes)."""
+        return await self._live.wait_until(position, timeout)
+
+    def find(self, key: str) -> KeyRecord | None:
+        return lookup(self._state, key)
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        entry = self._state["keys"].get(key_id)
+        return None if entry is None else _record(key_id, entry)
+
+    def records(self) -> list[KeyRecord]:
+        return records(self._state)

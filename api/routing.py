@@ -1,0 +1,126 @@
+"""Routes declared once: method, path, handler, minimum role and schemas.
+
+From a `Route` the app derives authentication, the role check, the rate limit, body
+validation and the route's entry in the OpenAPI document. A handler takes the request and
+finds what the guard established in `request[PRINCIPAL]` and `request[BODY]`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from .auth import Principal, Role, permits, presented_key
+from .errors import BadRequest, Forbidden, TooLarge, Unauthorized
+from .services import Services, services_of
+from .validation import Schema, validate
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PRINCIPAL: Final = web.RequestKey("atom.principal", Principal)
+BODY: Final[web.RequestKey[dict[str, Any]]] = web.RequestKey("atom.body", dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One endpoint. `role` None means open to anyone (only /health is)."""
+
+    method: str
+    path: str
+    handler: Handler
+    role: Role | None
+    summary: str
+    description: str = ""
+    body: Schema | None = None
+    response: Schema | None = None
+    status: int = 200
+    content_type: str = "application/json"
+    # Statuses beyond those the guard answers (401, 403, 429; 400 and 413 with a body).
+    errors: tuple[int, ...] = ()
+    # Answers with a schema of their own, such as /health's 503 with the health document.
+    responses: Mapping[int, Schema] = field(default_factory=dict)
+    # A WebSocket route also accepts a session token (`?token=`), since browsers cannot set
+    # headers on the handshake.
+    websocket: bool = False
+    tag: str = "gateway"
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(data), content_type="application/json", headers=headers
+    )
+
+
+def authenticate(request: web.Request, services: Services, *, session_token: bool) -> Principal:
+    """The principal behind the request's key (or session token); Unauthorized otherwise."""
+    key = presented_key(request.headers)
+    if key is not None:
+        record = services.keys.find(key)
+        if record is None:
+            raise Unauthorized("unknown API key")
+        principal = record.principal()
+        if principal is None:
+            raise Unauthorized("this API key has been revoked")
+        return principal
+    token = request.query.get("token") if session_token else None
+    if token:
+        key_id = services.sessions.verify(token, time.time())
+        if key_id is None:
+            raise Unauthorized("the session token is invalid or has expired")
+        session_record = services.keys.get(key_id)
+        principal = session_record.principal() if session_record is not None else None
+        if principal is None:
+            raise Unauthorized("the session's API key has been revoked")
+        return principal
+    raise Unauthorized(
+        "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+    )
+
+
+def require(principal: Principal, needed: Role) -> None:
+    """Raise Forbidden unless the principal's role reaches `needed`."""
+    if not permits(principal.role, needed):
+        raise Forbidden(
+            f"this route needs the {needed.label} role; the key is {principal.role.label}"
+        )
+
+
+async def read_json(request: web.Request, schema: Schema, limit: int) -> dict[str, Any]:
+    """The request's JSON body, checked against `schema`; an empty body reads as {}."""
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"the body is {request.content_length} bytes; the limit is {limit}")
+    raw = await request.read()
+    if len(raw) > limit:
+        raise TooLarge(f"the body is over the limit of {limit} bytes")
+    try:
+        value = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    validate(schema, value)
+    if not isinstance(value, dict):
+        raise BadRequest("the body must be a JSON object")
+    return value
+
+
+def guarded(route: Route) -> Handler:
+    """The route's handler behind authentication, role, rate limit and body validation."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        services = services_of(request)
+        if route.role is not None:
+            principal = authenticate(request, services, session_token=route.websocket)
+            require(principal, route.role)
+            services.limiter.check(principal.key_id)
+            request[PRINCIPAL] = principal
+        if route.body is not None:
+            request[BODY] = await read_json(request, route.body, services.limits.max_body_bytes)
+        return await route.handler(request)
+
+    return handle

@@ -1,0 +1,96 @@
+"""`atom serve`: open the log, start the actors and the app, and shut down without losing a write.
+
+On SIGTERM or SIGINT the server stops accepting connections, closes WebSockets, lets requests
+in flight finish within the grace period, runs the cleanup hooks, stops the actors and closes
+the log (which commits everything queued), then returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import TextIO
+
+from aiohttp import web
+
+from atom_actors.catalog import unavailable_reason
+from atom_actors.config import Config
+from atom_actors.system import ActorSystem
+from eventstore import EventStore
+
+from .app import create_app
+from .auth import Role
+from .keys import issue
+from .services import Limits, Services, build_services
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _bootstrap_admin(services: Services) -> str | None:
+    """Issue an admin key when the log has no usable one; returns the key (shown once)."""
+    if any(r.role == Role.ADMIN.label and not r.revoked for r in services.keys.records()):
+        return None
+    issued = issue(Role.ADMIN, "admin (created by atom serve)", by="atom serve")
+    positions = await asyncio.wrap_future(services.store.append_batch_future(issued.parts))
+    await services.keys.wait_for(positions[-1][-1])
+    return issued.key
+
+
+def _announce(out: TextIO, url: str, admin_key: str | None) -> None:
+    if admin_key is not None:
+        print(
+            "atom: this log had no admin key, so one was created; it is shown only once:", file=out
+        )
+        print(admin_key, file=out)
+        print(
+            f'atom: try it: curl -H "Authorization: Bearer {admin_key}" '
+            f"{url}/api/advanced-ai/streaming/status",
+            file=out,
+        )
+    print(f"atom: serving on {url}", file=out, flush=True)
+
+
+async def serve(
+    config: Config,
+    *,
+    limits: Limits | None = None,
+    grace_s: float = 10.0,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Serve `config` until SIGTERM or SIGINT; returns the exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    store = EventStore(config.db_path, durability=config.durability)
+    try:
+        # A model that cannot run (no credentials, no file) gets no actor to crash in a loop.
+        runnable = [spec for spec in config.models if unavailable_reason(spec) is None]
+        actors = ActorSystem(store, runnable)
+        # Starting only spawns the actors: local models load on their own threads meanwhile.
+        await asyncio.to_thread(actors.start, loop)
+        try:
+            services = build_services(store, config, actors=actors, limits=limits)
+            runner = web.AppRunner(create_app(services), shutdown_timeout=grace_s, access_log=None)
+            await runner.setup()
+            try:
+                admin_key = await _bootstrap_admin(services)
+                site = web.TCPSite(runner, config.host, config.port)
+                await site.start()
+                port = runner.addresses[0][1]
+                _announce(out, _url(config.host, port), admin_key)
+                await stop.wait()
+                print(f"atom: stopping; requests in flight have {grace_s:g}s", file=out, flush=True)
+            finally:
+                await runner.cleanup()
+        finally:
+            await actors.aclose()
+    finally:
+        store.close()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    print("atom: stopped", file=out, flush=True)
+    return 0

@@ -1,0 +1,142 @@
+"""What the routes work with: the log, the key ring, the hub, limits and metrics, in one object."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from aiohttp import web
+
+from atom_actors.config import Config
+from atom_actors.system import ActorSystem
+from eventstore import EventStore
+
+from .hub import StreamHub
+from .keys import KeyRing
+from .metrics import Metrics, Reader
+from .probes import LogProbe
+from .ratelimit import Rate, RateLimiter
+from .sessions import SessionSigner
+
+Hook = Callable[[], Awaitable[None]]
+
+DEFAULT_RATE: Final = Rate(per_minute=600)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The HTTP layer's knobs."""
+
+    max_body_bytes: int = 1 << 20
+    rate: Rate | None = DEFAULT_RATE
+    session_minutes: int = 15
+    hub_queue: int = 4096
+    ws_heartbeat_s: float = 30.0
+    ws_close_grace_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Long-lived components shared by every request; `actors` is None in a server without models.
+
+    `on_startup` hooks run in order when the app starts, `on_cleanup` hooks in reverse order
+    after the last request has been answered.
+    """
+
+    store: EventStore
+    config: Config
+    limits: Limits
+    keys: KeyRing
+    hub: StreamHub
+    limiter: RateLimiter
+    sessions: SessionSigner
+    metrics: Metrics
+    log_probe: LogProbe
+    actors: ActorSystem | None = None
+    on_startup: list[Hook] = field(default_factory=list)
+    on_cleanup: list[Hook] = field(default_factory=list)
+
+
+SERVICES: Final = web.AppKey("atom.services", Services)
+
+
+def services_of(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def build_services(
+    store: EventStore,
+    config: Config | None = None,
+    *,
+    actors: ActorSystem | None = None,
+    limits: Limits | None = None,
+) -> Services:
+    """Services over an open store; the key ring follows the log while the app runs."""
+    limits = limits or Limits()
+    hub = StreamHub(queue_limit=limits.hub_queue)
+    metrics = Metrics()
+    _count_hub(metrics, hub)
+    _count_log(metrics, store)
+    keys = KeyRing(store)
+    return Services(
+        store=store,
+        config=config or Config(),
+        limits=limits,
+        keys=keys,
+        hub=hub,
+        limiter=RateLimiter(limits.rate),
+        sessions=SessionSigner(),
+        metrics=metrics,
+        log_probe=LogProbe(store.path),
+        actors=actors,
+        on_startup=[keys.start],
+        on_cleanup=[keys.stop],
+    )
+
+
+def _count_hub(metrics: Metrics, hub: StreamHub) -> None:
+    def topic_kinds() -> dict[tuple[str, ...], float]:
+        # By kind (the part before ':'): one series per request id would grow without end.
+        kinds: dict[tuple[str, ...], float] = {}
+        for topic, count in hub.stats().subscriptions.items():
+            kind = (topic.partition(":")[0],)
+            kinds[kind] = kinds.get(kind, 0) + count
+        return kinds
+
+    metrics.gauge(
+        "atom_stream_connections",
+        "Open WebSocket connections.",
+        read=lambda: {(): hub.stats().connections},
+    )
+    metrics.gauge(
+        "atom_stream_subscriptions",
+        "Subscriptions by topic kind.",
+        ("kind",),
+        read=topic_kinds,
+    )
+
+    for name, field_, help_ in (
+        ("atom_stream_messages_published_total", "published", "Messages published to the hub."),
+        ("atom_stream_messages_sent_total", "sent", "Messages written to WebSocket clients."),
+        ("atom_stream_messages_dropped_total", "dropped", "Messages never sent to a client."),
+        ("atom_stream_slow_clients_cut_total", "slow_clients_cut", "Slow clients disconnected."),
+    ):
+        metrics.counter(name, help_, read=_hub_reader(hub, field_))
+
+
+def _hub_reader(hub: StreamHub, field_: str) -> Reader:
+    return lambda: {(): getattr(hub.stats(), field_)}
+
+
+def _count_log(metrics: Metrics, store: EventStore) -> None:
+    metrics.counter(
+        "atom_log_events_total",
+        "Events appended by this process.",
+        read=lambda: {(): store.stats.events},
+    )
+    metrics.counter(
+        "atom_log_commits_total",
+        "Transactions committed by this process.",
+        read=lambda: {(): store.stats.commits},
+    )

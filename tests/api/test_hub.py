@@ -1,0 +1,135 @@
+"""StreamHub's fan-out decisions, tested directly: filters, queues, cuts and counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api.hub import (
+    CLOSE_SLOW_CONSUMER,
+    StreamHub,
+    Subscriber,
+    TooManySubscriptions,
+    json_equal,
+    matches,
+)
+
+scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+
+
+class Closes:
+    """Records what the hub closed a subscriber with."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str]] = []
+
+    def __call__(self, code: int, reason: str) -> None:
+        self.calls.append((code, reason))
+
+
+def _connect(hub: StreamHub) -> tuple[Subscriber, Closes]:
+    closes = Closes()
+    return hub.connect(closes), closes
+
+
+@given(st.dictionaries(st.text(max_size=3), scalars), st.dictionaries(st.text(max_size=3), scalars))
+def test_a_filter_matches_when_every_field_it_names_is_equal(
+    filter_: dict[str, Any], payload: dict[str, Any]
+) -> None:
+    expected = all(k in payload and json_equal(payload[k], v) for k, v in filter_.items())
+    assert matches(filter_, payload) is expected
+    assert matches({}, payload)
+    assert matches(filter_, {**payload, **filter_})
+
+
+def test_json_equality_tells_true_from_1() -> None:
+    assert not json_equal(True, 1)
+    assert not json_equal([1], [True])
+    assert not json_equal({"a": 0}, {"a": False})
+    assert json_equal(1, 1.0)
+    assert json_equal({"a": [1, {"b": None}]}, {"a": [1, {"b": None}]})
+
+
+async def test_publish_reaches_matching_subscribers_in_order() -> None:
+    hub = StreamHub()
+    everyone, _ = _connect(hub)
+    gemma, _ = _connect(hub)
+    hub.subscribe(everyone, ["requests"], {})
+    hub.subscribe(gemma, ["requests"], {"model": "gemma"})
+    assert hub.publish("requests", {"model": "gpt-4", "n": 1}) == 1
+    assert hub.publish("requests", {"model": "gemma", "n": 2}) == 2
+    assert hub.publish("nobody", {"n": 3}) == 0
+    assert await everyone.take() == [
+        '{"type":"event","topic":"requests","payload":{"model":"gpt-4","n":1}}',
+        '{"type":"event","topic":"requests","payload":{"model":"gemma","n":2}}',
+    ]
+    assert await gemma.take() == [
+        '{"type":"event","topic":"requests","payload":{"model":"gemma","n":2}}'
+    ]
+    assert hub.stats().published == 3
+
+
+def test_resubscribing_replaces_the_filter_and_never_doubles_delivery() -> None:
+    hub = StreamHub()
+    subscriber, _ = _connect(hub)
+    hub.subscribe(subscriber, ["t", "t"], {"a": 1})
+    hub.subscribe(subscriber, ["t"], {"a": 2})
+    assert hub.publish("t", {"a": 1}) == 0
+    assert hub.publish("t", {"a": 2}) == 1
+    assert subscriber.pending == 1
+    assert hub.stats().subscriptions == {"t": 1}
+
+
+async def test_a_full_queue_cuts_only_its_subscriber() -> None:
+    hub = StreamHub(queue_limit=3)
+    slow, slow_closes = _connect(hub)
+    fast, _ = _connect(hub)
+    hub.subscribe(slow, ["t", "u"], {})
+    hub.subscribe(fast, ["t"], {})
+    for n in range(3):
+        assert hub.publish("t", {"n": n}) == 2
+        assert len(await fast.take()) == 1
+    assert hub.publish("t", {"n": 3}) == 1
+    assert slow_closes.calls == [(CLOSE_SLOW_CONSUMER, "slow consumer")]
+    assert slow.closed and slow.pending == 0 and slow.topics == {}
+    stats = hub.stats()
+    assert (stats.slow_clients_cut, stats.dropped, stats.connections) == (1, 4, 1)
+    assert stats.subscriptions == {"t": 1}
+    assert hub.publish("u", {"n": 4}) == 0
+    assert hub.publish("t", {"n": 4}) == 1
+
+
+async def test_a_closed_subscriber_takes_nothing_and_stays_closed() -> None:
+    hub = StreamHub()
+    subscriber, closes = _connect(hub)
+    hub.subscribe(subscriber, ["t"], {})
+    hub.publish("t", {})
+    hub.disconnect(subscriber)
+    assert await subscriber.take() == []
+    assert closes.calls == [(1000, "disconnected")]
+    hub.subscribe(subscriber, ["t"], {})
+    hub.send(subscriber, {"type": "pong"})
+    assert hub.stats().subscriptions == {}
+    assert (hub.stats().dropped, hub.stats().connections) == (1, 0)
+
+
+def test_close_all_closes_every_subscriber_once() -> None:
+    hub = StreamHub()
+    connections = [_connect(hub) for _ in range(3)]
+    hub.close_all()
+    hub.close_all()
+    assert [closes.calls for _, closes in connections] == [[(1001, "server shutting down")]] * 3
+    assert hub.stats().connections == 0
+
+
+def test_a_connection_holds_a_bounded_number_of_topics() -> None:
+    hub = StreamHub(max_topics=2)
+    subscriber, _ = _connect(hub)
+    hub.subscribe(subscriber, ["a", "b"], {})
+    hub.subscribe(subscriber, ["a"], {"x": 1})
+    with pytest.raises(TooManySubscriptions, match="2 topics"):
+        hub.subscribe(subscriber, ["c"], {})
+    assert set(subscriber.topics) == {"a", "b"}
