@@ -6,7 +6,6 @@ its budget, if any, in `budget-key:<key_id>` (BudgetSet with scope `key:<key_id>
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import math
@@ -201,29 +200,19 @@ def _key_events(events: Iterable[RecordedEvent]) -> Iterable[RecordedEvent]:
 
 
 class KeyRing:
-    """The live key state of a server, following the log (other processes' writes included)."""
+    """The server's view of the keys: the KeysProjection as live projections keep it."""
 
-    def __init__(self, store: EventStore) -> None:
-        self._store = store
-        self._projection = KeysProjection()
-        self._live = LiveProjections(store, [self._projection])
+    def __init__(self, projections: LiveProjections) -> None:
+        self._projections = projections
 
     @property
     def _state(self) -> KeyState:
-        state: KeyState = self._live.state(self._projection.name)
+        state: KeyState = self._projections.state(KeysProjection.name)
         return state
 
-    async def start(self) -> None:
-        """Catch up with the log, then follow it."""
-        await self._live.start()
-        await self._live.wait_until(await asyncio.to_thread(self._store.head))
-
-    async def stop(self) -> None:
-        await self._live.stop()
-
     async def wait_for(self, position: int, timeout: float = 5.0) -> bool:
-        """Wait until the ring has folded the log up to `position` (read your own writes)."""
-        return await self._live.wait_until(position, timeout)
+        """Wait until the keys include the log up to `position` (read your own writes)."""
+        return await self._projections.wait_until(position, timeout)
 
     def find(self, key: str) -> KeyRecord | None:
         return lookup(self._state, key)

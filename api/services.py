@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
 from atom_actors.config import Config
 from atom_actors.system import ActorSystem
-from eventstore import EventStore
+from eventstore import EventStore, LiveProjections, Projection
 
 from .hub import StreamHub
-from .keys import KeyRing
+from .keys import KeyRing, KeysProjection
 from .metrics import Metrics, Reader
 from .probes import LogProbe
 from .ratelimit import Rate, RateLimiter
@@ -40,13 +41,15 @@ class Limits:
 class Services:
     """Long-lived components shared by every request; `actors` is None in a server without models.
 
-    `on_startup` hooks run in order when the app starts, `on_cleanup` hooks in reverse order
-    after the last request has been answered.
+    `projections` folds the log on the event loop (the keys and any projection given to
+    build_services), one subscription for all. `on_startup` hooks run in order when the app
+    starts, `on_cleanup` hooks in reverse order after the last request has been answered.
     """
 
     store: EventStore
     config: Config
     limits: Limits
+    projections: LiveProjections
     keys: KeyRing
     hub: StreamHub
     limiter: RateLimiter
@@ -71,27 +74,35 @@ def build_services(
     *,
     actors: ActorSystem | None = None,
     limits: Limits | None = None,
+    projections: Sequence[Projection[Any]] = (),
 ) -> Services:
-    """Services over an open store; the key ring follows the log while the app runs."""
+    """Services over an open store; the projections follow the log while the app runs."""
     limits = limits or Limits()
     hub = StreamHub(queue_limit=limits.hub_queue)
     metrics = Metrics()
     _count_hub(metrics, hub)
     _count_log(metrics, store)
-    keys = KeyRing(store)
+    live = LiveProjections(store, [KeysProjection(), *projections])
+
+    async def follow_the_log() -> None:
+        await live.start()
+        # Caught up before the first request, or a valid key could be refused.
+        await live.wait_until(await asyncio.to_thread(store.head))
+
     return Services(
         store=store,
         config=config or Config(),
         limits=limits,
-        keys=keys,
+        projections=live,
+        keys=KeyRing(live),
         hub=hub,
         limiter=RateLimiter(limits.rate),
         sessions=SessionSigner(),
         metrics=metrics,
         log_probe=LogProbe(store.path),
         actors=actors,
-        on_startup=[keys.start],
-        on_cleanup=[keys.stop],
+        on_startup=[follow_the_log],
+        on_cleanup=[live.stop],
     )
 
 

@@ -2,102 +2,126 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import signal
-import subprocess
+import socket
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import pytest
+
 from eventstore import LogReader
-from tests.api.conftest import ATOM, atom
+from tests.api.conftest import ATOM, atom, bearer
 
 
-def _request(url: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+class Serving:
+    """An `atom serve` process, read up to the line with its URL."""
+
+    def __init__(self, process: asyncio.subprocess.Process, lines: list[str]) -> None:
+        self.process = process
+        self.lines = lines
+        self.url = lines[-1].removeprefix("atom: serving on ")
+
+    @classmethod
+    async def start(cls, *args: str) -> Serving:
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        process = await asyncio.create_subprocess_exec(
+            ATOM, "serve", "--port", "0", "--durability", "normal", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        assert process.stdout is not None
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("atom: serving on "):
+            line = await asyncio.wait_for(process.stdout.readline(), 30)
+            assert line, "atom serve ended before serving"
+            lines.append(line.decode().rstrip("\n"))
+        return cls(process, lines)
+
+    async def stop(self) -> list[str]:
+        """SIGTERM; returns the rest of stdout once the process has exited 0."""
+        self.process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(self.process.communicate(), 30)
+        assert self.process.returncode == 0, err.decode()
+        return out.decode().splitlines()
 
 
-def _start(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
-    """Start `atom serve` and read its output up to the line with the URL."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
-    process = subprocess.Popen(
-        [ATOM, "serve", "--port", "0", "--durability", "normal", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    while not lines or not lines[-1].startswith("atom: serving on "):
-        line = process.stdout.readline()
-        assert line, f"atom serve ended early: {process.stderr.read() if process.stderr else ''}"
-        lines.append(line.rstrip("\n"))
-    return process, lines
+async def _get(http: aiohttp.ClientSession, url: str, key: str | None = None) -> tuple[int, Any]:
+    async with http.get(url, headers=bearer(key) if key else {}) as response:
+        return response.status, await response.json()
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=30)
-    assert process.returncode == 0
-    return out
-
-
-def test_serve_prints_an_admin_key_once_serves_and_stops_cleanly(tmp_path: Path) -> None:
+async def test_serve_prints_an_admin_key_once_serves_and_stops_cleanly(tmp_path: Path) -> None:
     db = str(tmp_path / "atom.db")
     started = time.monotonic()
-    process, lines = _start("--db", db)
-    try:
-        # The local model loads in the background: the server is up before it is.
-        assert time.monotonic() - started < 15
-        key = lines[-3]
-        assert lines[-4].startswith("atom: this log had no admin key")
-        assert key.startswith("atom_")
-        url = lines[-1].removeprefix("atom: serving on ")
-        assert lines[-2] == (
-            f'atom: try it: curl -H "Authorization: Bearer {key}" '
-            f"{url}/api/advanced-ai/streaming/status"
-        )
+    server = await Serving.start("--db", db)
+    # The local model loads in the background: the server is up before it is.
+    assert time.monotonic() - started < 15
+    intro, key, try_it, _ = server.lines[-4:]
+    assert intro.startswith("atom: this log had no admin key")
+    assert key.startswith("atom_")
+    assert try_it == (
+        f'atom: try it: curl -H "Authorization: Bearer {key}" '
+        f"{server.url}/api/advanced-ai/streaming/status"
+    )
+    async with aiohttp.ClientSession() as http:
         deadline = time.monotonic() + 30
-        while (health := _request(f"{url}/api/advanced-ai/health"))[0] != 200:
+        while (health := await _get(http, f"{server.url}/api/advanced-ai/health"))[0] != 200:
             assert time.monotonic() < deadline, health
-            time.sleep(0.2)
+            await asyncio.sleep(0.2)
         assert health[1]["models"]["gemma-3-270m"]["state"] == "running"
         assert health[1]["models"]["gpt-4"] == {
             "state": "unavailable",
             "detail": "credentials: OPENAI_API_KEY not set",
         }
-        assert _request(f"{url}/api/advanced-ai/streaming/status")[0] == 401
-        assert _request(f"{url}/api/advanced-ai/streaming/status", key)[0] == 200
-        published = _request(
-            f"{url}/api/advanced-ai/streaming/events", key, {"topic": "t", "payload": {"n": 1}}
-        )
-        assert published[0] == 202
-    finally:
-        out = _stop(process)
-    assert out.splitlines()[-1] == "atom: stopped"
+        status_url = f"{server.url}/api/advanced-ai/streaming/status"
+        assert (await _get(http, status_url))[0] == 401
+        assert (await _get(http, status_url, key))[0] == 200
+        async with http.post(
+            f"{server.url}/api/advanced-ai/streaming/events",
+            headers=bearer(key),
+            json={"topic": "t", "payload": {"n": 1}},
+        ) as response:
+            assert response.status == 202
+            published = await response.json()
+        ws_url = server.url.replace("http", "ws", 1) + "/api/advanced-ai/streaming/ws"
+        async with http.ws_connect(ws_url, headers=bearer(key)) as ws:
+            stopping = asyncio.create_task(server.stop())
+            message = await ws.receive(timeout=15)
+            assert (message.type, ws.close_code) == (aiohttp.WSMsgType.CLOSE, 1001)
+            # No longer accepting: the listening socket closed before the sockets were.
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await _get(http, status_url, key)
+        rest = await stopping
+    assert rest[-1] == "atom: stopped"
     verified = atom("replay", "verify", "--db", db)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     with LogReader(db) as reader:
         [event] = reader.read_stream("broadcast-t")
-    assert event.position == published[1]["position"]
+    assert event.position == published["position"]
 
     # The log has an admin key now: a second start prints none.
     config = tmp_path / "atom.toml"
     config.write_text("models = []\n")
-    process, lines = _start("--db", db, "--config", str(config))
-    _stop(process)
-    assert len(lines) == 1
+    server = await Serving.start("--db", db, "--config", str(config))
+    await server.stop()
+    assert len(server.lines) == 1
+
+
+def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
+    config = tmp_path / "atom.toml"
+    config.write_text("models = []\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = atom("serve", "--db", str(tmp_path / "a.db"), "--config", str(config),
+                      "--port", port)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("atom serve: ")
+    assert "address already in use" in result.stderr
 
 
 def test_serve_refuses_a_file_that_is_not_a_log(tmp_path: Path) -> None:
