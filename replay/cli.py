@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from eventstore import EventStore, EventStoreError, LogFormatTooNew, NotAnEventLog
 
-from . import evaluate
+from . import evaluate, rebuild, rescore, stats, stream, trace
 from ._export import export_log
 from ._import import BadLine, import_lines
 from .verify import as_json, summary, verify_log
@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     import_.add_argument("--db", default=_DEFAULT_DB, help=f"{db_help}; created when missing")
     import_.add_argument("file", metavar="FILE.jsonl", help="the lines to import; - for stdin")
     evaluate.add_parser(commands)
+    for command in (trace, rebuild, rescore, stats, stream):
+        command.add_parser(commands)
     return parser
 
 
@@ -111,6 +113,11 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": _export,
     "import": _import,
     "evaluate": evaluate.command,
+    "trace": trace.command,
+    "rebuild": rebuild.command,
+    "rescore": rescore.command,
+    "stats": stats.command,
+    "stream": stream.command,
 }
 
 

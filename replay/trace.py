@@ -1,0 +1,437 @@
+"""`atom replay trace`: one request's whole story, in the order the log recorded it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+from atom_actors.answers import AnswerFormat, AnswerKind
+from atom_actors.cost import to_usd
+from atom_actors.events import request_stream
+from eventstore import LogReader, RecordedEvent
+
+_EXCERPT: Final = 80
+
+
+class TraceError(ValueError):
+    """The request is not in the log."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """A call's streamed tokens: how many, when the first came and over how long (ms)."""
+
+    count: int
+    first_ms: float | None
+    duration_ms: float | None
+    each: tuple[tuple[str, float], ...] | None
+    """(text, ms since the call started) of every token, when asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One event of the story: its data with amounts in USD, and what it adds to them."""
+
+    position: int
+    at: str
+    offset_ms: float
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A budget reservation and what became of it: settled, unsettled, or unsettled and expired."""
+
+    reservation_id: str
+    model: str
+    reserved_usd: float
+    expires_at: float
+    state: str
+    actual_usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    request_id: str
+    outcome: str
+    """completed, failed, or unfinished when neither is on the record."""
+    steps: tuple[Step, ...]
+    tokens: dict[str, Tokens]
+    """By call id."""
+    reservations: tuple[Reservation, ...]
+    unfinished_calls: tuple[str, ...]
+
+
+def _in_usd(value: Any) -> Any:
+    """The value with every `*_pico` amount, however deep, as a `*_usd` float."""
+    if isinstance(value, dict):
+        return {
+            (k[:-5] + "_usd" if k.endswith("_pico") else k): (
+                to_usd(v) if k.endswith("_pico") and isinstance(v, int) else _in_usd(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_in_usd(v) for v in value]
+    return value
+
+
+def _answer_format(received: dict[str, Any]) -> AnswerFormat | None:
+    try:
+        return AnswerFormat(
+            AnswerKind(received.get("answer_format", "text")), received.get("answer_field")
+        )
+    except ValueError:
+        return None
+
+
+def _with_votes(data: dict[str, Any], fmt: AnswerFormat | None) -> dict[str, Any]:
+    """EnsembleCombined's members, each with the answer it voted for as the format reads it."""
+    members = [
+        {**m, "vote": None if m.get("error") or fmt is None else fmt.extract(m.get("text", ""))}
+        for m in data.get("members", [])
+    ]
+    return {**data, "members": members}
+
+
+def _tokens(events: Iterable[RecordedEvent], keep_each: bool) -> dict[str, Tokens]:
+    deltas: dict[str, list[tuple[int, str, float]]] = {}
+    for event in events:
+        if event.type == "TokensStreamed":
+            seq = event.data["seq"]
+            found = deltas.setdefault(event.data["call_id"], [])
+            found.extend((seq + i, d[0], d[1]) for i, d in enumerate(event.data["deltas"]))
+    summary = {}
+    for call_id, found in deltas.items():
+        found.sort()
+        first, last = found[0][2], found[-1][2]
+        each = tuple((text, ms) for _, text, ms in found) if keep_each else None
+        summary[call_id] = Tokens(len(found), first, round(last - first, 3), each)
+    return summary
+
+
+def _reservations(events: Iterable[RecordedEvent], now: float) -> tuple[Reservation, ...]:
+    reserved: dict[str, dict[str, Any]] = {}
+    settled: dict[str, int] = {}
+    for event in events:
+        if event.type == "BudgetReserved":
+            reserved[event.data["reservation_id"]] = event.data
+        elif event.type == "BudgetSettled":
+            settled[event.data["reservation_id"]] = event.data["actual_pico"]
+    result = []
+    for rid, data in reserved.items():
+        actual = settled.get(rid)
+        state = "settled" if actual is not None else "unsettled"
+        if actual is None and data["expires_at"] < now:
+            state = "expired"
+        result.append(
+            Reservation(
+                rid,
+                data["model"],
+                to_usd(data["amount_pico"]),
+                data["expires_at"],
+                state,
+                None if actual is None else to_usd(actual),
+            )
+        )
+    return tuple(result)
+
+
+def build(events: Sequence[RecordedEvent], *, now: float, each_token: bool = False) -> Trace:
+    """The trace of one request's stream; `now` (epoch seconds) tells which reservations expired."""
+    if not events:
+        raise TraceError("no events")
+    request_id = events[0].stream_id.removeprefix("request-")
+    start = datetime.fromisoformat(events[0].recorded_at)
+    fmt: AnswerFormat | None = None
+    steps = []
+    outcomes: dict[str, str] = {}
+    outcome = "unfinished"
+    for event in events:
+        if event.type == "TokensStreamed":
+            continue
+        data = event.data
+        if event.type == "RequestReceived":
+            fmt = _answer_format(data)
+        elif event.type == "EnsembleCombined":
+            data = _with_votes(data, fmt)
+        elif event.type == "ModelCallStarted":
+            outcomes.setdefault(data["call_id"], "")
+        elif event.type in ("ModelCallCompleted", "ModelCallFailed"):
+            outcomes[data["call_id"]] = event.type
+        elif event.type in ("RequestCompleted", "RequestFailed"):
+            outcome = "completed" if event.type == "RequestCompleted" else "failed"
+        offset = (datetime.fromisoformat(event.recorded_at) - start).total_seconds() * 1000
+        steps.append(
+            Step(event.position, event.recorded_at, round(offset, 3), event.type, _in_usd(data))
+        )
+    return Trace(
+        request_id,
+        outcome,
+        tuple(steps),
+        _tokens(events, each_token),
+        _reservations(events, now),
+        tuple(call for call, ended in outcomes.items() if not ended),
+    )
+
+
+def load(reader: LogReader, request_id: str, *, now: float, each_token: bool = False) -> Trace:
+    """The trace of `request_id`; TraceError when the log holds no such request."""
+    events = reader.read_stream(request_stream(request_id))
+    if not events:
+        raise TraceError(f"no request {request_id!r} in {reader.path}")
+    return build(events, now=now, each_token=each_token)
+
+
+# Human output.
+
+
+def _usd(amount: float | None) -> str:
+    if amount is None:
+        return "-"
+    # Ten decimals show every pico-dollar amount a call can cost, without an exponent.
+    return "$" + (f"{amount:.10f}".rstrip("0").rstrip(".") or "0")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _quote(text: str, limit: int | None = None) -> str:
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return orjson.dumps(text).decode()
+
+
+def _short(identifier: str | None) -> str:
+    return (identifier or "?")[:8]
+
+
+def _received(d: dict[str, Any], _: Trace) -> list[str]:
+    who = ", ".join(
+        f"{label} {d[key]}"
+        for label, key in (("key", "api_key_id"), ("tenant", "tenant"))
+        if d.get(key)
+    )
+    target = f"model {d['model']}" if d.get("model") else f"strategy {d.get('strategy')}"
+    lines = [
+        f"received on {d.get('endpoint')} from {who or 'no key'}: {d.get('capability')}, {target}"
+        + (", streamed" if d.get("stream") else "")
+    ]
+    asked = [m.get("content") for m in d.get("messages", []) if m.get("role") == "user"]
+    if asked and isinstance(asked[-1], str):
+        lines.append(f"  asked {_quote(asked[-1], _EXCERPT)}")
+    if d.get("expected") is not None:
+        lines.append(f"  expects {_quote(d['expected'])} ({d.get('answer_format', 'text')})")
+    return lines
+
+
+def _route(d: dict[str, Any], _: Trace) -> list[str]:
+    lines = [f"route {d['strategy']}: chose {d.get('chosen') or 'nothing'}: {d.get('reason', '')}"]
+    for c in d.get("candidates", []):
+        lines.append(
+            f"  candidate {c['model']}: score {c['score']:.6g}, quality {c['quality']:.3g}, "
+            f"expected {_usd(c.get('expected_cost_usd'))}, "
+            f"reserves {_usd(c.get('reservation_usd'))}"
+        )
+    lines += [f"  excluded {x['model']}: {x['reason']}" for x in d.get("excluded", [])]
+    if d.get("ensemble"):
+        plan = d["ensemble"]
+        lines.append(f"  ensemble {plan['method']} of {', '.join(plan['members'])}")
+    return lines
+
+
+def _reserved(d: dict[str, Any], trace: Trace) -> list[str]:
+    state = next(r.state for r in trace.reservations if r.reservation_id == d["reservation_id"])
+    note = "" if state == "settled" else f" ({state.upper()})"
+    return [
+        f"budget reserved {_usd(d['amount_usd'])} for {d['model']} in {', '.join(d['scopes'])}"
+        f" (reservation {_short(d['reservation_id'])}){note}"
+    ]
+
+
+def _settled(d: dict[str, Any], _: Trace) -> list[str]:
+    return [
+        f"budget settled {_usd(d['actual_usd'])} of {_usd(d['reserved_usd'])}"
+        f" (reservation {_short(d['reservation_id'])})"
+    ]
+
+
+def _rejected(d: dict[str, Any], _: Trace) -> list[str]:
+    return [f"budget rejected in {d['scope']}: {_usd(d['headroom_usd'])} left"]
+
+
+def _started(d: dict[str, Any], _: Trace) -> list[str]:
+    return [f"call {d['model']} attempt {d['attempt']} started (call {_short(d['call_id'])})"]
+
+
+def _token_lines(call_id: str, trace: Trace) -> list[str]:
+    tokens = trace.tokens.get(call_id)
+    if tokens is None:
+        return ["  no tokens streamed"]
+    lines = [
+        f"  {_count(tokens.count, 'token')} streamed: the first at {tokens.first_ms:.1f} ms, "
+        f"then over {tokens.duration_ms:.1f} ms"
+    ]
+    lines += [f"    {ms:9.1f} ms  {_quote(text)}" for text, ms in tokens.each or ()]
+    return lines
+
+
+def _completed_call(d: dict[str, Any], trace: Trace) -> list[str]:
+    return [
+        f"call {d['model']} attempt {d['attempt']} completed in {d['latency_ms']:.1f} ms: "
+        f"{d['prompt_tokens']} + {d['completion_tokens']} tokens, {_usd(d['cost_usd'])}, "
+        f"{d['finish_reason']} (call {_short(d['call_id'])})",
+        *_token_lines(d["call_id"], trace),
+        f"  said {_quote(d['text'], _EXCERPT)}",
+    ]
+
+
+def _failed_call(d: dict[str, Any], trace: Trace) -> list[str]:
+    status = f"HTTP {d['status']}, " if d.get("status") else ""
+    retry = "retryable" if d.get("retryable") else "not retryable"
+    lines = [
+        f"call {d['model']} attempt {d['attempt']} failed after {d['latency_ms']:.1f} ms: "
+        f"{d['kind']} ({status}{retry}): {d['message']} (call {_short(d['call_id'])})"
+    ]
+    if d["call_id"] in trace.tokens:
+        lines += _token_lines(d["call_id"], trace)
+    return lines
+
+
+def _ensemble(d: dict[str, Any], _: Trace) -> list[str]:
+    r = d["result"]
+    lines = [
+        f"ensemble {d['method']}: {r.get('chosen') or 'no member'} speaks for answer "
+        f"{_quote(str(r.get('normalized')))}, agreement {r.get('agreement', 0):.2f}, "
+        f"confidence {r.get('confidence', 0):.2f}, {_count(r.get('voters', 0), 'voter')}"
+    ]
+    for m in d["members"]:
+        if m.get("error"):
+            lines.append(f"  {m['member']} failed: {m['error']}")
+        else:
+            vote = "nothing" if m.get("vote") is None else _quote(m["vote"])
+            lines.append(
+                f"  {m['member']} voted {vote}, weight {m.get('weight')}, {_usd(m.get('cost_usd'))}"
+            )
+    return lines
+
+
+def _score(d: dict[str, Any], _: Trace) -> list[str]:
+    detail = f": {d['detail']}" if d.get("detail") else ""
+    return [
+        f"score {d['scorer']} v{d['scorer_version']} gave {d['score']:g} to {d.get('model')} "
+        f"({d['subject_kind']} {_short(d['subject'])}){detail}"
+    ]
+
+
+def _cache(d: dict[str, Any], _: Trace) -> list[str]:
+    return [f"cache hit: the answer of request {d['source_request_id']}"]
+
+
+def _completed(d: dict[str, Any], _: Trace) -> list[str]:
+    how = (
+        "from the cache"
+        if d.get("cached")
+        else (
+            f"{_count(d.get('attempts', 1), 'attempt')}, "
+            f"{_count(d.get('fallbacks', 0), 'fallback')}"
+        )
+    )
+    return [
+        f"completed by {d['model']} in {d['latency_ms']:.1f} ms: {_usd(d['cost_usd'])}, "
+        f"{d['prompt_tokens']} + {d['completion_tokens']} tokens, {how}",
+        f"  answer {_quote(d['text'])}",
+    ]
+
+
+def _failed(d: dict[str, Any], _: Trace) -> list[str]:
+    return [
+        f"failed: {d['kind']} (HTTP {d['status']}) after {d.get('latency_ms', 0):.1f} ms: "
+        f"{d['message']}"
+    ]
+
+
+def _other(d: dict[str, Any], _: Trace) -> list[str]:
+    return [orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode()]
+
+
+_RENDER: Final[dict[str, Callable[[dict[str, Any], Trace], list[str]]]] = {
+    "RequestReceived": _received,
+    "RouteDecided": _route,
+    "BudgetReserved": _reserved,
+    "BudgetSettled": _settled,
+    "BudgetRejected": _rejected,
+    "ModelCallStarted": _started,
+    "ModelCallCompleted": _completed_call,
+    "ModelCallFailed": _failed_call,
+    "EnsembleCombined": _ensemble,
+    "ScoreRecorded": _score,
+    "CacheHit": _cache,
+    "RequestCompleted": _completed,
+    "RequestFailed": _failed,
+}
+
+
+def render(trace: Trace) -> str:
+    """The trace for a terminal: one block per step, its offset from the request's receipt."""
+    first = trace.steps[0]
+    lines = [f"request {trace.request_id}: {trace.outcome}, received {first.at}"]
+    for step in trace.steps:
+        head, *rest = _RENDER.get(step.type, _other)(step.data, trace)
+        lines.append(f"{step.offset_ms:>10.1f} ms  #{step.position:<6} {head}")
+        lines += [" " * 26 + line for line in rest]
+    for r in trace.reservations:
+        if r.state != "settled":
+            lines.append(
+                f"{r.state}: reservation {r.reservation_id} of {_usd(r.reserved_usd)} for "
+                f"{r.model}, expiring {datetime.fromtimestamp(r.expires_at).astimezone():%c %Z}"
+            )
+    for call_id in trace.unfinished_calls:
+        lines.append(f"unfinished: call {call_id} has no outcome on record")
+        lines += _token_lines(call_id, trace)
+    if trace.outcome == "unfinished":
+        lines.append("unfinished: the request has no RequestCompleted or RequestFailed")
+    return "\n".join(lines)
+
+
+# The command line.
+
+
+def add_parser(commands: Any) -> None:
+    """Add `trace` to `atom replay`'s subcommands (the argparse subparsers action)."""
+    parser = commands.add_parser(
+        "trace",
+        help="one request's whole story, in order",
+        description=(
+            "Who asked, the route considered and chosen, budget reservations and their "
+            "settlement, every call and attempt with its tokens, cost, scores, the ensemble's "
+            "vote and the final answer or failure, each at its time from the request's "
+            "receipt. A reservation never settled (its process crashed) is shown as unsettled, "
+            "or expired once past its expiry."
+        ),
+    )
+    parser.add_argument("--db", default="./atom.db", help="the event log (default: ./atom.db)")
+    parser.add_argument("request_id", metavar="REQUEST_ID", help="the request's id")
+    parser.add_argument("--tokens", action="store_true", help="list every token with its time")
+    parser.add_argument("--json", action="store_true", help="print the trace as one JSON object")
+
+
+def command(options: argparse.Namespace) -> int:
+    """Run `atom replay trace`: 0 when the request is found, 2 when not."""
+    with LogReader(options.db) as reader:
+        try:
+            trace = load(reader, options.request_id, now=time.time(), each_token=options.tokens)
+        except TraceError as exc:
+            print(f"atom replay trace: {exc}", file=sys.stderr)
+            return 2
+    print(orjson.dumps(trace).decode() if options.json else render(trace))
+    return 0
