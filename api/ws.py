@@ -57,8 +57,8 @@ class _Session:
         finally:
             self._writer.cancel()
             self._hub.disconnect(self._subscriber)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            # wait(), not await: the writer's cancellation is expected, ours must propagate.
+            await asyncio.wait({self._writer})
             if self._closing is not None:
                 await self._closing
 
@@ -68,7 +68,7 @@ class _Session:
         # The writer may be stuck on a client that reads nothing: stop it, then close.
         if self._writer is not None:
             self._writer.cancel()
-        self._closing = asyncio.ensure_future(self._close(code, reason))
+        self._closing = asyncio.create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         # A close frame queues behind whatever the client has not read: give it a while,
