@@ -417,7 +417,7 @@ def add_parser(commands: Any) -> None:
 def _report(
     scorer: Scorer, since: int, found: Plan, tally: Tally, run: JudgeRun | None
 ) -> dict[str, Any]:
-    mean = sum(tally.scores) / len(tally.scores) if tally.scores else None
+    mean = round(sum(tally.scores) / len(tally.scores), 6) if tally.scores else None
     return {
         "scorer": scorer.id,
         "version": scorer.version,
