@@ -23,7 +23,7 @@ from .validation import Schema, validate
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PRINCIPAL: Final = web.RequestKey("atom.principal", Principal)
-BODY: Final[web.RequestKey[dict[str, Any]]] = web.RequestKey("atom.body", dict)
+BODY: Final[web.RequestKey[Mapping[str, Any]]] = web.RequestKey("atom.body", dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,14 +8,16 @@ the log (which commits everything queued), then returns 0.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from aiohttp import web
 
-from atom_actors.catalog import unavailable_reason
 from atom_actors.config import Config
+from atom_actors.gateway import Gateway
+from atom_actors.projections import all_projections
 from atom_actors.system import ActorSystem
 from eventstore import EventStore
 
@@ -37,6 +39,21 @@ async def _bootstrap_admin(services: Services) -> str | None:
     positions = await asyncio.wrap_future(services.store.append_batch_future(issued.parts))
     await services.keys.wait_for(positions[-1][-1])
     return issued.key
+
+
+def _with_gateway(services: Services) -> Services:
+    """The services with a gateway over their actors, projections and hub."""
+    assert services.actors is not None
+    hub = services.hub
+
+    def publish(topic: str, payload: dict[str, Any]) -> None:
+        # The gateway has no use for how many subscribers a message reached.
+        hub.publish(topic, payload)
+
+    gateway = Gateway(services.store, services.actors, services.projections, publish=publish)
+    # Cleanup hooks run in reverse: the gateway's background work ends before the projections.
+    services.on_cleanup.append(gateway.drain)
+    return dataclasses.replace(services, gateway=gateway)
 
 
 def _announce(out: TextIO, url: str, admin_key: str | None) -> None:
@@ -67,13 +84,15 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     store = EventStore(config.db_path, durability=config.durability)
     try:
-        # A model that cannot run (no credentials, no file) gets no actor to crash in a loop.
-        runnable = [spec for spec in config.models if unavailable_reason(spec) is None]
-        actors = ActorSystem(store, runnable)
+        actors = ActorSystem(store, config.models)
         # Starting only spawns the actors: local models load on their own threads meanwhile.
         await asyncio.to_thread(actors.start, loop)
         try:
-            services = build_services(store, config, actors=actors, limits=limits)
+            services = _with_gateway(
+                build_services(
+                    store, config, actors=actors, limits=limits, projections=all_projections()
+                )
+            )
             runner = web.AppRunner(create_app(services), shutdown_timeout=grace_s, access_log=None)
             await runner.setup()
             try:

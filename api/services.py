@@ -10,6 +10,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from atom_actors.config import Config
+from atom_actors.gateway import Gateway
 from atom_actors.system import ActorSystem
 from eventstore import EventStore, LiveProjections, Projection
 
@@ -39,7 +40,8 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """Long-lived components shared by every request; `actors` is None in a server without models.
+    """Long-lived components shared by every request; `actors` and `gateway` are None in a
+    server without models.
 
     `projections` folds the log on the event loop (the keys and any projection given to
     build_services), one subscription for all. `on_startup` hooks run in order when the app
@@ -57,6 +59,9 @@ class Services:
     metrics: Metrics
     log_probe: LogProbe
     actors: ActorSystem | None = None
+    gateway: Gateway | None = None
+    # key_id -> the log position of that key's last write, for read-your-writes
+    last_writes: dict[str, int] = field(default_factory=dict)
     on_startup: list[Hook] = field(default_factory=list)
     on_cleanup: list[Hook] = field(default_factory=list)
 

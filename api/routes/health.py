@@ -62,18 +62,23 @@ async def _status(actors: ActorSystem, model: str) -> ModelStatus | None:
 
 
 async def _models(services: Services) -> tuple[dict[str, dict[str, Any]], Check]:
-    models: dict[str, dict[str, Any]] = {
-        spec.name: {"state": "unavailable", "detail": unavailable_reason(spec) or "not started"}
-        for spec in services.config.models
-    }
     actors = services.actors
+    states = actors.directory.models() if actors is not None else {}
+    models: dict[str, dict[str, Any]] = {}
+    running: list[str] = []
+    for spec in services.config.models:
+        # An actor may run for a model that cannot be called (no credentials): say why not.
+        reason = unavailable_reason(spec)
+        state = states.get(spec.name)
+        if reason is not None or state is None:
+            models[spec.name] = {"state": "unavailable", "detail": reason or "not started"}
+        elif state != "running":
+            models[spec.name] = {"state": "down", "detail": state}
+        else:
+            running.append(spec.name)
     if actors is None:
         return models, Check(True, "no actor system: this server runs no models")
-    states = actors.directory.models()
-    running = [name for name, state in states.items() if state == "running"]
     answers = await asyncio.gather(*(_status(actors, name) for name in running))
-    for name, state in states.items():
-        models[name] = {"state": "down", "detail": state}
     for name, status in zip(running, answers, strict=True):
         if status is None:
             # A model actor answers only once its model has loaded.
@@ -86,7 +91,7 @@ async def _models(services: Services) -> tuple[dict[str, dict[str, Any]], Check]
                 "queued": status.queued,
             }
     answering = sum(status is not None for status in answers)
-    return models, Check(answering > 0, f"{answering} of {len(states)} model actors answering")
+    return models, Check(answering > 0, f"{answering} of {len(models)} models answering")
 
 
 async def health(request: web.Request) -> web.Response:
