@@ -200,7 +200,7 @@ def plan(reader: LogReader, scorer: Scorer, since: int, where: Where, progress: 
     return Plan(new, len(answers), len(matching) - len(new), len(answers) - len(matching))
 
 
-def score_input(answer: Answer, judge_reply: str | None = None) -> ScoreInput:
+def score_input(answer: Answer) -> ScoreInput:
     """What a scorer is given of an answer; raises ScoreUnavailable when its format is unknown."""
     request = answer.request
     if request.fmt is None:
@@ -211,7 +211,6 @@ def score_input(answer: Answer, judge_reply: str | None = None) -> ScoreInput:
         request.fmt,
         request.expected,
         request.consensus,
-        judge_reply,
     )
 
 
@@ -303,7 +302,11 @@ async def judge(
     try:
         for done, answer in enumerate(answers):
             progress(done, len(answers))
-            messages = scorer.prompt(score_input(answer))
+            try:
+                messages = scorer.prompt(score_input(answer))
+            except ScoreUnavailable as exc:
+                tally.unscorable[str(exc)] += 1
+                continue
             ceiling = reservation_pico(spec, estimate_message_tokens(messages), JUDGE_MAX_TOKENS)
             if run.spent_pico + ceiling > budget_pico:
                 run.left_by_budget = len(answers) - done

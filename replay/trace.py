@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -29,8 +29,8 @@ class Tokens:
     """A call's streamed tokens: how many, when the first came and over how long (ms)."""
 
     count: int
-    first_ms: float | None
-    duration_ms: float | None
+    first_ms: float
+    duration_ms: float
     each: tuple[tuple[str, float], ...] | None
     """(text, ms since the call started) of every token, when asked for."""
 
@@ -60,6 +60,8 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class Trace:
+    """One request's story as its stream tells it."""
+
     request_id: str
     outcome: str
     """completed, failed, or unfinished when neither is on the record."""
@@ -148,12 +150,13 @@ def _reservations(events: Iterable[RecordedEvent], now: float) -> tuple[Reservat
 def build(events: Sequence[RecordedEvent], *, now: float, each_token: bool = False) -> Trace:
     """The trace of one request's stream; `now` (epoch seconds) tells which reservations expired."""
     if not events:
-        raise TraceError("no events")
+        raise TraceError("no events to trace")
     request_id = events[0].stream_id.removeprefix("request-")
     start = datetime.fromisoformat(events[0].recorded_at)
     fmt: AnswerFormat | None = None
     steps = []
-    outcomes: dict[str, str] = {}
+    started: list[str] = []
+    ended: set[str] = set()
     outcome = "unfinished"
     for event in events:
         if event.type == "TokensStreamed":
@@ -164,9 +167,9 @@ def build(events: Sequence[RecordedEvent], *, now: float, each_token: bool = Fal
         elif event.type == "EnsembleCombined":
             data = _with_votes(data, fmt)
         elif event.type == "ModelCallStarted":
-            outcomes.setdefault(data["call_id"], "")
+            started.append(data["call_id"])
         elif event.type in ("ModelCallCompleted", "ModelCallFailed"):
-            outcomes[data["call_id"]] = event.type
+            ended.add(data["call_id"])
         elif event.type in ("RequestCompleted", "RequestFailed"):
             outcome = "completed" if event.type == "RequestCompleted" else "failed"
         offset = (datetime.fromisoformat(event.recorded_at) - start).total_seconds() * 1000
@@ -179,7 +182,7 @@ def build(events: Sequence[RecordedEvent], *, now: float, each_token: bool = Fal
         tuple(steps),
         _tokens(events, each_token),
         _reservations(events, now),
-        tuple(call for call, ended in outcomes.items() if not ended),
+        tuple(call for call in started if call not in ended),
     )
 
 
@@ -211,8 +214,8 @@ def _quote(text: str, limit: int | None = None) -> str:
     return orjson.dumps(text).decode()
 
 
-def _short(identifier: str | None) -> str:
-    return (identifier or "?")[:8]
+def _short(identifier: str) -> str:
+    return identifier[:8]
 
 
 def _received(d: dict[str, Any], _: Trace) -> list[str]:
@@ -391,9 +394,11 @@ def render(trace: Trace) -> str:
         lines += [" " * 26 + line for line in rest]
     for r in trace.reservations:
         if r.state != "settled":
+            expiry = datetime.fromtimestamp(r.expires_at, UTC).isoformat(timespec="seconds")
+            tense = "expired" if r.state == "expired" else "expires"
             lines.append(
                 f"{r.state}: reservation {r.reservation_id} of {_usd(r.reserved_usd)} for "
-                f"{r.model}, expiring {datetime.fromtimestamp(r.expires_at).astimezone():%c %Z}"
+                f"{r.model} was never settled; it {tense} at {expiry}"
             )
     for call_id in trace.unfinished_calls:
         lines.append(f"unfinished: call {call_id} has no outcome on record")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from eventstore import LogReader
-from replay.trace import build
+from replay.trace import build, render
 
 from ._logs import PACED_REPLY, Story, copy_log, refused, replay, story
 
@@ -173,6 +173,7 @@ def test_a_reservation_its_crashed_process_never_settled_is_unsettled_then_expir
         human,
         "(UNSETTLED)",
         "unsettled: reservation",
+        "was never settled; it expires at",
         f"unfinished: call {call_id} has no outcome on record",
         "2 tokens streamed",
         "unfinished: the request has no RequestCompleted or RequestFailed",
@@ -182,6 +183,7 @@ def test_a_reservation_its_crashed_process_never_settled_is_unsettled_then_expir
     with LogReader(str(crashed)) as reader:
         later = build(reader.read_stream(f"request-{story.paced}"), now=expires_at + 1)
     assert [r.state for r in later.reservations] == ["expired"]
+    assert "was never settled; it expired at" in render(later)
 
 
 def test_tracing_reads_the_log_without_changing_a_byte(
