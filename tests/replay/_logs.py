@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from atom_actors.answers import AnswerFormat, AnswerKind
+from atom_actors.catalog import ModelSpec
 from atom_actors.events import BudgetSet
 from atom_actors.gateway import Gateway, GatewayError, Principal, ProcessRequest
 from atom_actors.projections import all_projections
@@ -59,7 +60,7 @@ class Story:
     snapshots: tuple[Snapshot, ...]
 
 
-def _specs(upstream: FakeOpenAI) -> list[Any]:
+def _specs(upstream: FakeOpenAI) -> list[ModelSpec]:
     prices = {
         "cheap": (0.5, 1.0),
         "backup": (3.0, 6.0),
@@ -170,15 +171,15 @@ def copy_log(source: Path, target: Path, until: int | None = None) -> Path:
     """A copy of the log (projections included), or, with `until`, of its events up to there,
     as a crash at that position leaves it."""
     if until is None:
-        src, dst = sqlite3.connect(source), sqlite3.connect(target)
-        src.backup(dst)
-        src.close()
-        dst.close()
+        original, copy = sqlite3.connect(source), sqlite3.connect(target)
+        original.backup(copy)
+        original.close()
+        copy.close()
         return target
-    with LogReader(str(source)) as src, EventStore(str(target)) as dst:
-        for event in src.read_all(until=until):
+    with LogReader(str(source)) as reader, EventStore(str(target)) as store:
+        for event in reader.read_all(until=until):
             new = NewEvent(event.type, event.data, event.metadata, event.event_id)
-            dst.append(event.stream_id, [new])
+            store.append(event.stream_id, [new])
     return target
 
 
