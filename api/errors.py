@@ -144,6 +144,9 @@ _HTTP_TYPES: Final = {
     413: "too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
+    502: "upstream_failed",
+    503: "unavailable",
+    504: "timeout",
 }
 
 

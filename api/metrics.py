@@ -7,6 +7,7 @@ Instruments are updated from the event loop's thread.
 
 from __future__ import annotations
 
+import abc
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,7 +45,7 @@ def sample(name: str, names: Sequence[str], values: Sequence[str], value: float)
     return f"{name}{{{pairs}}} {_number(value)}"
 
 
-class _Family:
+class _Family(abc.ABC):
     kind: str = ""
 
     def __init__(self, name: str, help_: str, labels: Sequence[str]) -> None:
@@ -61,8 +62,9 @@ class _Family:
         help_ = self.help.replace("\\", "\\\\").replace("\n", "\\n")
         return [f"# HELP {self.name} {help_}", f"# TYPE {self.name} {self.kind}"]
 
+    @abc.abstractmethod
     def lines(self) -> list[str]:
-        raise NotImplementedError
+        """The family's samples, one exposition line each."""
 
 
 class _Valued(_Family):
