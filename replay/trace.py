@@ -238,7 +238,9 @@ def _received(d: dict[str, Any], _: Trace) -> list[str]:
 
 
 def _route(d: dict[str, Any], _: Trace) -> list[str]:
-    lines = [f"route {d['strategy']}: chose {d.get('chosen') or 'nothing'}: {d.get('reason', '')}"]
+    # Reasons open with their strategy's name, which the line has already given.
+    reason = d.get("reason", "").removeprefix(f"{d['strategy']}: ")
+    lines = [f"route {d['strategy']} chose {d.get('chosen') or 'nothing'}: {reason}"]
     for c in d.get("candidates", []):
         lines.append(
             f"  candidate {c['model']}: score {c['score']:.6g}, quality {c['quality']:.3g}, "
