@@ -67,12 +67,10 @@ def _responses(route: Route) -> dict[str, Any]:
             "400": _error(400),
         }
     else:
-        responses = {
-            str(route.status): {
-                "description": route.summary,
-                "content": {route.content_type: {"schema": route.response or {}}},
-            }
-        }
+        content: dict[str, Any] = {route.content_type: {"schema": route.response or {}}}
+        if route.streams:
+            content["text/event-stream"] = {"schema": {}}
+        responses = {str(route.status): {"description": route.summary, "content": content}}
     for status, schema in route.responses.items():
         responses[str(status)] = {
             "description": route.summary,

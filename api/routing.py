@@ -47,6 +47,8 @@ class Route:
     # A WebSocket route also accepts a session token (`?token=`), since browsers cannot set
     # headers on the handshake.
     websocket: bool = False
+    # With `stream: true` in its body the route answers with Server-Sent Events instead.
+    streams: bool = False
     tag: str = "gateway"
 
 

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import signal
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 from aiohttp import web
 
@@ -41,16 +41,12 @@ async def _bootstrap_admin(services: Services) -> str | None:
     return issued.key
 
 
-def _with_gateway(services: Services) -> Services:
+def with_gateway(services: Services) -> Services:
     """The services with a gateway over their actors, projections and hub."""
     assert services.actors is not None
     hub = services.hub
 
-    def publish(topic: str, payload: dict[str, Any]) -> None:
-        # The gateway has no use for how many subscribers a message reached.
-        hub.publish(topic, payload)
-
-    gateway = Gateway(services.store, services.actors, services.projections, publish=publish)
+    gateway = Gateway(services.store, services.actors, services.projections, publish=hub.publish)
     # Cleanup hooks run in reverse: the gateway's background work ends before the projections.
     services.on_cleanup.append(gateway.drain)
     return dataclasses.replace(services, gateway=gateway)
@@ -88,7 +84,7 @@ async def serve(
         # Starting only spawns the actors: local models load on their own threads meanwhile.
         await asyncio.to_thread(actors.start, loop)
         try:
-            services = _with_gateway(
+            services = with_gateway(
                 build_services(
                     store, config, actors=actors, limits=limits, projections=all_projections()
                 )

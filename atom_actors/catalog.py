@@ -54,15 +54,20 @@ class ModelSpec:
         ) / 1_000_000
 
 
+def missing_file(spec: ModelSpec) -> str | None:
+    """Why a local model cannot load (its file is missing), or None."""
+    if spec.provider in ("llamacpp", "recorded") and spec.path and not os.path.exists(spec.path):
+        return f"file: {spec.path} not found"
+    return None
+
+
 def unavailable_reason(spec: ModelSpec, env: Mapping[str, str] | None = None) -> str | None:
     """Why the model cannot be called now (missing credentials or file), or None."""
     environ = os.environ if env is None else env
     needs_key = spec.provider in ("openai", "anthropic") and spec.api_key_env
     if needs_key and not environ.get(spec.api_key_env or ""):
         return f"credentials: {spec.api_key_env} not set"
-    if spec.provider in ("llamacpp", "recorded") and spec.path and not os.path.exists(spec.path):
-        return f"file: {spec.path} not found"
-    return None
+    return missing_file(spec)
 
 
 _TEXT = frozenset({"text_generation", "summarization", "translation", "streaming"})

@@ -70,7 +70,7 @@ RETRIES = 2
 """Retries of a retryable failure (429, 5xx, timeouts) on one model before falling back."""
 BACKOFF_S = 0.2
 
-Publish = Callable[[str, dict[str, Any]], None]
+Publish = Callable[[str, dict[str, Any]], object]
 TokenSink = Callable[[str, str, float], None]
 """Called with (member or model, text, ms since the request started) for every delta."""
 

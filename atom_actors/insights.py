@@ -65,13 +65,13 @@ def parse(text: str) -> list[dict[str, Any]]:
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("insight"), str):
             continue
-        confidence = item.get("confidence")
-        ok = isinstance(confidence, int | float) and math.isfinite(confidence)
+        raw = item.get("confidence")
+        confidence = float(raw) if isinstance(raw, int | float) and math.isfinite(raw) else 0.5
         found.append(
             {
                 "insight": item["insight"].strip(),
                 "evidence": str(item.get("evidence", "")),
-                "confidence": min(1.0, max(0.0, float(confidence))) if ok else 0.5,
+                "confidence": min(1.0, max(0.0, confidence)),
                 "recommendation": str(item.get("recommendation", "")),
             }
         )

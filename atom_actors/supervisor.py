@@ -18,7 +18,7 @@ import pykka
 
 from eventstore import EventStore
 
-from .catalog import ModelSpec
+from .catalog import ModelSpec, missing_file
 from .circuit import DEFAULT_CIRCUIT, CircuitPolicy
 from .directory import Directory
 from .events import ActorRestarted, ModelHealthChanged, model_stream
@@ -100,6 +100,11 @@ class Supervisor(pykka.ThreadingActor):
         return None
 
     def _start_child(self, name: str) -> None:
+        missing = missing_file(self._specs[name])
+        if missing is not None:
+            # Nothing to load: no actor, no crash loop, and callers are told why.
+            self._directory.absent(name, Refusal.DOWN, f"model {name!r}: {missing}")
+            return
         me = self.actor_ref
 
         def on_crash(model: str, error: BaseException) -> None:

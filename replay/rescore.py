@@ -19,14 +19,11 @@ from typing import Any, Final
 import orjson
 
 from atom_actors.answers import AnswerFormat, AnswerKind
-from atom_actors.calls import CallFailed
 from atom_actors.catalog import ModelSpec, unavailable_reason
 from atom_actors.config import ConfigError, load_config
 from atom_actors.cost import estimate_message_tokens, from_usd, reservation_pico, to_usd
 from atom_actors.events import ScoreRecorded, request_stream
-from atom_actors.providers import CallParams
 from atom_actors.scorers import JudgeScorer, ScoreInput, Scorer, ScoreUnavailable, get_scorer
-from atom_actors.system import ActorSystem
 from eventstore import EventStore, LogReader, NewEvent, RecordedEvent, StreamAppend
 
 from . import _timepoint
@@ -293,6 +290,11 @@ async def judge(
     A call is made only when its most expensive outcome (the prompt and JUDGE_MAX_TOKENS of
     reply) still fits; each score is appended as soon as it is known.
     """
+    # Only the judge calls a model: the rest of `atom replay` never loads the actors or aiohttp.
+    from atom_actors.calls import CallFailed
+    from atom_actors.providers import CallParams
+    from atom_actors.system import ActorSystem
+
     scorer = JudgeScorer()
     run = JudgeRun(spec.name, f"rescore-{uuid.uuid4()}", to_usd(budget_pico))
     tally = Tally()

@@ -5,10 +5,25 @@ from __future__ import annotations
 from typing import Final
 
 from ..routing import Route
-from . import health, meta, session, streaming
+from . import (
+    health,
+    insights,
+    meta,
+    models,
+    observability,
+    openai_compat,
+    process,
+    session,
+    streaming,
+)
 
 ROUTES: Final[tuple[Route, ...]] = (
     *health.ROUTES,
+    *models.ROUTES,
+    *process.ROUTES,
+    *insights.ROUTES,
+    *observability.ROUTES,
+    *openai_compat.ROUTES,
     *session.ROUTES,
     *streaming.ROUTES,
     *meta.ROUTES,

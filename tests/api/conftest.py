@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -18,8 +19,14 @@ from api.auth import Role
 from api.keys import issue, revoke
 from api.routes import ROUTES
 from api.routing import Route
+from api.server import with_gateway
 from api.services import Limits, Services, build_services
+from atom_actors.catalog import CAPABILITIES, ModelSpec
+from atom_actors.projections import all_projections
+from atom_actors.system import ActorSystem
 from eventstore import EventStore
+from tests.atom_actors.conftest import FAKE_KEY_ENV, network_spec
+from tests.fakes.openai_server import FakeOpenAI
 
 ATOM = str(Path(sys.executable).with_name("atom"))
 
@@ -90,8 +97,12 @@ async def start_api(store: EventStore) -> AsyncIterator[StartApi]:
     servers: list[TestServer] = []
     async with aiohttp.ClientSession() as http:
 
-        async def start(limits: Limits | None = None, routes: Sequence[Route] = ROUTES) -> Api:
-            services = build_services(store, limits=limits or Limits())
+        async def start(
+            limits: Limits | None = None,
+            routes: Sequence[Route] = ROUTES,
+            services: Services | None = None,
+        ) -> Api:
+            services = services or build_services(store, limits=limits or Limits())
             server = TestServer(create_app(services, routes), host="127.0.0.1", port=0)
             await server.start_server()
             servers.append(server)
@@ -106,3 +117,43 @@ async def start_api(store: EventStore) -> AsyncIterator[StartApi]:
 @pytest.fixture
 async def api(start_api: StartApi) -> Api:
     return await start_api()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake:
+        yield fake
+
+
+StartGateway = Callable[..., Awaitable[Api]]
+
+
+@pytest.fixture
+async def start_gateway(
+    store: EventStore, start_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[StartGateway]:
+    """Start a server whose gateway answers with the given models (fake upstreams, usually)."""
+    monkeypatch.setenv(FAKE_KEY_ENV, "sk-test")
+    systems: list[ActorSystem] = []
+
+    async def start(specs: Sequence[ModelSpec], limits: Limits | None = None) -> Api:
+        system = ActorSystem(store, specs)
+        system.start(asyncio.get_running_loop())
+        systems.append(system)
+        services = with_gateway(
+            build_services(
+                store, actors=system, limits=limits or Limits(), projections=all_projections()
+            )
+        )
+        return await start_api(services=services)
+
+    yield start
+    for system in systems:
+        await system.aclose()
+
+
+@pytest.fixture
+async def full_api(start_gateway: StartGateway, upstream: FakeOpenAI) -> Api:
+    """A server with every route live: one model, "m", behind a fake OpenAI upstream."""
+    spec = network_spec("m", upstream.base_url, capabilities=CAPABILITIES)
+    return await start_gateway([spec])

@@ -143,3 +143,15 @@ async def test_a_local_model_runs_on_its_actor_worker_thread(
     # 40 tokens in under 50 ms: two events, of 32 and 8.
     assert [len(e.data["deltas"]) for e in streamed] == [32, 8]
     assert [e.data["seq"] for e in streamed] == [0, 32]
+
+
+async def test_a_local_model_whose_file_is_missing_gets_no_actor(
+    log: EventStore, make_system: Callable[..., ActorSystem]
+) -> None:
+    scripts = ScriptedFactory()
+    system = make_system([local_spec(path="/nowhere/model.gguf")], factory=scripts)
+    assert scripts.built == []
+    with pytest.raises(CallFailed) as info:
+        await system.caller.call("local", MESSAGES, PARAMS, request_id="m")
+    assert info.value.kind == "down" and "/nowhere/model.gguf not found" in info.value.message
+    assert restarts(log, "local") == [], "no crash, so nothing to restart"

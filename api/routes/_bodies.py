@@ -1,0 +1,203 @@
+"""The request bodies of the model routes: their JSON schemas, and how they become requests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from atom_actors.answers import AnswerFormat, AnswerKind
+from atom_actors.catalog import CAPABILITIES
+from atom_actors.gateway import Principal as GatewayPrincipal
+from atom_actors.gateway import ProcessRequest
+from atom_actors.providers import CallParams
+from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
+
+from ..auth import Principal
+from ..errors import BadRequest
+
+STRATEGIES: Final = [s.value for s in Strategy]
+METHODS: Final = [m.value for m in EnsembleMethod]
+
+_CONTENT_PART = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": ["text", "image_url"]},
+        "text": {"type": "string"},
+        "image_url": {
+            "type": "object",
+            "required": ["url"],
+            "properties": {"url": {"type": "string", "minLength": 1}},
+        },
+    },
+}
+
+MESSAGES: Final = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": 1000,
+    "items": {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"enum": ["system", "user", "assistant", "developer"]},
+            "content": {
+                "type": ["string", "array"],
+                "maxLength": 1_000_000,
+                "items": _CONTENT_PART,
+            },
+            "name": {"type": "string"},
+        },
+    },
+}
+
+PARAMS: Final[dict[str, Any]] = {
+    "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+    "stop": {
+        "type": ["string", "array"],
+        "maxItems": 4,
+        "items": {"type": "string", "minLength": 1},
+        "minLength": 1,
+    },
+    "seed": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+    "logprobs": {"type": "boolean"},
+    "response_format": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"enum": ["text", "json_object", "json_schema"]},
+            "json_schema": {
+                "type": "object",
+                "required": ["schema"],
+                "properties": {"name": {"type": "string"}, "schema": {"type": "object"}},
+            },
+        },
+    },
+}
+
+ENSEMBLE: Final = {
+    "type": "object",
+    "properties": {
+        "method": {"enum": METHODS},
+        "models": {"type": "array", "maxItems": 16, "items": {"type": "string", "minLength": 1}},
+        "samples": {"type": "integer", "minimum": 1, "maximum": 16},
+        "size": {"type": "integer", "minimum": 1, "maximum": 16},
+    },
+}
+
+CONSTRAINTS: Final = {
+    "type": "object",
+    "properties": {
+        "max_cost_usd": {"type": "number", "minimum": 0, "maximum": 1_000_000},
+        "min_quality": {"type": "number", "minimum": 0, "maximum": 1},
+        "deadline_ms": {"type": "number", "minimum": 1, "maximum": 3_600_000},
+        "capability": {"enum": sorted(CAPABILITIES)},
+    },
+}
+
+_COMMON: Final[dict[str, Any]] = {
+    "messages": MESSAGES,
+    "prompt": {"type": "string", "minLength": 1, "maxLength": 1_000_000},
+    "model": {"type": "string", "minLength": 1},
+    "capability": {"enum": sorted(CAPABILITIES)},
+    "strategy": {"enum": STRATEGIES},
+    "stream": {"type": "boolean"},
+    "cache": {"type": "boolean", "description": "false bypasses the answer cache"},
+    "expected": {"type": "string", "description": "the reference answer, for scoring"},
+    "answer_format": {"enum": [k.value for k in AnswerKind]},
+    "answer_field": {"type": "string", "minLength": 1},
+    "allow": {"type": "array", "items": {"type": "string"}},
+    "deny": {"type": "array", "items": {"type": "string"}},
+    **PARAMS,
+}
+
+PROCESS: Final = {
+    "type": "object",
+    "properties": {**_COMMON, "constraints": CONSTRAINTS},
+    "description": "`messages` or `prompt`; `model` names one model, else the router picks "
+    "by `capability` and `strategy` (quality_first by default).",
+}
+
+ORCHESTRATE: Final = {
+    "type": "object",
+    "properties": {**_COMMON, "ensemble": ENSEMBLE, "constraints": CONSTRAINTS},
+    "description": "`strategy` is one of the six; `ensemble` fans the request out to several "
+    "models (or `samples` of one) and combines their answers with `method`.",
+}
+
+
+def messages_of(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The chat messages of a body: `messages`, else `prompt` as one user message."""
+    if "messages" in body:
+        return [dict(m) for m in body["messages"]]
+    if "prompt" in body:
+        return [{"role": "user", "content": body["prompt"]}]
+    raise BadRequest("give `messages` or `prompt`", field="messages")
+
+
+def params_of(body: Mapping[str, Any]) -> CallParams:
+    stop = body.get("stop", ())
+    fmt = body.get("response_format")
+    if fmt is not None and fmt["type"] == "json_schema" and "json_schema" not in fmt:
+        raise BadRequest("response_format.json_schema is required", field="response_format")
+    return CallParams(
+        max_tokens=body.get("max_tokens"),
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        stop=(stop,) if isinstance(stop, str) else tuple(stop),
+        seed=body.get("seed"),
+        logprobs=body.get("logprobs", False),
+        response_format=None if fmt is None or fmt["type"] == "text" else fmt,
+    )
+
+
+def answer_format_of(body: Mapping[str, Any]) -> AnswerFormat:
+    kind = AnswerKind(body.get("answer_format", "text"))
+    field = body.get("answer_field")
+    if (kind is AnswerKind.JSON) != (field is not None):
+        raise BadRequest(
+            "answer_field goes with answer_format 'json', and only with it", field="answer_field"
+        )
+    return AnswerFormat(kind, field)
+
+
+def ensemble_of(body: Mapping[str, Any]) -> EnsembleSpec | None:
+    spec = body.get("ensemble")
+    if spec is None:
+        return None
+    return EnsembleSpec(
+        EnsembleMethod(spec.get("method", "majority_vote")),
+        tuple(spec.get("models", ())),
+        spec.get("samples", 1),
+        spec.get("size", 3),
+    )
+
+
+def process_request(body: Mapping[str, Any], endpoint: str) -> ProcessRequest:
+    """The gateway request a body describes (validated against its schema already)."""
+    constraints = body.get("constraints", {})
+    allow = body.get("allow")
+    return ProcessRequest(
+        messages=messages_of(body),
+        params=params_of(body),
+        model=body.get("model"),
+        capability=constraints.get("capability", body.get("capability", "text_generation")),
+        strategy=Strategy(body.get("strategy", "quality_first")),
+        ensemble=ensemble_of(body),
+        allow=None if allow is None else frozenset(allow),
+        deny=frozenset(body.get("deny", ())),
+        min_quality=constraints.get("min_quality"),
+        max_cost_usd=constraints.get("max_cost_usd"),
+        deadline_ms=constraints.get("deadline_ms"),
+        expected=body.get("expected"),
+        answer_format=answer_format_of(body),
+        use_cache=body.get("cache", True),
+        endpoint=endpoint,
+        stream=body.get("stream", False),
+    )
+
+
+def principal_of(principal: Principal) -> GatewayPrincipal:
+    return GatewayPrincipal(principal.key_id, principal.role.label, principal.tenant)

@@ -1,0 +1,121 @@
+"""What the model routes share: the gateway, its errors as API errors, SSE, read-your-writes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from atom_actors.gateway import Gateway, GatewayError, ProcessResult
+
+from ..errors import (
+    ApiError,
+    BadRequest,
+    GatewayTimeout,
+    NotFound,
+    PaymentRequired,
+    Unavailable,
+    UpstreamFailed,
+    error_body,
+)
+from ..routing import PRINCIPAL
+from ..services import services_of
+
+
+def gateway_of(request: web.Request) -> Gateway:
+    gateway = services_of(request).gateway
+    if gateway is None:
+        raise Unavailable("this server runs no models")
+    return gateway
+
+
+def api_error(error: GatewayError) -> ApiError:
+    """The API error a gateway failure is answered with."""
+    message = error.message
+    if error.request_id:
+        message = f"{message} (request {error.request_id})"
+    if error.status == 400:
+        return BadRequest(message, field=error.field)
+    if error.status == 402:
+        return PaymentRequired(message)
+    if error.status == 404:
+        return _NotFoundField(message, error.field)
+    if error.status == 504:
+        return GatewayTimeout(message)
+    if error.status == 503:
+        return Unavailable(message)
+    return UpstreamFailed(message, tried=error.tried)
+
+
+class _NotFoundField(NotFound):
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def details(self) -> dict[str, Any]:
+        return {} if self.field is None else {"field": self.field}
+
+
+def remember(request: web.Request, result: ProcessResult) -> None:
+    """Note the caller's last write, for `?consistent=true` reads."""
+    services_of(request).last_writes[request[PRINCIPAL].key_id] = result.position
+
+
+async def consistent(request: web.Request) -> None:
+    """With `?consistent=true`, wait until the projections include the caller's last write."""
+    if request.query.get("consistent", "false").lower() not in ("1", "true", "yes"):
+        return
+    services = services_of(request)
+    position = services.last_writes.get(request[PRINCIPAL].key_id, 0)
+    if services.projections is not None and not await services.projections.wait_until(
+        position, timeout=10
+    ):
+        raise GatewayTimeout("the projections did not catch up with your last write in 10 s")
+
+
+def error_json(error: ApiError) -> bytes:
+    return error_body(error.type, error.message, error.details())
+
+
+def sse(event: str, data: Any) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+async def stream_sse(
+    request: web.Request,
+    run: Callable[[Callable[[str, str, float], None]], Awaitable[dict[str, Any]]],
+) -> web.StreamResponse:
+    """Answer with Server-Sent Events: `token` events as they come, then `done` or `error`.
+
+    `done` is sent only once `run` has returned, that is after the request's events are
+    committed.
+    """
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def on_token(member: str, text: str, ms: float) -> None:
+        queue.put_nowait(sse("token", {"member": member, "text": text, "ms": round(ms, 3)}))
+
+    async def produce() -> None:
+        try:
+            queue.put_nowait(sse("done", await run(on_token)))
+        except GatewayError as exc:
+            queue.put_nowait(b"event: error\ndata: " + error_json(api_error(exc)) + b"\n\n")
+        finally:
+            queue.put_nowait(None)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while (chunk := await queue.get()) is not None:
+            await response.write(chunk)
+    finally:
+        # A client that went away cancels the request, and so the upstream call.
+        producer.cancel()
+    await response.write_eof()
+    return response

@@ -1,0 +1,258 @@
+"""OpenAI-compatible routes: existing clients work unchanged, ATOM's router behind aliases.
+
+`model` is a configured model, or `atom:<strategy>` (e.g. `atom:cost_first`), or
+`atom:ensemble:<method>` (e.g. `atom:ensemble:majority_vote`, over the 3 strongest models).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from atom_actors.gateway import GatewayError, ProcessRequest, ProcessResult
+from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
+
+from ..auth import Role
+from ..errors import BadRequest
+from ..routing import BODY, PRINCIPAL, Route, json_response
+from ..services import services_of
+from ._bodies import MESSAGES, PARAMS, messages_of, params_of, principal_of
+from ._gateway import api_error, error_json, gateway_of, remember
+
+PREFIX: Final = "atom:"
+
+CHAT: Final = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "messages": MESSAGES,
+        "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+        "stream": {"type": "boolean"},
+        "stream_options": {
+            "type": "object",
+            "properties": {"include_usage": {"type": "boolean"}},
+        },
+        "n": {"type": "integer", "minimum": 1, "maximum": 1},
+        "user": {"type": "string"},
+        **PARAMS,
+    },
+}
+
+COMPLETION: Final = {
+    "type": "object",
+    "required": ["id", "object", "created", "model", "choices"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"enum": ["chat.completion"]},
+        "created": {"type": "integer"},
+        "model": {"type": "string"},
+        "choices": {"type": "array", "items": {"type": "object"}},
+        "usage": {"type": "object"},
+    },
+}
+
+MODEL_LIST: Final = {
+    "type": "object",
+    "required": ["object", "data"],
+    "properties": {"object": {"enum": ["list"]}, "data": {"type": "array"}},
+}
+
+
+def aliases() -> list[str]:
+    return [f"{PREFIX}{s.value}" for s in Strategy if s is not Strategy.ENSEMBLE] + [
+        f"{PREFIX}ensemble:{m.value}" for m in EnsembleMethod
+    ]
+
+
+def chat_request(body: Mapping[str, Any]) -> ProcessRequest:
+    """The gateway request of an OpenAI chat completion body."""
+    name: str = body["model"]
+    fields: dict[str, Any] = dict(body)
+    if "max_completion_tokens" in body and "max_tokens" not in body:
+        fields["max_tokens"] = body["max_completion_tokens"]
+    request = ProcessRequest(
+        messages=messages_of(body),
+        params=params_of(fields),
+        endpoint="v1/chat/completions",
+        stream=body.get("stream", False),
+    )
+    if not name.startswith(PREFIX):
+        return replace(request, model=name)
+    alias = name.removeprefix(PREFIX)
+    if alias.startswith("ensemble:"):
+        method = alias.removeprefix("ensemble:")
+        if method not in EnsembleMethod.__members__.values():
+            raise BadRequest(f"unknown ensemble method in model {name!r}", field="model")
+        return replace(request, ensemble=EnsembleSpec(EnsembleMethod(method)))
+    if alias not in Strategy.__members__.values():
+        known = ", ".join(aliases())
+        raise BadRequest(f"unknown model {name!r}; router aliases are {known}", field="model")
+    return replace(request, strategy=Strategy(alias))
+
+
+def _usage(result: ProcessResult) -> dict[str, int]:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }
+
+
+def completion(result: ProcessResult, asked: str, created: int) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{result.request_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": asked if asked.startswith(PREFIX) else result.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": result.finish_reason,
+            }
+        ],
+        "usage": _usage(result),
+        "system_fingerprint": None,
+    }
+
+
+def _chunk(request_id: str, model: str, created: int, delta: dict[str, Any],
+           finish: str | None) -> bytes:  # fmt: skip
+    chunk = {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body = request[BODY]
+    gateway = gateway_of(request)
+    req = chat_request(body)
+    principal = principal_of(request[PRINCIPAL])
+    created = int(time.time())
+    if not req.stream:
+        try:
+            result = await gateway.process(req, principal)
+        except GatewayError as exc:
+            raise api_error(exc) from None
+        remember(request, result)
+        return json_response(completion(result, body["model"], created))
+    return await _stream(request, req, body, created)
+
+
+async def _stream(
+    request: web.Request, req: ProcessRequest, body: Mapping[str, Any], created: int
+) -> web.StreamResponse:
+    gateway = gateway_of(request)
+    principal = principal_of(request[PRINCIPAL])
+    include_usage = body.get("stream_options", {}).get("include_usage", False)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+    model_name: str = body["model"]
+    outcome: dict[str, Any] = {}
+
+    def on_token(member: str, text: str, _ms: float) -> None:
+        queue.put_nowait((member, text))
+
+    request_id = str(uuid.uuid4())
+
+    async def produce() -> None:
+        try:
+            outcome["result"] = await gateway.process(req, principal, on_token, request_id)
+        except GatewayError as exc:
+            outcome["error"] = exc
+        finally:
+            queue.put_nowait(None)
+
+    producer = asyncio.create_task(produce())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _chunk(request_id, model_name, created, delta, finish)
+
+    started = False
+    try:
+        while (item := await queue.get()) is not None:
+            if req.ensemble is not None:
+                continue  # an ensemble's answer is known only once its members are combined
+            if not started:
+                await response.write(chunk({"role": "assistant", "content": ""}))
+                started = True
+            await response.write(chunk({"content": item[1]}))
+    finally:
+        producer.cancel()
+    if "error" in outcome:
+        await response.write(b"data: " + error_json(api_error(outcome["error"])) + b"\n\n")
+        await response.write_eof()
+        return response
+    result: ProcessResult = outcome["result"]
+    remember(request, result)
+    if not started:
+        await response.write(chunk({"role": "assistant", "content": result.text}))
+    await response.write(chunk({}, result.finish_reason))
+    if include_usage:
+        usage = {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model_name,
+            "choices": [],
+            "usage": _usage(result),
+        }
+        await response.write(b"data: " + orjson.dumps(usage) + b"\n\n")
+    # Sent after the request's events are committed: nothing is answered off the record.
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def list_models(request: web.Request) -> web.Response:
+    services = services_of(request)
+    created = int(time.time())
+    names = list(services.actors.specs) if services.actors is not None else []
+    data = [
+        {"id": name, "object": "model", "created": created, "owned_by": "atom"}
+        for name in [*names, *aliases()]
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+ROUTES: Final = (
+    Route(
+        "POST",
+        "/v1/chat/completions",
+        chat_completions,
+        role=Role.USER,
+        summary="OpenAI-compatible chat completions (streamed or not)",
+        description=__doc__ or "",
+        body=CHAT,
+        response=COMPLETION,
+        errors=(402, 404, 502, 503, 504),
+        streams=True,
+        tag="openai",
+    ),
+    Route(
+        "GET",
+        "/v1/models",
+        list_models,
+        role=Role.VIEWER,
+        summary="OpenAI-compatible model list: configured models and router aliases",
+        response=MODEL_LIST,
+        tag="openai",
+    ),
+)
