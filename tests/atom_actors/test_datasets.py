@@ -20,8 +20,9 @@ from atom_actors.datasets import (
     load_jsonl,
     load_routellm,
 )
+from tests.paths import GSM8K
 
-SHARED = Path("/work/shared/data/routellm-gsm8k")
+SHARED = GSM8K
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
 

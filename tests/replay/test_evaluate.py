@@ -15,10 +15,11 @@ import pytest
 from atom_actors.datasets import load_jsonl
 from eventstore import LogReader
 from replay.cli import main
+from tests.paths import GSM8K
 
 from .conftest import Atom
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "routellm-gsm8k"
+SHARED = GSM8K
 PRICES = ["--prices", "weak=1/1", "strong=10/10"]
 # The seed whose 50:50 split fits on the first four prompts and tests on the last four.
 SEED = "68"

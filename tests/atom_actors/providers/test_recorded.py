@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -11,6 +10,7 @@ from atom_actors.datasets import RecordedAnswer, RecordedDataset, RecordedItem, 
 from atom_actors.providers._base import AsyncProvider, CallParams, Delta, Event, Finish, Message
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers.recorded import RecordedProvider
+from tests.paths import GSM8K
 
 ANSWER = "The sum is\n 4.\n\n#### 4"
 DATASET = RecordedDataset(
@@ -89,7 +89,7 @@ def test_refuses_a_model_the_dataset_does_not_hold() -> None:
 
 
 async def test_answers_every_prompt_of_the_shared_gsm8k_data() -> None:
-    dataset = load_routellm(Path("/work/shared/data/routellm-gsm8k"))
+    dataset = load_routellm(GSM8K)
     provider = RecordedProvider(dataset, "gpt-4-1106-preview")
     for item in dataset.items[:50]:
         events = await _collect(provider, [{"role": "user", "content": item.prompt}])
