@@ -237,10 +237,11 @@ max_concurrency = 128
 @contextmanager
 def atom_serve(directory: str, base_url: str, durability: str) -> Iterator[Server]:
     config = _config(directory, base_url, durability)
-    atom = os.path.join(os.path.dirname(sys.executable), "atom")
-    env = {**os.environ, KEY_ENV: "sk-bench", "PYTHONUNBUFFERED": "1"}
+    # `atom serve` of this checkout (PYTHONPATH), whatever checkout the venv was installed from.
+    env = {**os.environ, KEY_ENV: "sk-bench", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    atom = "import sys; from api.cli import main; sys.exit(main())"
     process = subprocess.Popen(
-        [atom, "serve", "--config", config, "--rate-limit", "0"],
+        [sys.executable, "-c", atom, "serve", "--config", config, "--rate-limit", "0"],
         cwd=directory,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
