@@ -79,7 +79,8 @@ async def generate(request: web.Request) -> web.Response:
         {
             "request_id": result.request_id,
             "insights": insights.combine(replies)[:limit],
-            "voters": len(replies),
+            # Those whose reply held insights: the members each insight's agreement counts.
+            "voters": sum(1 for text in replies.values() if insights.parse(text)),
             "members": [m["model"] for m in result.members],
             "cost_usd": result.cost_usd,
         }

@@ -10,6 +10,7 @@ from atom_actors.gateway import GatewayError, ProcessResult
 
 from ..auth import Role
 from ..routing import BODY, PRINCIPAL, Route, json_response
+from ..services import services_of
 from ._bodies import ORCHESTRATE, PROCESS, principal_of, process_request
 from ._gateway import api_error, gateway_of, remember, stream_sse
 
@@ -116,6 +117,8 @@ async def feedback(request: web.Request) -> web.Response:
         )  # fmt: skip
     except GatewayError as exc:
         raise api_error(exc) from None
+    # The score is the caller's last write: `?consistent=true` reads must include it.
+    services_of(request).last_writes[request[PRINCIPAL].key_id] = position
     return json_response({"request_id": body["request_id"], "position": position}, 201)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -26,6 +27,7 @@ from atom_actors.projections import all_projections
 from atom_actors.system import ActorSystem
 from eventstore import EventStore
 from tests.atom_actors.conftest import FAKE_KEY_ENV, network_spec
+from tests.fakes.faults import Behaviour
 from tests.fakes.openai_server import FakeOpenAI
 
 ATOM = str(Path(sys.executable).with_name("atom"))
@@ -157,3 +159,102 @@ async def full_api(start_gateway: StartGateway, upstream: FakeOpenAI) -> Api:
     """A server with every route live: one model, "m", behind a fake OpenAI upstream."""
     spec = network_spec("m", upstream.base_url, capabilities=CAPABILITIES)
     return await start_gateway([spec])
+
+
+# ------------------------------------------------- end to end: several fake models, one server
+
+ANSWER = "The answer is 42."
+DISSENT = "The answer is 41."
+INSIGHT = {
+    "insight": "Revenue grew fastest in the north region",
+    "evidence": "north rose 30% against 5% elsewhere",
+    "confidence": 0.8,
+    "recommendation": "move sales staff north",
+}
+
+
+def insight_reply(*insights: dict[str, Any]) -> str:
+    """A member's reply to /insights/generate: the JSON the schema asks for."""
+    return orjson.dumps({"insights": list(insights)}).decode()
+
+
+@dataclass
+class Fleet:
+    """A server whose gateway routes to several fake models with their own prices and answers.
+
+    cheap (0.5/1 USD per Mtok, prior 0.5) and mid (3/15, 0.7) answer ANSWER, dear (30/60, 0.9)
+    answers DISSENT, analyst (1/2, 0.6, business_analysis only) answers one INSIGHT.
+    """
+
+    api: Api
+    upstream: FakeOpenAI
+
+    @property
+    def key(self) -> str:
+        return self.api.keys[Role.USER]
+
+    @property
+    def store(self) -> EventStore:
+        return self.api.services.store
+
+    async def post(self, path: str, body: Any, key: str | None = None) -> tuple[int, Any]:
+        status, answer, _ = await self.api.call("POST", path, key=key or self.key, json=body)
+        return status, answer
+
+    async def get(self, path: str, key: str | None = None) -> tuple[int, Any]:
+        status, answer, _ = await self.api.call("GET", path, key=key or self.key)
+        return status, answer
+
+    def events(self, request_id: str) -> list[Any]:
+        return self.store.read_stream(f"request-{request_id}")
+
+
+FLEET_REPLIES = {
+    "cheap": Behaviour(reply=ANSWER),
+    "mid": Behaviour(reply=ANSWER),
+    "dear": Behaviour(reply=DISSENT),
+    "analyst": Behaviour(reply=insight_reply(INSIGHT)),
+}
+
+
+def fleet_specs(base_url: str) -> list[ModelSpec]:
+    every = frozenset(CAPABILITIES)
+    return [
+        network_spec("cheap", base_url, input_usd_per_mtok=0.5, output_usd_per_mtok=1.0,
+                     quality_prior=0.5, capabilities=every, max_concurrency=64),
+        network_spec("mid", base_url, input_usd_per_mtok=3.0, output_usd_per_mtok=15.0,
+                     quality_prior=0.7, max_concurrency=64,
+                     capabilities=frozenset({"text_generation", "summarization", "reasoning",
+                                             "streaming"})),
+        network_spec("dear", base_url, input_usd_per_mtok=30.0, output_usd_per_mtok=60.0,
+                     quality_prior=0.9, capabilities=every, max_concurrency=64),
+        network_spec("analyst", base_url, input_usd_per_mtok=1.0, output_usd_per_mtok=2.0,
+                     quality_prior=0.6, capabilities=frozenset({"business_analysis"})),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+async def fleet_upstream() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI(models=FLEET_REPLIES) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def fleet(start_gateway: StartGateway, fleet_upstream: FakeOpenAI) -> Fleet:
+    """The fleet behind one server, without a rate limit."""
+    api = await start_gateway(fleet_specs(fleet_upstream.base_url), Limits(rate=None))
+    return Fleet(api, fleet_upstream)
+
+
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
+    """Server-Sent Events as (event, JSON data), yielded as each one is complete."""
+    event, data = "message", ""
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if line.startswith("event:"):
+            event = line.removeprefix("event:").strip()
+        elif line.startswith("data:"):
+            data += line.removeprefix("data:").strip()
+        elif not line and data:
+            yield event, orjson.loads(data) if data != "[DONE]" else data
+            event, data = "message", ""
