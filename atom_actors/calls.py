@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -212,6 +212,7 @@ class _Call:
         self.tokens = _TokenLog(self.store, self.stream, self.ticket.call_id, self.metadata)
         self.t0 = time.perf_counter()
         self.first: float | None = None
+        self.got_first = asyncio.Event()
         self.count = 0
         error: ProviderError | None = None
         try:
@@ -250,15 +251,44 @@ class _Call:
         self, messages: Sequence[Message], params: CallParams, on_delta: DeltaSink | None
     ) -> tuple[str, Finish]:
         provider = self.ticket.provider
-        source: AsyncIterator[Event]
         if isinstance(provider, BlockingProvider):
             assert self.ticket.executor is not None
             source = stream_blocking(
                 provider, self.ticket.executor, messages, params, self.ticket.cancel
             )
-        else:
-            assert isinstance(provider, AsyncProvider)
-            source = provider.stream(messages, params)
+            # Network providers time their own calls; a local one is timed here.
+            return await self._timed(self._read(source, on_delta))
+        assert isinstance(provider, AsyncProvider)
+        return await self._read(provider.stream(messages, params), on_delta)
+
+    async def _timed(self, reading: Awaitable[tuple[str, Finish]]) -> tuple[str, Finish]:
+        """Wait for a local model's first token and whole answer as long as its spec allows."""
+        spec = self.spec
+        loop = asyncio.get_running_loop()
+        total_at = loop.time() + spec.timeout_total_s
+        task = asyncio.ensure_future(reading)
+        first = asyncio.ensure_future(self.got_first.wait())
+        try:
+            async with asyncio.timeout_at(min(loop.time() + spec.timeout_first_token_s, total_at)):
+                await asyncio.wait({task, first}, return_when=asyncio.FIRST_COMPLETED)
+            async with asyncio.timeout_at(total_at):
+                return await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            waited = "first token" if self.first is None else "answer"
+            limit = spec.timeout_first_token_s if self.first is None else spec.timeout_total_s
+            raise ProviderError(
+                ErrorKind.TIMEOUT, f"{spec.name}: no {waited} within {limit:g}s"
+            ) from None
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            first.cancel()
+
+    async def _read(
+        self, source: AsyncIterator[Event], on_delta: DeltaSink | None
+    ) -> tuple[str, Finish]:
         parts: list[str] = []
         finish: Finish | None = None
         t0, tokens = self.t0, self.tokens
@@ -267,6 +297,7 @@ class _Call:
                 now_ms = (time.perf_counter() - t0) * 1000
                 if self.first is None:
                     self.first = now_ms
+                    self.got_first.set()
                 parts.append(item.text)
                 self.count += 1
                 tokens.add(item, now_ms)

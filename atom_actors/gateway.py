@@ -69,6 +69,8 @@ CACHE_TTL_S = 3600.0
 RETRIES = 2
 """Retries of a retryable failure (429, 5xx, timeouts) on one model before falling back."""
 BACKOFF_S = 0.2
+DEADLINE_MARGIN_S = 0.05
+"""An ensemble stops waiting for its members this long before the request's deadline."""
 
 Publish = Callable[[str, dict[str, Any]], object]
 TokenSink = Callable[[str, str, float], None]
@@ -134,6 +136,10 @@ class ProcessResult:
     @property
     def cost_usd(self) -> float:
         return to_usd(self.cost_pico)
+
+
+class MissedDeadline(Exception):
+    """An ensemble member that had not answered when the deadline came."""
 
 
 class GatewayError(Exception):
@@ -263,6 +269,8 @@ class Gateway:
         """Answer one request; raises GatewayError (after recording it) when there is none."""
         if req.model is not None and req.model not in self.actors.specs:
             raise GatewayError(404, "unknown_model", f"no model named {req.model!r}", field="model")
+        if has_images(req.messages):
+            req = self._for_images(req)
         request_id = request_id or str(uuid.uuid4())
         r = _Request(
             request_id,
@@ -336,6 +344,22 @@ class Gateway:
         if decision.ensemble is not None:
             return await self._ensemble(r, decision, scopes, key, on_token)
         return await self._single(r, decision, scopes, key, on_token)
+
+    def _for_images(self, req: ProcessRequest) -> ProcessRequest:
+        """Images go only to multimodal models: refused at once for another named model."""
+        blind = frozenset(
+            name
+            for name, spec in self.actors.specs.items()
+            if "multimodal" not in spec.capabilities
+        )
+        if req.model is not None and req.model in blind:
+            raise GatewayError(
+                400,
+                "bad_request",
+                f"model {req.model!r} does not take images (it lacks the multimodal capability)",
+                field="messages",
+            )
+        return replace(req, deny=req.deny | blind)
 
     def _route_request(self, r: _Request) -> RouteRequest:
         req = r.req
@@ -502,9 +526,29 @@ class Gateway:
                 r, model, by_model[model].reservation_pico, scopes, 1, on_token, params, labels[i]
             )
 
-        outcomes = await asyncio.gather(
-            *(member(i, m) for i, m in enumerate(plan.members)), return_exceptions=True
-        )
+        tasks = [asyncio.ensure_future(member(i, m)) for i, m in enumerate(plan.members)]
+        # Members still running near the deadline are left out, so the others' answer stands.
+        wait_s = None
+        if r.req.deadline_ms is not None:
+            elapsed_s = time.perf_counter() - r.started
+            wait_s = max(0.0, r.req.deadline_ms / 1000 - elapsed_s - DEADLINE_MARGIN_S)
+        try:
+            _, late = await asyncio.wait(tasks, timeout=wait_s)
+        except asyncio.CancelledError:
+            # The client went away (or the deadline passed): no member outlives its request.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        outcomes: list[CallResult | BaseException] = [
+            MissedDeadline(f"no answer within deadline_ms {r.req.deadline_ms:g}")
+            if task in late
+            else (task.exception() or task.result())
+            for task in tasks
+        ]
         answers = []
         results: dict[str, CallResult] = {}
         for label, model, outcome in zip(labels, plan.members, outcomes, strict=True):
@@ -830,6 +874,16 @@ def _params(req: ProcessRequest) -> dict[str, Any]:
         "logprobs": p.logprobs,
         "response_format": dict(p.response_format) if p.response_format else None,
     }
+
+
+def has_images(messages: Sequence[dict[str, Any]]) -> bool:
+    """Whether any message carries an image part."""
+    return any(
+        isinstance(part, dict) and part.get("type") == "image_url"
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
 
 
 def _pieces(text: str) -> list[str]:

@@ -284,3 +284,44 @@ async def test_feedback_is_a_score_of_the_request(
     with pytest.raises(GatewayError) as unknown:
         await gateway.feedback("no-such-request", 0.5, USER)
     assert unknown.value.status == 404
+
+
+async def test_an_ensemble_member_past_the_deadline_is_left_out(
+    log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
+) -> None:
+    upstream.models.update(a=Behaviour(reply="4"), b=Behaviour(reply="4"))
+    upstream.fail(Fault.hang(), model="slow")
+    gateway = await make_gateway(specs(upstream, a=(1, 1), b=(1, 1), slow=(1, 1)))
+    ensemble = EnsembleSpec(EnsembleMethod.MAJORITY_VOTE, members=("a", "b", "slow"))
+    request = ProcessRequest(
+        ASK, CallParams(max_tokens=8), ensemble=ensemble, deadline_ms=1500,
+        answer_format=AnswerFormat(AnswerKind.NUMBER),
+    )  # fmt: skip
+    result = await gateway.process(request, USER)
+    assert result.ensemble is not None and result.ensemble["voters"] == 2
+    (late,) = [m for m in result.members if m["error"]]
+    assert late["model"] == "slow" and "deadline" in late["error"]
+    failed = [e.data for e in log.read_stream(f"request-{result.request_id}")
+              if e.type == "ModelCallFailed"]  # fmt: skip
+    assert [(f["model"], f["kind"]) for f in failed] == [("slow", "cancelled")]
+
+
+async def test_images_go_only_to_multimodal_models(
+    upstream: FakeOpenAI, make_gateway: MakeGateway
+) -> None:
+    seeing = network_spec("seeing", upstream.base_url, capabilities=frozenset(
+        {"text_generation", "multimodal"}), input_usd_per_mtok=10.0)  # fmt: skip
+    blind = network_spec("blind", upstream.base_url, input_usd_per_mtok=0.1)
+    gateway = await make_gateway([seeing, blind])
+    picture = [{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]}]  # fmt: skip
+    with pytest.raises(GatewayError) as info:
+        await gateway.process(ProcessRequest(picture, CallParams(max_tokens=8), "blind"), USER)
+    assert (info.value.status, info.value.field) == (400, "messages")
+    assert "multimodal" in info.value.message and upstream.requests == []
+    routed = await gateway.process(
+        ProcessRequest(picture, CallParams(max_tokens=8), strategy=Strategy.COST_FIRST), USER
+    )
+    assert routed.model == "seeing", "the cheaper model cannot see the image"

@@ -140,9 +140,21 @@ async def test_a_local_model_runs_on_its_actor_worker_thread(
     )
     assert result.text == "x" * 40 and len(seen) == 40
     streamed = [e for e in log.read_stream("request-t") if e.type == "TokensStreamed"]
-    # 40 tokens in under 50 ms: two events, of 32 and 8.
-    assert [len(e.data["deltas"]) for e in streamed] == [32, 8]
-    assert [e.data["seq"] for e in streamed] == [0, 32]
+    sizes = [len(e.data["deltas"]) for e in streamed]
+    assert sum(sizes) == 40 and max(sizes) <= 32, "at most 32 tokens an event"
+    assert [e.data["seq"] for e in streamed] == [sum(sizes[:i]) for i in range(len(sizes))]
+
+
+async def test_slow_tokens_are_logged_within_50_ms_each(
+    log: EventStore, make_system: Callable[..., ActorSystem]
+) -> None:
+    scripts = ScriptedFactory()
+    scripts.script = Script(tokens=("a", "b", "c"), seconds_per_token=0.25)
+    system = make_system([local_spec()], factory=scripts)
+    await system.caller.call("local", MESSAGES, PARAMS, request_id="slow")
+    streamed = [e for e in log.read_stream("request-slow") if e.type == "TokensStreamed"]
+    # A quarter of a second apart, no token waits for the next one to be written.
+    assert [e.data["deltas"][0][0] for e in streamed] == ["a", "b", "c"]
 
 
 async def test_a_local_model_whose_file_is_missing_gets_no_actor(
@@ -155,3 +167,26 @@ async def test_a_local_model_whose_file_is_missing_gets_no_actor(
         await system.caller.call("local", MESSAGES, PARAMS, request_id="m")
     assert info.value.kind == "down" and "/nowhere/model.gguf not found" in info.value.message
     assert restarts(log, "local") == [], "no crash, so nothing to restart"
+
+
+async def test_a_local_model_is_held_to_its_first_token_and_total_timeouts(
+    log: EventStore, make_system: Callable[..., ActorSystem]
+) -> None:
+    scripts = ScriptedFactory()
+    scripts.script = Script(tokens=("a", "b"), stall_after=0)
+    spec = local_spec(timeout_first_token_s=0.3, timeout_total_s=5.0)
+    system = make_system([spec], factory=scripts)
+    with pytest.raises(CallFailed) as first:
+        await system.caller.call("local", MESSAGES, PARAMS, request_id="t1")
+    assert (first.value.kind, first.value.message) == (
+        "timeout", "local: no first token within 0.3s",
+    )  # fmt: skip
+    scripts.built[0].release.set()
+    scripts.script = Script(tokens=("a",) * 20, seconds_per_token=0.05)
+    slow = local_spec(name="slow", timeout_first_token_s=2.0, timeout_total_s=0.3)
+    system = make_system([slow], factory=scripts)
+    with pytest.raises(CallFailed) as total:
+        await system.caller.call("slow", MESSAGES, PARAMS, request_id="t2")
+    assert total.value.message == "slow: no answer within 0.3s"
+    kinds = [e.data["kind"] for e in log.read_all() if e.type == "ModelCallFailed"]
+    assert kinds == ["timeout", "timeout"]
