@@ -51,7 +51,7 @@ async def test_process_streams_tokens_in_order_then_done_once_committed(fleet: F
             if event == "token":
                 if not tokens:
                     # The first token is out while the request is still going: it streams.
-                    log = fleet.store.read_all()
+                    log = list(fleet.store.read_all())
                     completed_when_first_token = [
                         e.type for e in log if e.type == "RequestCompleted"
                     ]
