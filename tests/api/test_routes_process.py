@@ -109,6 +109,8 @@ async def test_orchestrate_streams_with_a_routing_strategy(fleet: Fleet) -> None
 async def test_a_cached_answer_streams_word_by_word_at_no_cost(fleet: Fleet) -> None:
     body = {"model": "mid", "prompt": "hi", "temperature": 0}
     first = await _stream(fleet, PROCESS, body)
+    # The cache is a projection of the log: a consistent read waits until it has the answer.
+    assert (await fleet.get("/api/advanced-ai/dashboard?consistent=true"))[0] == 200
     again = await _stream(fleet, PROCESS, body)
     assert first[-1][1]["cached"] is False and first[-1][1]["cost_usd"] > 0
     *tokens, (kind, done) = again
