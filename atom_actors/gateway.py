@@ -178,6 +178,8 @@ class _Request:
     pending: list[Future[list[int]]] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     round_robin: int = 0
+    # Tokens of an answer went out to a streaming client: that answer can no longer be retried.
+    delivered: bool = False
 
 
 class Gateway:
@@ -421,6 +423,15 @@ class Gateway:
                     last = exc
                     if exc.kind == "cancelled":
                         raise
+                    if r.delivered:
+                        # A retry would stream its answer after the broken one's first tokens.
+                        raise GatewayError(
+                            502,
+                            "upstream_failed",
+                            f"{exc.model} broke off after its first tokens were streamed "
+                            f"({exc.kind}: {exc.message}); a streamed answer is not retried",
+                            tried=[f"{a.model}#{a.attempt}: {a.outcome}" for a in r.attempts],
+                        ) from exc
                     if not exc.retryable or attempt > RETRIES:
                         break
                     await asyncio.sleep(min(exc.retry_after or BACKOFF_S * 2 ** (attempt - 1), 5))
@@ -468,6 +479,7 @@ class Gateway:
             elapsed = (time.perf_counter() - r.started) * 1000
             if on_token is not None:
                 on_token(label, delta.text, elapsed)
+                r.delivered = member is None
             self._announce(topic, {"member": label, "text": delta.text, "ms": round(elapsed, 3)})
 
         try:

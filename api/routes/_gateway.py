@@ -90,14 +90,11 @@ async def stream_sse(
 ) -> web.StreamResponse:
     """Answer with Server-Sent Events: `token` events as they come, then `done` or `error`.
 
-    `done` is sent only once `run` has returned, that is after the request's events are
-    committed.
+    The response opens with the first event, so a request refused before any token gets its
+    own status and JSON error. `done` is sent only once `run` has returned, that is after the
+    request's events are committed.
     """
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
-    await response.prepare(request)
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | GatewayError | None] = asyncio.Queue()
 
     def on_token(member: str, text: str, ms: float) -> None:
         queue.put_nowait(sse("token", {"member": member, "text": text, "ms": round(ms, 3)}))
@@ -106,16 +103,27 @@ async def stream_sse(
         try:
             queue.put_nowait(sse("done", await run(on_token)))
         except GatewayError as exc:
-            queue.put_nowait(b"event: error\ndata: " + error_json(api_error(exc)) + b"\n\n")
+            queue.put_nowait(exc)
         finally:
             queue.put_nowait(None)
 
     producer = asyncio.create_task(produce())
+    response: web.StreamResponse | None = None
     try:
-        while (chunk := await queue.get()) is not None:
-            await response.write(chunk)
+        while (item := await queue.get()) is not None:
+            if isinstance(item, GatewayError):
+                if response is None:
+                    raise api_error(item)
+                item = b"event: error\ndata: " + error_json(api_error(item)) + b"\n\n"
+            if response is None:
+                response = web.StreamResponse(
+                    headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+                )
+                await response.prepare(request)
+            await response.write(item)
     finally:
         # A client that went away cancels the request, and so the upstream call.
         producer.cancel()
+    assert response is not None, "a request ends with done or an error"
     await response.write_eof()
     return response

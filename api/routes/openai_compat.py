@@ -159,10 +159,10 @@ async def _stream(
     gateway = gateway_of(request)
     principal = principal_of(request[PRINCIPAL])
     include_usage = body.get("stream_options", {}).get("include_usage", False)
+    # Opened with the first chunk: a request refused before any token gets its own status.
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
-    await response.prepare(request)
     queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
     model_name: str = body["model"]
     outcome: dict[str, Any] = {}
@@ -185,24 +185,26 @@ async def _stream(
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         return _chunk(request_id, model_name, created, delta, finish)
 
-    started = False
     try:
         while (item := await queue.get()) is not None:
             if req.ensemble is not None:
                 continue  # an ensemble's answer is known only once its members are combined
-            if not started:
+            if not response.prepared:
+                await response.prepare(request)
                 await response.write(chunk({"role": "assistant", "content": ""}))
-                started = True
             await response.write(chunk({"content": item[1]}))
     finally:
         producer.cancel()
     if "error" in outcome:
+        if not response.prepared:
+            raise api_error(outcome["error"])
         await response.write(b"data: " + error_json(api_error(outcome["error"])) + b"\n\n")
         await response.write_eof()
         return response
     result: ProcessResult = outcome["result"]
     remember(request, result)
-    if not started:
+    if not response.prepared:
+        await response.prepare(request)
         await response.write(chunk({"role": "assistant", "content": result.text}))
     await response.write(chunk({}, result.finish_reason))
     if include_usage:

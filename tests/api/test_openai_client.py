@@ -197,6 +197,18 @@ async def test_a_failure_mid_stream_raises_in_the_clients_iteration(
     assert failed.value.body["type"] == "upstream_failed"
 
 
+async def test_a_stream_refused_before_its_first_chunk_raises_the_status_error(
+    client: AsyncOpenAI,
+) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        await client.chat.completions.create(model="gpt-nope", messages=HI, stream=True)
+    assert missing.value.body == {
+        "type": "not_found",
+        "message": "no model named 'gpt-nope'",
+        "field": "model",
+    }
+
+
 async def test_the_blocking_client_works_too(fleet: Fleet) -> None:
     def run() -> tuple[str | None, str]:
         with OpenAI(base_url=fleet.api.url + "/v1", api_key=fleet.key, max_retries=0) as sync:
