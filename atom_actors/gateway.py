@@ -164,6 +164,8 @@ class GatewayError(Exception):
         self.tried = list(tried)
         self.field = field
         self.retry_after = retry_after
+        # Where the request's RequestFailed is in the log, once it is recorded.
+        self.position = 0
 
 
 @dataclass(slots=True)
@@ -735,7 +737,7 @@ class Gateway:
             latency_ms,
             None if r.req.model else r.req.strategy.value,
         )
-        await asyncio.shield(self._finish(r, failed))
+        error.position = await asyncio.shield(self._finish(r, failed))
         self._announce("requests", {"request_id": r.request_id, "state": "failed"})
 
     def _record(self, r: _Request, event: DomainEvent) -> None:

@@ -113,8 +113,10 @@ _COMMON: Final[dict[str, Any]] = {
     **PARAMS,
 }
 
+# Unknown fields are refused: a misspelt `max_token` must not be silently ignored.
 PROCESS: Final = {
     "type": "object",
+    "additionalProperties": False,
     "properties": {**_COMMON, "constraints": CONSTRAINTS},
     "description": "`messages` or `prompt`; `model` names one model, else the router picks "
     "by `capability` and `strategy` (quality_first by default).",
@@ -122,6 +124,7 @@ PROCESS: Final = {
 
 ORCHESTRATE: Final = {
     "type": "object",
+    "additionalProperties": False,
     "properties": {**_COMMON, "ensemble": ENSEMBLE, "constraints": CONSTRAINTS},
     "description": "`strategy` is one of the six; `ensemble` fans the request out to several "
     "models (or `samples` of one) and combines their answers with `method`.",

@@ -32,6 +32,12 @@ def gateway_of(request: web.Request) -> Gateway:
     return gateway
 
 
+def failure(request: web.Request, error: GatewayError) -> ApiError:
+    """Note a failed request as the caller's last write; the API error to answer with."""
+    remember(request, error)
+    return api_error(error)
+
+
 def api_error(error: GatewayError) -> ApiError:
     """The API error a gateway failure is answered with."""
     message = error.message
@@ -59,9 +65,10 @@ class _NotFoundField(NotFound):
         return {} if self.field is None else {"field": self.field}
 
 
-def remember(request: web.Request, result: ProcessResult) -> None:
-    """Note the caller's last write, for `?consistent=true` reads."""
-    services_of(request).last_writes[request[PRINCIPAL].key_id] = result.position
+def remember(request: web.Request, outcome: ProcessResult | GatewayError) -> None:
+    """Note the caller's last write (an answer or a failure), for `?consistent=true` reads."""
+    if outcome.position:
+        services_of(request).last_writes[request[PRINCIPAL].key_id] = outcome.position
 
 
 async def consistent(request: web.Request) -> None:
@@ -113,8 +120,8 @@ async def stream_sse(
         while (item := await queue.get()) is not None:
             if isinstance(item, GatewayError):
                 if response is None:
-                    raise api_error(item)
-                item = b"event: error\ndata: " + error_json(api_error(item)) + b"\n\n"
+                    raise failure(request, item)
+                item = b"event: error\ndata: " + error_json(failure(request, item)) + b"\n\n"
             if response is None:
                 response = web.StreamResponse(
                     headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}

@@ -16,7 +16,7 @@ from ..auth import Role
 from ..errors import BadRequest
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ._bodies import principal_of
-from ._gateway import api_error, gateway_of, remember
+from ._gateway import failure, gateway_of, remember
 
 BODY_SCHEMA: Final = {
     "type": "object",
@@ -72,7 +72,7 @@ async def generate(request: web.Request) -> web.Response:
     try:
         result = await gateway_of(request).process(req, principal_of(request[PRINCIPAL]))
     except GatewayError as exc:
-        raise api_error(exc) from None
+        raise failure(request, exc) from None
     remember(request, result)
     replies = {m["member"]: m["text"] for m in result.members if not m["error"]}
     return json_response(

@@ -24,7 +24,7 @@ from ..errors import BadRequest
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
 from ._bodies import MESSAGES, PARAMS, messages_of, params_of, principal_of
-from ._gateway import api_error, error_json, gateway_of, remember
+from ._gateway import error_json, failure, gateway_of, remember
 
 PREFIX: Final = "atom:"
 
@@ -147,7 +147,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         try:
             result = await gateway.process(req, principal)
         except GatewayError as exc:
-            raise api_error(exc) from None
+            raise failure(request, exc) from None
         remember(request, result)
         return json_response(completion(result, body["model"], created))
     return await _stream(request, req, body, created)
@@ -197,8 +197,8 @@ async def _stream(
         producer.cancel()
     if "error" in outcome:
         if not response.prepared:
-            raise api_error(outcome["error"])
-        await response.write(b"data: " + error_json(api_error(outcome["error"])) + b"\n\n")
+            raise failure(request, outcome["error"])
+        await response.write(b"data: " + error_json(failure(request, outcome["error"])) + b"\n\n")
         await response.write_eof()
         return response
     result: ProcessResult = outcome["result"]

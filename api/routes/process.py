@@ -12,7 +12,7 @@ from ..auth import Role
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
 from ._bodies import ORCHESTRATE, PROCESS, principal_of, process_request
-from ._gateway import api_error, gateway_of, remember, stream_sse
+from ._gateway import failure, gateway_of, remember, stream_sse
 
 RESULT: Final = {
     "type": "object",
@@ -95,7 +95,7 @@ async def _answer(request: web.Request, endpoint: str) -> web.StreamResponse:
     try:
         result = await gateway.process(req, principal)
     except GatewayError as exc:
-        raise api_error(exc) from None
+        raise failure(request, exc) from None
     remember(request, result)
     return json_response(result_json(result))
 
@@ -116,7 +116,7 @@ async def feedback(request: web.Request) -> web.Response:
             body.get("comment", ""),
         )  # fmt: skip
     except GatewayError as exc:
-        raise api_error(exc) from None
+        raise failure(request, exc) from None
     # The score is the caller's last write: `?consistent=true` reads must include it.
     services_of(request).last_writes[request[PRINCIPAL].key_id] = position
     return json_response({"request_id": body["request_id"], "position": position}, 201)

@@ -195,3 +195,14 @@ async def test_a_good_body_after_the_bad_ones_is_answered(fleet: Fleet) -> None:
     assert status == 200
     [received] = [e for e in fleet.store.read_all() if e.type == "RequestReceived"]
     assert received.data["request_id"] == answer["request_id"]
+
+
+async def test_a_misspelt_field_is_refused_not_ignored(fleet: Fleet) -> None:
+    status, error, _ = await fleet.api.call(
+        "POST",
+        "/api/advanced-ai/process",
+        key=fleet.key,
+        json={"model": "cheap", "prompt": "hi", "max_token": 5},
+    )
+    assert status == 400
+    assert error["error"]["field"] == "max_token"
