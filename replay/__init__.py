@@ -1,1 +1,5 @@
-"""`atom replay`: verify, export and import an event log without a running server."""
+"""`atom replay`: audit, rebuild, re-score and evaluate from an event log, with no server."""
+
+from .cli import main
+
+__all__ = ["main"]
