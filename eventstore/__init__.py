@@ -10,7 +10,7 @@ from .errors import (
     UpcastError,
     WrongExpectedVersion,
 )
-from .events import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent
+from .events import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_event_id
 from .projection import (
     ConcurrentRunner,
     LiveProjections,
@@ -21,7 +21,7 @@ from .projection import (
     fold,
 )
 from .reader import LogReader, Row
-from .store import EventStore, StreamAppend, WriterStats
+from .store import BufferedStream, EventStore, StreamAppend, WriterStats
 from .subscription import Subscription
 from .upcasting import Upcasters
 from .verify import VerifyReport, verify_rows
@@ -30,6 +30,7 @@ __all__ = [
     "ANY",
     "LOG_FORMAT",
     "NO_STREAM",
+    "BufferedStream",
     "ConcurrentRunner",
     "DuplicateEventConflict",
     "Durability",
@@ -56,5 +57,6 @@ __all__ = [
     "WrongExpectedVersion",
     "canonical",
     "fold",
+    "new_event_id",
     "verify_rows",
 ]

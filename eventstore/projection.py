@@ -36,6 +36,10 @@ class Projection(Protocol[S]):
     stored and compared. The runner never reuses a state it has passed to `apply`, so an
     implementation may update it in place and return it. Bump `version` when the fold changes:
     the runner then rebuilds from position 0.
+
+    A projection may also declare `types`, a frozenset of the event types its fold reads (any
+    other event leaves its state unchanged): `LiveProjections` then neither decodes nor hands
+    it the others.
     """
 
     name: str
@@ -53,6 +57,11 @@ def fold(projection: Projection[S], events: Iterable[RecordedEvent], state: S | 
     for event in events:
         current = apply(current, event)
     return current
+
+
+def _types_of(projection: Projection[Any]) -> frozenset[str] | None:
+    types = getattr(projection, "types", None)
+    return None if types is None else frozenset(types)
 
 
 def canonical(state: Any) -> bytes:
@@ -233,6 +242,11 @@ class LiveProjections:
     ) -> None:
         self._store = store
         self._projections = {p.name: p for p in projections}
+        self._folds = [(p.name, p, _types_of(p)) for p in projections]
+        # Events no projection reads are not even decoded (when every projection says which).
+        self._types: frozenset[str] | None = frozenset()
+        for _, _, types in self._folds:
+            self._types = None if types is None or self._types is None else self._types | types
         self._table = ProjectionTable(db_path or store.path)
         self._save_every_s = save_every_s
         self._states: dict[str, Any] = {}
@@ -256,17 +270,19 @@ class LiveProjections:
             self._positions[name] = self._saved[name] = position
             self._states[name] = state
         self.position = min(self._positions.values(), default=self._store.head())
-        self._subscription = Subscription(self._store, self.position)
+        self._subscription = Subscription(self._store, self.position, types=self._types)
         self._task = asyncio.create_task(self._follow(), name="live-projections")
 
     async def _follow(self) -> None:
         assert self._subscription is not None
         loop = asyncio.get_running_loop()
         next_save = loop.time() + self._save_every_s
-        async for event in self._subscription:
-            self._apply(event)
+        async for events, last in self._subscription.pages():
+            for event in events:
+                self._apply(event)
+            self._advance(last)
             waiters = self._waiters
-            while waiters and waiters[0][0] <= event.position:
+            while waiters and waiters[0][0] <= last:
                 _, _, waiter = heapq.heappop(waiters)
                 if not waiter.done():
                     waiter.set_result(None)
@@ -275,11 +291,19 @@ class LiveProjections:
                 next_save = loop.time() + self._save_every_s
 
     def _apply(self, event: RecordedEvent) -> None:
-        for name, projection in self._projections.items():
-            if event.position > self._positions[name]:
-                self._states[name] = projection.apply(self._states[name], event)
-                self._positions[name] = event.position
-        self.position = event.position
+        position, kind = event.position, event.type
+        positions, states = self._positions, self._states
+        for name, projection, types in self._folds:
+            if (types is None or kind in types) and position > positions[name]:
+                states[name] = projection.apply(states[name], event)
+                positions[name] = position
+
+    def _advance(self, position: int) -> None:
+        """Every projection has seen the log up to `position` (events it skips included)."""
+        for name, known in self._positions.items():
+            if known < position:
+                self._positions[name] = position
+        self.position = max(self.position, position)
 
     async def wait_until(self, position: int, timeout: float | None = None) -> bool:
         """Wait until every projection includes `position` (read your own writes)."""

@@ -50,7 +50,8 @@ class LogReader:
                 self._readers.append(conn)
         return conn
 
-    def _to_event(self, row: Row) -> RecordedEvent:
+    def to_event(self, row: Row) -> RecordedEvent:
+        """A stored row as an event, decoded and upcast."""
         position, stream_id, stream_version, event_id, type_, schema_version, data, meta, at, h = (
             row
         )
@@ -95,7 +96,7 @@ class LogReader:
             )
             .fetchall()
         )
-        return [self._to_event(row) for row in rows]
+        return [self.to_event(row) for row in rows]
 
     def read_page(self, after: int = 0, limit: int = _READ_PAGE) -> list[RecordedEvent]:
         """Up to `limit` events with positions greater than `after`, in order."""
@@ -107,7 +108,19 @@ class LogReader:
             )
             .fetchall()
         )
-        return [self._to_event(row) for row in rows]
+        return [self.to_event(row) for row in rows]
+
+    def read_rows(self, after: int = 0, limit: int = _READ_PAGE) -> list[Row]:
+        """Up to `limit` stored rows with positions greater than `after`, in order, undecoded."""
+        rows: list[Row] = (
+            self._reader()
+            .execute(
+                f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                (after, limit),
+            )
+            .fetchall()
+        )
+        return rows
 
     def read_all(self, after: int = 0, *, until: int | None = None) -> Iterator[RecordedEvent]:
         """Every event after position `after` (up to `until`), read page by page."""
@@ -138,6 +151,11 @@ class LogReader:
         """read_stream from asyncio, on the store's reader threads."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.read_stream, stream_id, from_version)
+
+    async def read_rows_async(self, after: int = 0, limit: int = _READ_PAGE) -> list[Row]:
+        """read_rows from asyncio, on the store's reader threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.read_rows, after, limit)
 
     async def read_page_async(self, after: int = 0, limit: int = _READ_PAGE) -> list[RecordedEvent]:
         """read_page from asyncio, on the store's reader threads."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import queue
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ _INSERT: Final = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _VERSION_CACHE: Final = 100_000
 _CHECKPOINT_EVENTS: Final = 20_000
 _CHECKPOINT_SECONDS: Final = 1.0
+_RECENT_ROWS: Final = 4096
 
 # (event_id, type, schema_version, data json, metadata json)
 _Serialised = tuple[str, str, int, str, str]
@@ -60,10 +64,16 @@ class _Part:
 
 @dataclass(frozen=True, slots=True)
 class _Append:
-    """One appender's atomic unit, serialised by the appender so the writer only writes."""
+    """One appender's atomic unit, serialised by the appender so the writer only writes.
+
+    Its outcome goes to `future` (any thread), or to `waiter` on `loop` (asyncio): the waiters
+    of one loop in a group commit are all resolved by a single wake-up of that loop.
+    """
 
     parts: list[_Part]
-    future: Future[list[list[int]]]
+    future: Future[list[list[int]]] | None = None
+    waiter: asyncio.Future[list[list[int]]] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,17 @@ def _serialise(stream_id: str, events: Sequence[NewEvent], expected: ExpectedVer
     except TypeError as exc:
         raise ValueError(f"an event's data or metadata cannot be stored as JSON: {exc}") from exc
     return _Part(stream_id, expected, rows)
+
+
+def _resolve(outcomes: list[tuple[asyncio.Future[list[list[int]]], Any]]) -> None:
+    """On a loop: give each waiter of a group commit its positions or its error."""
+    for waiter, outcome in outcomes:
+        if waiter.done():
+            continue  # its appender gave up waiting (cancelled); the append stands
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
 
 
 def _first(future: Future[list[list[int]]]) -> Future[list[int]]:
@@ -134,6 +155,10 @@ class EventStore(LogReader):
         # Last version of recently written streams; valid while no other process writes.
         self._versions: dict[str, int] = {}
         self._listeners: list[Callable[[int], None]] = []
+        # The rows this store committed last, in position order without a gap: in-process
+        # subscribers read them here instead of querying the file they were just written to.
+        self._recent: deque[Row] = deque(maxlen=_RECENT_ROWS)
+        self._recent_lock = threading.Lock()
         self._commits = self._appends = self._events = 0
         # The writer never checkpoints: copying the WAL back into the database file would
         # stall every appender behind it. A thread of its own does that between commits.
@@ -158,16 +183,57 @@ class EventStore(LogReader):
         """Queue an atomic batch over several streams: all of it is appended, or none."""
         if not parts:
             raise ValueError("a batch needs at least one stream append")
+        future: Future[list[list[int]]] = Future()
+        self._enqueue(parts, future=future)
+        return future
+
+    def append_soon(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = ANY,
+    ) -> asyncio.Future[list[int]]:
+        """Queue an atomic batch to one stream from the running event loop.
+
+        The asyncio future gives its positions once committed; the writer wakes the loop once
+        per group commit for all its waiters, where `append_future` costs a wake-up each.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[list[list[int]]] = loop.create_future()
+        self._enqueue([StreamAppend(stream_id, events, expected_version)], waiter=waiter, loop=loop)
+        single: asyncio.Future[list[int]] = loop.create_future()
+
+        def first(done: asyncio.Future[list[list[int]]]) -> None:
+            if single.done():
+                return
+            if done.cancelled():
+                single.cancel()
+            elif (error := done.exception()) is not None:
+                single.set_exception(error)
+            else:
+                single.set_result(done.result()[0])
+
+        waiter.add_done_callback(first)
+        return single
+
+    def _enqueue(
+        self,
+        parts: Sequence[StreamAppend],
+        *,
+        future: Future[list[list[int]]] | None = None,
+        waiter: asyncio.Future[list[list[int]]] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not parts:
+            raise ValueError("a batch needs at least one stream append")
         serialised = [_serialise(p.stream_id, p.events, p.expected_version) for p in parts]
         ids = [row[0] for part in serialised for row in part.rows]
-        if len(set(ids)) != len(ids):
+        if len(ids) > 1 and len(set(ids)) != len(ids):
             raise ValueError("a batch holds the same event_id twice")
-        future: Future[list[list[int]]] = Future()
         with self._close_lock:
             if self._closed:
                 raise StoreClosed("the event store is closed")
-            self._queue.put(_Append(serialised, future))
-        return future
+            self._queue.put(_Append(serialised, future, waiter, loop))
 
     def append_batch(self, parts: Sequence[StreamAppend]) -> list[list[int]]:
         """Append an atomic batch over several streams; returns each part's positions."""
@@ -198,7 +264,7 @@ class EventStore(LogReader):
         expected_version: ExpectedVersion = ANY,
     ) -> list[int]:
         """Append from asyncio without blocking the loop; returns once committed."""
-        return await asyncio.wrap_future(self.append_future(stream_id, events, expected_version))
+        return await self.append_soon(stream_id, events, expected_version)
 
     # ------------------------------------------------------------------------------ writer
 
@@ -259,8 +325,7 @@ class EventStore(LogReader):
                 if isinstance(exc, EventStoreError)
                 else EventStoreError(f"commit failed: {exc}")
             )
-            for request in group:
-                request.future.set_exception(error)
+            self._settle(group, [error] * len(group))
             return
         self._written_head = head
         self._commits += 1
@@ -273,16 +338,49 @@ class EventStore(LogReader):
         with self._committed:
             self._head = max(self._head, head)
             self._committed.notify_all()
-        for request, outcome in zip(group, outcomes, strict=True):
-            if isinstance(outcome, list):
-                request.future.set_result(outcome)
-            else:
-                request.future.set_exception(outcome)
+        self._remember(inserts)
+        self._settle(group, outcomes)
         for listener in list(self._listeners):
             try:
                 listener(head)
             except Exception:  # noqa: BLE001 - a listener's failure must never stop the writer
                 self._listeners.remove(listener)
+
+    def _remember(self, inserts: list[Row]) -> None:
+        with self._recent_lock:
+            self._recent.extend(inserts)
+
+    def recent_rows(self, after: int, limit: int = 2000) -> list[Row] | None:
+        """The rows after `after` that this store committed last, from memory, undecoded.
+
+        [] when this store has committed nothing after `after` (another process may have:
+        poll `read_rows` now and then); None when memory cannot tell (read `read_rows`).
+        """
+        with self._recent_lock:
+            if not self._recent:
+                return None
+            first, last = self._recent[0][0], self._recent[-1][0]
+            if after + 1 < first or after > last:
+                return None
+            start = after + 1 - first
+            return list(itertools.islice(self._recent, start, start + limit))
+
+    @staticmethod
+    def _settle(group: list[_Append], outcomes: Sequence[list[list[int]] | BaseException]) -> None:
+        """Hand every appender of a group its outcome: one wake-up per event loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        for request, outcome in zip(group, outcomes, strict=True):
+            if request.future is not None:
+                if isinstance(outcome, BaseException):
+                    request.future.set_exception(outcome)
+                else:
+                    request.future.set_result(outcome)
+            elif request.waiter is not None and request.loop is not None:
+                by_loop.setdefault(request.loop, []).append((request.waiter, outcome))
+        for loop, waiting in by_loop.items():
+            # A loop closed meanwhile has nobody left to tell.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, waiting)
 
     def _write(
         self, conn: sqlite3.Connection, group: list[_Append], *, optimistic: bool
@@ -291,8 +389,11 @@ class EventStore(LogReader):
         conn.execute("BEGIN IMMEDIATE")
         head, previous = self._read_head(conn)
         if head != self._written_head:
-            # Another process appended since our last commit: cached versions may be stale.
+            # Another process appended since our last commit: cached versions may be stale,
+            # and the recent rows would leave a gap before ours.
             self._versions.clear()
+            with self._recent_lock:
+                self._recent.clear()
         existing = None if optimistic else self._existing_ids(conn, group)
         outcomes, inserts, versions = self._plan(conn, group, head, previous, existing)
         conn.executemany(_INSERT, inserts)
@@ -501,3 +602,61 @@ class EventStore(LogReader):
 
     def __enter__(self) -> EventStore:
         return self
+
+
+class BufferedStream:
+    """One stream's events, appended in order in as few atomic appends as its owner allows.
+
+    For an asyncio owner such as a request: `add` only buffers, `flush` queues what is buffered
+    as one atomic append, `commit` flushes and returns once every append made through it is
+    committed. The writer commits in queue order, so the events are in the log in the order
+    they were added, however they were grouped.
+    """
+
+    def __init__(self, store: EventStore, stream_id: str) -> None:
+        self.store = store
+        self.stream_id = stream_id
+        self._buffer: list[NewEvent] = []
+        self._callbacks: list[tuple[int, Callable[[int], None]]] = []
+        self._waiting: list[asyncio.Future[list[int]]] = []
+        self.position = 0
+        """The last committed position of this stream's events, once `commit` has returned."""
+
+    def add(self, event: NewEvent, on_committed: Callable[[int], None] | None = None) -> None:
+        """Buffer an event; `on_committed(position)` is called on the loop once it is committed,
+        whether or not anyone waits for it."""
+        if on_committed is not None:
+            self._callbacks.append((len(self._buffer), on_committed))
+        self._buffer.append(event)
+
+    def flush(self) -> None:
+        """Queue the buffered events as one atomic append; returns at once."""
+        if not self._buffer:
+            return
+        waiter = self.store.append_soon(self.stream_id, self._buffer)
+        for index, callback in self._callbacks:
+            waiter.add_done_callback(_at(index, callback))
+        self._buffer, self._callbacks = [], []
+        self._waiting.append(waiter)
+
+    async def commit(self) -> int:
+        """Flush, then wait until every event added so far is committed; the last position.
+
+        An append that failed raises here, and again at every later commit.
+        """
+        self.flush()
+        waiting = self._waiting
+        for waiter in waiting:
+            # Shielded: a cancelled committer must not cancel what others wait for.
+            positions = waiter.result() if waiter.done() else await asyncio.shield(waiter)
+            self.position = max(self.position, positions[-1])
+        self._waiting = [w for w in waiting if not w.done() or w.exception() is not None]
+        return self.position
+
+
+def _at(index: int, callback: Callable[[int], None]) -> Callable[[asyncio.Future[list[int]]], None]:
+    def done(waiter: asyncio.Future[list[int]]) -> None:
+        if not waiter.cancelled() and waiter.exception() is None:
+            callback(waiter.result()[index])
+
+    return done

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 
 from .events import RecordedEvent
 from .store import EventStore
@@ -22,12 +22,19 @@ class Subscription:
     """
 
     def __init__(
-        self, store: EventStore, after: int = 0, *, poll_interval: float = POLL_INTERVAL
+        self,
+        store: EventStore,
+        after: int = 0,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+        types: Collection[str] | None = None,
     ) -> None:
         self._store = store
         self.position = after
         self._poll = poll_interval
         self._closed = threading.Event()
+        # Event types to decode and give (None: all); asynchronous iteration only.
+        self._types = None if types is None else frozenset(types)
 
     def close(self) -> None:
         self._closed.set()
@@ -49,27 +56,52 @@ class Subscription:
                 yield event
 
     async def __aiter__(self) -> AsyncIterator[RecordedEvent]:
+        async for events, last in self.pages():
+            for event in events:
+                if self._closed.is_set():
+                    return
+                self.position = event.position
+                yield event
+            self.position = last
+
+    async def pages(self) -> AsyncIterator[tuple[list[RecordedEvent], int]]:
+        """Each page of new events with the last position it covers, from asyncio.
+
+        With `types`, only events of those types are decoded and given; the position still
+        moves past the others, so the last position tells how far the log has been read.
+        """
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
+        types = self._types
 
         def on_commit(_head: int) -> None:
             loop.call_soon_threadsafe(wake.set)
 
         self._store.add_commit_listener(on_commit)
+        after = self.position
+        polled = True
         try:
             while not self._closed.is_set():
                 # Clear before reading: a commit landing after the read still wakes us.
                 wake.clear()
-                page = await self._store.read_page_async(self.position)
-                if not page:
-                    with contextlib.suppress(TimeoutError):
+                # This store's own commits are read from memory (they wake us); another
+                # process's only from the file, when the poll interval has passed.
+                rows = None if polled else self._store.recent_rows(after)
+                if rows is None:
+                    rows = await self._store.read_rows_async(after)
+                polled = False
+                if not rows:
+                    try:
                         await asyncio.wait_for(wake.wait(), self._poll)
+                    except TimeoutError:
+                        polled = True
                     continue
-                for event in page:
-                    if self._closed.is_set():
-                        return
-                    self.position = event.position
-                    yield event
+                if self._closed.is_set():
+                    return
+                to_event = self._store.to_event
+                events = [to_event(r) for r in rows if types is None or r[4] in types]
+                after = self.position = rows[-1][0]
+                yield events, after
         finally:
             with contextlib.suppress(ValueError):
                 self._store.remove_commit_listener(on_commit)

@@ -1,0 +1,212 @@
+"""Appends from asyncio with fewer wake-ups, a stream's events batched, own commits read from
+memory, typed subscriptions, and ids drawn in bulk."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from typing import Any
+
+import pytest
+
+from eventstore import (
+    BufferedStream,
+    DuplicateEventConflict,
+    EventStore,
+    LiveProjections,
+    NewEvent,
+    RecordedEvent,
+    Subscription,
+    new_event_id,
+)
+
+
+def tick(i: int, kind: str = "Tick") -> NewEvent:
+    return NewEvent(kind, {"i": i})
+
+
+async def test_append_soon_gives_positions_in_queue_order(store: EventStore) -> None:
+    waiters = [store.append_soon(f"s{i % 3}", [tick(i), tick(i)]) for i in range(50)]
+    positions = [await w for w in waiters]
+    assert positions == [[2 * i + 1, 2 * i + 2] for i in range(50)]
+    assert [e.data["i"] for e in store.read_page(0)] == [i // 2 for i in range(100)]
+
+
+async def test_append_soon_reports_a_refused_append(store: EventStore) -> None:
+    first = NewEvent("Tick", {"i": 1})
+    await store.append_soon("s", [first])
+    clash = NewEvent("Tick", {"i": 2}, event_id=first.event_id)
+    with pytest.raises(DuplicateEventConflict):
+        await store.append_soon("s", [clash])
+
+
+async def test_a_buffered_stream_appends_in_order_in_as_few_appends_as_flushed(
+    store: EventStore,
+) -> None:
+    log = BufferedStream(store, "request-1")
+    for i in range(3):
+        log.add(tick(i))
+    log.flush()
+    log.add(tick(3))
+    log.add(tick(4))
+    before = store.stats.appends
+    position = await log.commit()
+    assert store.stats.appends - before == 2
+    events = store.read_stream("request-1")
+    assert [e.data["i"] for e in events] == [0, 1, 2, 3, 4]
+    assert position == events[-1].position == log.position
+    # Nothing left to append: a second commit returns at once with the same position.
+    assert await log.commit() == position
+
+
+async def test_on_committed_gets_the_events_position_even_if_nobody_waits(
+    store: EventStore,
+) -> None:
+    log = BufferedStream(store, "s")
+    seen: list[int] = []
+    log.add(tick(0))
+    log.add(tick(1), on_committed=seen.append)
+    log.add(tick(2))
+    log.flush()
+    # Nobody commits; the callback still comes once the append is committed.
+    for _ in range(200):
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    assert seen == [store.read_stream("s")[1].position]
+
+
+async def test_a_failed_append_fails_every_later_commit(store: EventStore) -> None:
+    first = tick(0)
+    await store.append_async("s", [first])
+    log = BufferedStream(store, "s")
+    log.add(NewEvent("Tick", {"i": 9}, event_id=first.event_id))
+    log.flush()
+    log.add(tick(1))
+    with pytest.raises(DuplicateEventConflict):
+        await log.commit()
+    with pytest.raises(DuplicateEventConflict):
+        await log.commit()
+
+
+async def test_a_cancelled_committer_does_not_cancel_the_append(store: EventStore) -> None:
+    log = BufferedStream(store, "s")
+    seen: list[int] = []
+    log.add(tick(0), on_committed=seen.append)
+    task = asyncio.create_task(log.commit())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await log.commit() == store.read_stream("s")[0].position
+    await asyncio.sleep(0)
+    assert seen == [store.read_stream("s")[0].position]
+
+
+async def test_own_commits_are_read_from_memory_and_another_writers_from_the_file(
+    db_path: str,
+) -> None:
+    """Two stores on one file stand for two processes: no gap, no duplicate, in order."""
+    with EventStore(db_path) as ours, EventStore(db_path) as theirs:
+        subscription = Subscription(ours, after=0, poll_interval=0.02)
+        seen: list[tuple[int, str]] = []
+
+        async def follow() -> None:
+            async for event in subscription:
+                seen.append((event.position, event.stream_id))
+                if len(seen) == 60:
+                    subscription.close()
+
+        follower = asyncio.create_task(follow())
+        for round_ in range(6):
+            for i in range(5):
+                await ours.append_async("ours", [tick(round_ * 10 + i)])
+            for i in range(5):
+                theirs.append("theirs", [tick(round_ * 10 + 5 + i)])
+        await asyncio.wait_for(follower, 10)
+        assert [p for p, _ in seen] == list(range(1, 61))
+        assert [s for _, s in seen] == (["ours"] * 5 + ["theirs"] * 5) * 6
+        assert ours.recent_rows(60) in ([], None)
+
+
+async def test_a_typed_subscription_skips_other_types_but_moves_past_them(
+    store: EventStore,
+) -> None:
+    for i in range(10):
+        await store.append_async("s", [tick(i, "Wanted" if i % 3 == 0 else "Other")])
+    subscription = Subscription(store, after=0, types={"Wanted"})
+    pages: list[tuple[list[int], int]] = []
+    async for events, last in subscription.pages():
+        pages.append(([e.data["i"] for e in events], last))
+        if last == 10:
+            subscription.close()
+    assert [i for events, _ in pages for i in events] == [0, 3, 6, 9]
+    assert pages[-1][1] == 10 and subscription.position == 10
+
+
+class Counting:
+    """Counts the events it folds; declares the one type it reads."""
+
+    name = "counting"
+    version = 1
+    types = frozenset({"Wanted"})
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def initial(self) -> dict[str, Any]:
+        return {"wanted": 0}
+
+    def apply(self, state: dict[str, Any], event: RecordedEvent) -> dict[str, Any]:
+        self.seen.append(event.type)
+        state["wanted"] += 1
+        return state
+
+
+async def test_live_projections_fold_only_declared_types_and_wait_past_the_others(
+    store: EventStore,
+) -> None:
+    counting = Counting()
+    live = LiveProjections(store, [counting])
+    await live.start()
+    try:
+        positions = []
+        for i in range(9):
+            positions += await store.append_async("s", [tick(i, "Wanted" if i < 3 else "Other")])
+        # The last event is of a type nobody reads: waiting for it still returns.
+        assert await live.wait_until(positions[-1], timeout=5)
+        assert live.state("counting") == {"wanted": 3}
+        assert counting.seen == ["Wanted"] * 3
+        await live.save()
+    finally:
+        await live.stop()
+    # The checkpoint covers the skipped events too: a restart does not read them again.
+    again = LiveProjections(store, [Counting()])
+    await again.start()
+    try:
+        assert again.position == positions[-1]
+    finally:
+        await again.stop()
+
+
+def test_new_event_ids_are_random_uuid4_strings() -> None:
+    ids = [new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, value)
+
+
+def test_a_forked_child_draws_ids_of_its_own() -> None:
+    new_event_id()  # the parent has ids in reserve
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child != new_event_id()
