@@ -81,6 +81,8 @@ class KeysProjection:
 
     name = "api-keys"
     version = 1
+    # The event types the fold reads; the live runner skips the others.
+    types = frozenset({ApiKeyIssued.TYPE, ApiKeyRevoked.TYPE})
 
     def initial(self) -> KeyState:
         return {"keys": {}, "hashes": {}}

@@ -9,17 +9,21 @@ moment, never zero times.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from eventstore import new_event_id
 
 from .events import BudgetReserved, BudgetSettled
 from .projections import current_period
 
 RESERVATION_TTL_S = 900.0
 """An unsettled reservation (its process crashed) stops counting after this long."""
+
+
+_PRUNE_AT = 256
 
 
 class BudgetExceeded(Exception):
@@ -107,6 +111,7 @@ class BudgetBook:
         self._position = position
         self._clock = clock
         self._pending: dict[str, _Pending] = {}
+        self._prune_at = _PRUNE_AT
 
     def _extra(self) -> list[tuple[list[str], int]]:
         folded = self._state()["reserved"]
@@ -124,7 +129,15 @@ class BudgetBook:
 
     def headroom(self, scopes: Iterable[str]) -> tuple[str, int] | None:
         """The tightest remaining budget among `scopes`, counting this process's reservations."""
-        return headroom(self._state(), self._extra(), scopes, self._clock())
+        state = self._state()
+        limits = state["limits"]
+        if not any(scope in limits for scope in scopes):
+            # Nothing to count against: skip the count (the common case), pruning now and then.
+            if len(self._pending) > self._prune_at:
+                self._extra()
+                self._prune_at = max(_PRUNE_AT, 2 * len(self._pending))
+            return None
+        return headroom(state, self._extra(), scopes, self._clock())
 
     def reserve(
         self, request_id: str, scopes: list[str], amount_pico: int, model: str
@@ -133,7 +146,7 @@ class BudgetBook:
         tight = self.headroom(scopes)
         if tight is not None and amount_pico > tight[1]:
             raise BudgetExceeded(tight[0], amount_pico, tight[1])
-        reservation = Reservation(str(uuid.uuid4()), request_id, scopes, amount_pico, model)
+        reservation = Reservation(new_event_id(), request_id, scopes, amount_pico, model)
         self._pending[reservation.reservation_id] = _Pending(scopes, amount_pico)
         event = BudgetReserved(
             request_id,

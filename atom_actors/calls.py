@@ -1,7 +1,9 @@
 """Running one model call from asyncio: admission by its actor, the provider stream, the log.
 
 Every call appends ModelCallStarted, TokensStreamed (every token, with its time offset, a few
-per event) and ModelCallCompleted or ModelCallFailed to the request's stream.
+per event) and ModelCallCompleted or ModelCallFailed to the request's stream: by itself, or
+into the request's own buffered log, so that a request's events take as few appends as the
+guarantees allow (see `ModelCaller.call`).
 """
 
 from __future__ import annotations
@@ -9,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pykka
 
-from eventstore import EventStore
+from eventstore import BufferedStream, EventStore, EventStoreError, new_event_id
 
 from . import bridge
 from ._threads import stream_blocking
@@ -92,15 +92,13 @@ class CallResult:
 class _TokenLog:
     """Buffers a call's deltas into TokensStreamed events: every 32 tokens or 50 ms."""
 
-    def __init__(self, store: EventStore, stream: str, call_id: str, metadata: dict[str, Any]):
-        self._store = store
-        self._stream = stream
+    def __init__(self, log: BufferedStream, call_id: str, metadata: dict[str, Any]):
+        self._log = log
         self._call_id = call_id
         self._metadata = metadata
         self._buffer: list[list[Any]] = []
         self._seq = 0
         self._timer: asyncio.TimerHandle | None = None
-        self.pending: list[Future[list[int]]] = []
 
     def add(self, delta: Delta, offset_ms: float) -> None:
         self._buffer.append([delta.text, round(offset_ms, 3), delta.logprob])
@@ -109,7 +107,9 @@ class _TokenLog:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
 
-    def flush(self) -> None:
+    def flush(self, *, last: bool = False) -> None:
+        """Put the buffered tokens in the log and append them, or, for a call's `last` ones,
+        leave them to be appended with its outcome."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -118,7 +118,9 @@ class _TokenLog:
         event = TokensStreamed(self._call_id, self._seq, self._buffer)
         self._seq += len(self._buffer)
         self._buffer = []
-        self.pending.append(self._store.append_future(self._stream, [event.new(**self._metadata)]))
+        self._log.add(event.new(**self._metadata))
+        if not last:
+            self._log.flush()
 
 
 class ModelCaller:
@@ -138,8 +140,16 @@ class ModelCaller:
         attempt: int = 1,
         on_delta: DeltaSink | None = None,
         metadata: dict[str, Any] | None = None,
+        log: BufferedStream | None = None,
     ) -> CallResult:
-        """Call `model` once; raises CallFailed (after logging it) when there is no answer."""
+        """Call `model` once; raises CallFailed (after logging it) when there is no answer.
+
+        Without `log` the call appends its events itself and returns once they are committed.
+        With `log`, the request's buffered stream, it adds them there: once admitted, it
+        commits whatever the log holds (its caller's reservation, ModelCallStarted) before
+        the upstream call starts, and leaves its outcome in the buffer for the log's owner to
+        commit with what follows.
+        """
         try:
             ref = self._directory.ref(model)
         except NotAdmitted as exc:
@@ -148,7 +158,7 @@ class ModelCaller:
             raise CallFailed(
                 model, "unknown_model", f"no model named {model!r}", retryable=False
             ) from exc
-        call_id = str(uuid.uuid4())
+        call_id = new_event_id()
         try:
             ticket: Ticket = await bridge.ask(
                 ref,
@@ -161,9 +171,11 @@ class ModelCaller:
             raise CallFailed(
                 model, "crashed", f"model {model!r} is restarting: {exc}", retryable=True
             ) from exc
-        return await _Call(self._store, ref, ticket, request_id, attempt, metadata or {}).run(
-            messages, params, on_delta
-        )
+        owned = log is None
+        if log is None:
+            log = BufferedStream(self._store, request_stream(request_id))
+        call = _Call(log, owned, ref, ticket, request_id, attempt, metadata or {})
+        return await call.run(messages, params, on_delta)
 
 
 class _Call:
@@ -171,14 +183,17 @@ class _Call:
 
     def __init__(
         self,
-        store: EventStore,
+        log: BufferedStream,
+        owned: bool,
         ref: pykka.ActorRef[Any],
         ticket: Ticket,
         request_id: str,
         attempt: int,
         metadata: dict[str, Any],
     ) -> None:
-        self.store = store
+        # An owned log is this call's alone: it commits its outcome before returning.
+        self.log = log
+        self.owned = owned
         self.ref = ref
         self.ticket = ticket
         self.spec: ModelSpec = ticket.spec
@@ -186,7 +201,6 @@ class _Call:
         self.attempt = attempt
         self.metadata = {"correlation_id": request_id, "actor": f"model:{self.spec.name}"}
         self.metadata.update(metadata)
-        self.stream = request_stream(request_id)
 
     async def run(
         self, messages: Sequence[Message], params: CallParams, on_delta: DeltaSink | None
@@ -208,14 +222,19 @@ class _Call:
         started = ModelCallStarted(
             self.request_id, self.ticket.call_id, self.spec.name, self.spec.provider, self.attempt
         )
-        self.pending = [self.store.append_future(self.stream, [started.new(**self.metadata)])]
-        self.tokens = _TokenLog(self.store, self.stream, self.ticket.call_id, self.metadata)
+        self.log.add(started.new(**self.metadata))
+        self.tokens = _TokenLog(self.log, self.ticket.call_id, self.metadata)
         self.t0 = time.perf_counter()
         self.first: float | None = None
         self.got_first = asyncio.Event()
         self.count = 0
         error: ProviderError | None = None
         try:
+            if self.owned:
+                self.log.flush()
+            else:
+                # What the request's log holds goes on the record before the upstream call.
+                await self.log.commit()
             text, finish = await self._consume(messages, params, on_delta)
         except asyncio.CancelledError:
             if self.ticket.abort_reason is None:
@@ -228,6 +247,10 @@ class _Call:
             error = ProviderError(ErrorKind.UPSTREAM_ERROR, self.ticket.abort_reason)
         except ProviderError as exc:
             error = exc
+        except EventStoreError:
+            # The log failed before the call: nothing went upstream off the record.
+            self._tell(Release(self.ticket, Outcome.NEUTRAL))
+            raise
         except Exception as exc:  # noqa: BLE001 - a provider bug: its actor is restarted
             self._tell(Crash(exc))
             error = ProviderError(
@@ -250,16 +273,14 @@ class _Call:
     async def _consume(
         self, messages: Sequence[Message], params: CallParams, on_delta: DeltaSink | None
     ) -> tuple[str, Finish]:
-        provider = self.ticket.provider
-        if isinstance(provider, BlockingProvider):
-            assert self.ticket.executor is not None
-            source = stream_blocking(
-                provider, self.ticket.executor, messages, params, self.ticket.cancel
-            )
+        provider, executor = self.ticket.provider, self.ticket.executor
+        # Only a blocking provider has a thread (isinstance of a Protocol costs 15 us a call).
+        if executor is not None:
+            blocking = cast(BlockingProvider, provider)
+            source = stream_blocking(blocking, executor, messages, params, self.ticket.cancel)
             # Network providers time their own calls; a local one is timed here.
             return await self._timed(self._read(source, on_delta))
-        assert isinstance(provider, AsyncProvider)
-        return await self._read(provider.stream(messages, params), on_delta)
+        return await self._read(cast(AsyncProvider, provider).stream(messages, params), on_delta)
 
     async def _timed(self, reading: Awaitable[tuple[str, Finish]]) -> tuple[str, Finish]:
         """Wait for a local model's first token and whole answer as long as its spec allows."""
@@ -367,11 +388,17 @@ class _Call:
         await self._record(failed)
 
     async def _record(self, outcome: ModelCallCompleted | ModelCallFailed) -> None:
-        """Append the outcome after the call's last tokens; return once all are committed."""
-        self.tokens.flush()
-        pending = self.pending + self.tokens.pending
-        pending.append(self.store.append_future(self.stream, [outcome.new(**self.metadata)]))
-        await asyncio.gather(*(asyncio.wrap_future(f) for f in pending))
+        """Log the outcome after the call's last tokens.
+
+        With its own log, return once all is committed. In a request's log, leave a success
+        to be appended with what the request adds next; queue a failure's append at once.
+        """
+        self.tokens.flush(last=True)
+        self.log.add(outcome.new(**self.metadata))
+        if self.owned:
+            await self.log.commit()
+        elif isinstance(outcome, ModelCallFailed):
+            self.log.flush()
 
     def _tell(self, message: object) -> None:
         # A crashed actor has aborted its calls already; its successor holds no slot of ours.

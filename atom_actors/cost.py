@@ -7,6 +7,7 @@ budget ledger that adds and subtracts them never drifts. USD floats are for disp
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -48,6 +49,7 @@ def _text_of(content: object) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=1024)
 def price_pico(usd_per_mtok: float) -> int:
     """Pico-dollars per token: exact to six decimals per million tokens, rounded up beyond."""
     if not math.isfinite(usd_per_mtok) or usd_per_mtok < 0:

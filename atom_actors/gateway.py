@@ -9,18 +9,17 @@ Decisions are the pure functions of strategies, combiners and scorers; this is t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from eventstore import EventStore, LiveProjections
+from eventstore import BufferedStream, EventStore, LiveProjections, StoreClosed, new_event_id
 
 from .answers import FREE_TEXT, AnswerFormat
 from .budget import BudgetBook, BudgetExceeded, Reservation, scopes_of
@@ -177,7 +176,8 @@ class _Request:
     principal: Principal
     started: float
     metadata: dict[str, Any]
-    pending: list[Future[list[int]]] = field(default_factory=list)
+    # The request's stream: its events are buffered, and appended together where they can be.
+    log: BufferedStream
     attempts: list[Attempt] = field(default_factory=list)
     round_robin: int = 0
     # Tokens of an answer went out to a streaming client: that answer can no longer be retried.
@@ -275,13 +275,14 @@ class Gateway:
             raise GatewayError(404, "unknown_model", f"no model named {req.model!r}", field="model")
         if has_images(req.messages):
             req = self._for_images(req)
-        request_id = request_id or str(uuid.uuid4())
+        request_id = request_id or new_event_id()
         r = _Request(
             request_id,
             req,
             principal,
             time.perf_counter(),
             {"correlation_id": request_id, "api_key_id": principal.key_id, "actor": "gateway"},
+            BufferedStream(self.store, request_stream(request_id)),
         )
         self._record(
             r,
@@ -318,6 +319,10 @@ class Gateway:
         except GatewayError as error:
             await self._fail(r, error)
             raise
+        finally:
+            # A request cancelled (its client gone) leaves what it did on the record too.
+            with contextlib.suppress(StoreClosed):
+                r.log.flush()
 
     async def _answer(self, r: _Request, on_token: TokenSink | None) -> ProcessResult:
         req = r.req
@@ -472,8 +477,7 @@ class Gateway:
     ) -> CallResult:
         """One budgeted call: reserved (and on the record) before it starts, settled after."""
         reservation, reserved = self.budget.reserve(r.request_id, scopes, reservation_pico, model)
-        # The reservation is committed before the upstream call it pays for.
-        await self.store.append_async(request_stream(r.request_id), [reserved.new(**r.metadata)])
+        r.log.add(reserved.new(**r.metadata))
         topic = f"tokens:{r.request_id}"
         label = member or model
 
@@ -492,6 +496,9 @@ class Gateway:
                 request_id=r.request_id,
                 attempt=attempt,
                 on_delta=on_delta,
+                # The caller commits the request's log, this reservation with it, before it
+                # calls upstream: the money is on the record before it can be spent.
+                log=r.log,
             )
         except CallFailed as exc:
             r.attempts.append(Attempt(model, attempt, exc.kind, exc.message))
@@ -506,14 +513,10 @@ class Gateway:
 
     def _settle(self, r: _Request, reservation: Reservation, actual_pico: int) -> None:
         settled = self.budget.settle(reservation, actual_pico)
-        future = self.store.append_future(request_stream(r.request_id), [settled.new(**r.metadata)])
-        r.pending.append(future)
-
-        def folded(f: Future[list[int]]) -> None:
-            if f.exception() is None:
-                self.budget.settled_at(reservation, f.result()[-1])
-
-        future.add_done_callback(folded)
+        r.log.add(
+            settled.new(**r.metadata),
+            on_committed=lambda position: self.budget.settled_at(reservation, position),
+        )
 
     # ---------------------------------------------------------------------------- ensemble
 
@@ -720,10 +723,8 @@ class Gateway:
     async def _finish(self, r: _Request, event: DomainEvent) -> int:
         """Append the request's last event; return its position once it and all before it
         are committed."""
-        future = self.store.append_future(request_stream(r.request_id), [event.new(**r.metadata)])
-        r.pending.append(future)
-        results = await asyncio.gather(*(asyncio.wrap_future(f) for f in r.pending))
-        return results[-1][-1]
+        r.log.add(event.new(**r.metadata))
+        return await r.log.commit()
 
     async def _fail(self, r: _Request, error: GatewayError) -> None:
         error.request_id = r.request_id
@@ -741,9 +742,8 @@ class Gateway:
         self._announce("requests", {"request_id": r.request_id, "state": "failed"})
 
     def _record(self, r: _Request, event: DomainEvent) -> None:
-        """Queue an event of this request; `_finish` waits for all of them."""
-        stream = request_stream(r.request_id)
-        r.pending.append(self.store.append_future(stream, [event.new(**r.metadata)]))
+        """Add an event to the request's log; a model call or `_finish` commits it."""
+        r.log.add(event.new(**r.metadata))
 
     def _announce(self, topic: str, payload: dict[str, Any]) -> None:
         if self.publish is not None:
@@ -760,6 +760,7 @@ class Gateway:
         judge = _Request(
             r.request_id, r.req, r.principal, time.perf_counter(),
             {**r.metadata, "actor": "judge", "causation_id": result.call_id},
+            BufferedStream(self.store, request_stream(r.request_id)),
         )  # fmt: skip
         spec = self.actors.specs[self.judge_model]
         params = CallParams(max_tokens=64, temperature=0.0)
@@ -780,7 +781,7 @@ class Gateway:
                     scorer.id, scorer.version, score, reply.text[:500],
                 ),
             )  # fmt: skip
-        await asyncio.gather(*(asyncio.wrap_future(f) for f in judge.pending))
+        await judge.log.commit()
 
     async def feedback(
         self, request_id: str, score: float, principal: Principal, comment: str = ""

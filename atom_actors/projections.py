@@ -74,6 +74,11 @@ class Performance:
 
     name = "performance"
     version = 1
+    # The event types the fold reads; the live runner skips the others.
+    types = frozenset(
+        {"ModelCallStarted", "ModelCallCompleted", "ModelCallFailed", "ScoreRecorded",
+         "ModelHealthChanged"}
+    )  # fmt: skip
 
     def initial(self) -> State:
         return {"models": {}}
@@ -113,6 +118,8 @@ class Orchestration:
 
     name = "orchestration"
     version = 1
+    # The event types the fold reads; the live runner skips the others.
+    types = frozenset({"RequestCompleted", "RequestFailed"})
 
     def initial(self) -> State:
         return {"strategies": {}, "requests": {"completed": 0, "failed": 0, "cached": 0}}
@@ -173,6 +180,8 @@ class Budgets:
 
     name = "budgets"
     version = 1
+    # The event types the fold reads; the live runner skips the others.
+    types = frozenset({"BudgetSet", "BudgetReserved", "BudgetSettled"})
 
     def initial(self) -> State:
         return {"limits": {}, "spent": {}, "reserved": {}}
@@ -201,6 +210,8 @@ class Cache:
 
     name = "cache"
     version = 1
+    # The event types the fold reads; the live runner skips the others.
+    types = frozenset({"RequestCompleted"})
 
     def initial(self) -> State:
         return {"entries": {}}
@@ -234,6 +245,8 @@ class Failures:
 
     name = "failures"
     version = 1
+    # The event types the fold reads; the live runner skips the others.
+    types = frozenset({"RequestFailed", "ModelCallFailed"})
     keep = 20
 
     def initial(self) -> State:
