@@ -18,7 +18,7 @@ from aiohttp import web
 from .auth import Principal, Role, permits, presented_key
 from .errors import BadRequest, Forbidden, TooLarge, Unauthorized
 from .services import Services, services_of
-from .validation import Schema, validate
+from .validation import Schema, validator
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -105,7 +105,7 @@ async def read_json(request: web.Request, schema: Schema, limit: int) -> dict[st
         value = orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    validate(schema, value)
+    validator(schema)(value)
     if not isinstance(value, dict):
         raise BadRequest("the body must be a JSON object")
     return value

@@ -6,7 +6,8 @@ maxProperties, items, minItems, maxItems, enum, minLength, maxLength, minimum, m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Final
 
 from .errors import BadRequest
@@ -110,3 +111,83 @@ def _check_object(schema: Schema, value: dict[str, Any], path: str) -> None:
             raise _fail(_join(path, name), "unknown field")
         elif isinstance(extra, Mapping):
             validate(extra, item, _join(path, name))
+
+
+Check = Callable[[Any], bool]
+
+_TYPE_CHECKS: Final[dict[str, Check]] = {name: partial(_is, name=name) for name in _TYPES}
+_COMPILED: dict[int, tuple[Schema, Callable[[Any], None]]] = {}
+
+
+def validator(schema: Schema) -> Callable[[Any], None]:
+    """`validate` against one schema, compiled once: a fast yes/no check first, and only when
+    that says no, `validate` itself, for its error naming the field."""
+    known = _COMPILED.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    check = compile_schema(schema)
+
+    def run(value: Any) -> None:
+        if not check(value):
+            validate(schema, value)
+
+    # The schema is kept with its validator, so that its id is never reused for another.
+    _COMPILED[id(schema)] = (schema, run)
+    return run
+
+
+def compile_schema(schema: Schema) -> Check:
+    """A check of `schema` as closures: true exactly when `validate` would pass the value."""
+    expected = schema.get("type")
+    names = [] if expected is None else [expected] if isinstance(expected, str) else expected
+    types = [_TYPE_CHECKS[name] for name in names]
+    single = types[0] if len(types) == 1 else None
+    enum = list(schema["enum"]) if "enum" in schema else None
+    min_length, max_length = schema.get("minLength", 0), schema.get("maxLength")
+    minimum, maximum = schema.get("minimum"), schema.get("maximum")
+    min_items, max_items = schema.get("minItems", 0), schema.get("maxItems")
+    items = None if schema.get("items") is None else compile_schema(schema["items"])
+    required = tuple(schema.get("required", ()))
+    min_properties, max_properties = schema.get("minProperties", 0), schema.get("maxProperties")
+    properties = {name: compile_schema(s) for name, s in schema.get("properties", {}).items()}
+    extra = schema.get("additionalProperties", True)
+    extra_check = compile_schema(extra) if isinstance(extra, Mapping) else None
+
+    def check_object(value: dict[str, Any]) -> bool:
+        if any(name not in value for name in required):
+            return False
+        count = len(value)
+        if count < min_properties or (max_properties is not None and count > max_properties):
+            return False
+        for name, item in value.items():
+            field = properties.get(name)
+            if field is not None:
+                if not field(item):
+                    return False
+            elif extra is False or (extra_check is not None and not extra_check(item)):
+                return False
+        return True
+
+    def check(value: Any) -> bool:
+        if single is not None:
+            if not single(value):
+                return False
+        elif types and not any(t(value) for t in types):
+            return False
+        if enum is not None and not any(_same(value, option) for option in enum):
+            return False
+        if isinstance(value, str):
+            return len(value) >= min_length and (max_length is None or len(value) <= max_length)
+        if isinstance(value, bool):
+            return True
+        if isinstance(value, int | float):
+            return (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+        if isinstance(value, list):
+            if len(value) < min_items or (max_items is not None and len(value) > max_items):
+                return False
+            return items is None or all(items(item) for item in value)
+        if isinstance(value, dict):
+            return check_object(value)
+        return True
+
+    return check
