@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import queue
 import sqlite3
@@ -25,7 +26,7 @@ from .reader import COLUMNS, LogReader, Row
 from .upcasting import Upcasters
 
 _SQL_VARIABLES: Final = 500
-_INSERT: Final = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+_INSERT_ROWS: Final = 256
 _VERSION_CACHE: Final = 100_000
 _CHECKPOINT_EVENTS: Final = 20_000
 _CHECKPOINT_SECONDS: Final = 1.0
@@ -40,6 +41,22 @@ _Known = tuple[Any, ...]
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    return f"INSERT INTO events ({COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * rows)
+
+
+def _insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
+    """Insert rows with few statements: each releases and retakes the GIL once, where
+    executemany does so per row, and a writer waits for the event loop at every retake."""
+    done = 0
+    while done < len(rows):
+        # Powers of two, so that a handful of statements is ever prepared.
+        size = min(_INSERT_ROWS, 1 << ((len(rows) - done).bit_length() - 1))
+        conn.execute(_insert_sql(size), [v for row in rows[done : done + size] for v in row])
+        done += size
 
 
 def _now() -> str:
@@ -396,7 +413,7 @@ class EventStore(LogReader):
                 self._recent.clear()
         existing = None if optimistic else self._existing_ids(conn, group)
         outcomes, inserts, versions = self._plan(conn, group, head, previous, existing)
-        conn.executemany(_INSERT, inserts)
+        _insert(conn, inserts)
         return outcomes, inserts, versions, inserts[-1][0] if inserts else head
 
     def _plan(
@@ -413,7 +430,16 @@ class EventStore(LogReader):
         With `existing` None the plan is optimistic: it assumes no event_id was seen before,
         and the UNIQUE index on event_id tells otherwise.
         """
-        self._load_versions(conn, {p.stream_id for r in group for p in r.parts})
+        streams = {p.stream_id for r in group for p in r.parts}
+        guessed: dict[str, int] = {}
+        if existing is None:
+            # A stream appended to with ANY only needs no look-up: taken as new, the UNIQUE
+            # index on (stream_id, stream_version) says so if it is not (then the group is
+            # decided again, with every version looked up). A guess is never cached.
+            checked = {p.stream_id for r in group for p in r.parts if p.expected is not ANY}
+            guessed = {s: NO_STREAM for s in streams - checked if s not in self._versions}
+            streams = checked
+        self._load_versions(conn, streams)
         versions: dict[str, int] = {}
         recorded_at = _now()
         outcomes: list[list[list[int]] | EventStoreError] = []
@@ -429,8 +455,9 @@ class EventStore(LogReader):
                 for part in request.parts:
                     undo.append((part.stream_id, versions.get(part.stream_id)))
                     positions, head, previous = self._plan_part(
-                        conn, part, head, previous, recorded_at, existing, fresh, versions, inserts
-                    )
+                        conn, part, head, previous, recorded_at, existing, fresh, versions,
+                        guessed, inserts,
+                    )  # fmt: skip
                     result.append(positions)
                 outcomes.append(result)
             except EventStoreError as exc:
@@ -456,6 +483,7 @@ class EventStore(LogReader):
         existing: dict[str, _Known] | None,
         fresh: dict[str, _Known],
         versions: dict[str, int],
+        guessed: dict[str, int],
         inserts: list[Row],
     ) -> tuple[list[int], int, str]:
         stream_id = part.stream_id
@@ -465,7 +493,9 @@ class EventStore(LogReader):
                 return self._idempotent(part, known), head, previous
         actual = versions.get(stream_id)
         if actual is None:
-            actual = self._versions[stream_id]
+            actual = self._versions.get(stream_id)
+            if actual is None:
+                actual = guessed[stream_id]
         if part.expected is not ANY and part.expected != actual:
             # A retry of an acknowledged append meets a moved stream: look its ids up
             # before calling it a conflict (the optimistic path has not looked).

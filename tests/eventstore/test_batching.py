@@ -210,3 +210,29 @@ def test_a_forked_child_draws_ids_of_its_own() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert child != new_event_id()
+
+
+def test_a_stream_a_new_writer_does_not_know_continues_its_versions(db_path: str) -> None:
+    with EventStore(db_path) as first:
+        first.append("old", [tick(0), tick(1)])
+    with EventStore(db_path) as second:
+        # One group: the old stream (taken as new at first, which the index refutes) and
+        # new ones around it; every append lands with the right versions.
+        futures = [second.append_future(f"new{i}", [tick(i)]) for i in range(5)]
+        futures.append(second.append_future("old", [tick(2)]))
+        futures += [second.append_future(f"new{i}", [tick(i)]) for i in range(5)]
+        for future in futures:
+            future.result()
+        assert [e.stream_version for e in second.read_stream("old")] == [0, 1, 2]
+        assert [e.stream_version for e in second.read_stream("new3")] == [0, 1]
+        assert [e.position for e in second.read_page(0)] == list(range(1, 14))
+
+
+def test_many_rows_in_one_group_keep_their_order(store: EventStore) -> None:
+    futures = [store.append_future(f"s{i % 9}", [tick(i)] * 1) for i in range(700)]
+    futures.append(store.append_future("big", [tick(i) for i in range(600)]))
+    for future in futures:
+        future.result()
+    events = store.read_page(0, 5000)
+    assert [e.data["i"] for e in events] == list(range(700)) + list(range(600))
+    assert [e.stream_version for e in events if e.stream_id == "big"] == list(range(600))
