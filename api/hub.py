@@ -153,6 +153,10 @@ class StreamHub:
                 del subscriber.topics[topic]
                 self._remove(topic, subscriber)
 
+    def listening(self, topic: str) -> bool:
+        """Whether anyone is subscribed to `topic` now."""
+        return topic in self._topics
+
     def publish(self, topic: str, payload: Mapping[str, Any]) -> int:
         """Queue the payload for every matching subscriber; returns how many got it."""
         self._published += 1

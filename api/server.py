@@ -46,7 +46,13 @@ def with_gateway(services: Services) -> Services:
     assert services.actors is not None
     hub = services.hub
 
-    gateway = Gateway(services.store, services.actors, services.projections, publish=hub.publish)
+    gateway = Gateway(
+        services.store,
+        services.actors,
+        services.projections,
+        publish=hub.publish,
+        listening=hub.listening,
+    )
     # Cleanup hooks run in reverse: the gateway's background work ends before the projections.
     services.on_cleanup.append(gateway.drain)
     return dataclasses.replace(services, gateway=gateway)

@@ -194,6 +194,7 @@ class Gateway:
         projections: LiveProjections,
         *,
         publish: Publish | None = None,
+        listening: Callable[[str], bool] | None = None,
         env: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         judge_model: str | None = None,
@@ -205,6 +206,8 @@ class Gateway:
             lambda: projections.state("budgets"), lambda: projections.position, clock
         )
         self.publish = publish
+        # Whether anyone listens to a topic: a request's tokens are not even packed otherwise.
+        self._listening = listening
         self._env = env
         self._clock = clock
         self._round_robin = 0
@@ -304,8 +307,9 @@ class Gateway:
         )
         self._announce("requests", {"request_id": request_id, "state": "received"})
         try:
-            deadline = None if req.deadline_ms is None else req.deadline_ms / 1000
-            async with asyncio.timeout(deadline):
+            if req.deadline_ms is None:
+                return await self._answer(r, on_token)
+            async with asyncio.timeout(req.deadline_ms / 1000):
                 return await self._answer(r, on_token)
         except TimeoutError:
             error = GatewayError(
@@ -480,13 +484,15 @@ class Gateway:
         r.log.add(reserved.new(**r.metadata))
         topic = f"tokens:{r.request_id}"
         label = member or model
+        publish, listening = self.publish, self._listening
 
         def on_delta(delta: Delta, _ms: float) -> None:
             elapsed = (time.perf_counter() - r.started) * 1000
             if on_token is not None:
                 on_token(label, delta.text, elapsed)
                 r.delivered = member is None
-            self._announce(topic, {"member": label, "text": delta.text, "ms": round(elapsed, 3)})
+            if publish is not None and (listening is None or listening(topic)):
+                publish(topic, {"member": label, "text": delta.text, "ms": round(elapsed, 3)})
 
         try:
             result = await self.actors.caller.call(
