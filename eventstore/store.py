@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import queue
 import sqlite3
@@ -26,7 +25,7 @@ from .reader import COLUMNS, LogReader, Row
 from .upcasting import Upcasters
 
 _SQL_VARIABLES: Final = 500
-_INSERT_ROWS: Final = 256
+_INSERT: Final = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _VERSION_CACHE: Final = 100_000
 _CHECKPOINT_EVENTS: Final = 20_000
 _CHECKPOINT_SECONDS: Final = 1.0
@@ -41,22 +40,6 @@ _Known = tuple[Any, ...]
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
-@functools.cache
-def _insert_sql(rows: int) -> str:
-    return f"INSERT INTO events ({COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * rows)
-
-
-def _insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
-    """Insert rows with few statements: each releases and retakes the GIL once, where
-    executemany does so per row, and a writer waits for the event loop at every retake."""
-    done = 0
-    while done < len(rows):
-        # Powers of two, so that a handful of statements is ever prepared.
-        size = min(_INSERT_ROWS, 1 << ((len(rows) - done).bit_length() - 1))
-        conn.execute(_insert_sql(size), [v for row in rows[done : done + size] for v in row])
-        done += size
 
 
 def _now() -> str:
@@ -413,7 +396,7 @@ class EventStore(LogReader):
                 self._recent.clear()
         existing = None if optimistic else self._existing_ids(conn, group)
         outcomes, inserts, versions = self._plan(conn, group, head, previous, existing)
-        _insert(conn, inserts)
+        conn.executemany(_INSERT, inserts)
         return outcomes, inserts, versions, inserts[-1][0] if inserts else head
 
     def _plan(
