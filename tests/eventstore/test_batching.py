@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from typing import Any
 
@@ -190,12 +191,16 @@ async def test_live_projections_fold_only_declared_types_and_wait_past_the_other
         await again.stop()
 
 
-def test_new_event_ids_are_random_uuid4_strings() -> None:
+def test_new_event_ids_are_time_ordered_uuid7_strings() -> None:
     ids = [new_event_id() for _ in range(2000)]
     assert len(set(ids)) == len(ids)
     for value in ids:
         parsed = uuid.UUID(value)
-        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, value)
+        assert (parsed.version, parsed.variant, str(parsed)) == (7, uuid.RFC_4122, value)
+    # Ordered by their millisecond: a later batch of ids sorts after an earlier one.
+    stamps = [value[:13] for value in ids]
+    assert stamps == sorted(stamps)
+    assert abs(int(ids[-1][:8] + ids[-1][9:13], 16) - time.time() * 1000) < 60_000
 
 
 def test_a_forked_child_draws_ids_of_its_own() -> None:
