@@ -152,6 +152,11 @@ def _count_log(metrics: Metrics, store: EventStore) -> None:
         read=lambda: {(): store.stats.events},
     )
     metrics.counter(
+        "atom_log_appends_total",
+        "Atomic appends by this process (one or more events each).",
+        read=lambda: {(): store.stats.appends},
+    )
+    metrics.counter(
         "atom_log_commits_total",
         "Transactions committed by this process.",
         read=lambda: {(): store.stats.commits},

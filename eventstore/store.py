@@ -26,7 +26,8 @@ from .upcasting import Upcasters
 
 _SQL_VARIABLES: Final = 500
 _INSERT: Final = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
-_VERSION_CACHE: Final = 100_000
+_VERSION_CACHE: Final = 20_000
+_WRITER_CACHE_KIB: Final = 8192
 _CHECKPOINT_EVENTS: Final = 20_000
 _CHECKPOINT_SECONDS: Final = 1.0
 _RECENT_ROWS: Final = 4096
@@ -163,9 +164,10 @@ class EventStore(LogReader):
         # The writer never checkpoints: copying the WAL back into the database file would
         # stall every appender behind it. A thread of its own does that between commits.
         self._write_conn.execute("PRAGMA wal_autocheckpoint = 0")
-        # The indexes on event_id and (stream_id, stream_version) take random inserts: a
-        # larger page cache keeps their hot pages in memory as the log grows.
-        self._write_conn.execute("PRAGMA cache_size = -65536")
+        # Ids are time-ordered, so the indexes on event_id and (stream_id, stream_version)
+        # take their inserts at the end, like the table: a small page cache holds every hot
+        # page, and the writer's memory stops growing with the log early.
+        self._write_conn.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KIB}")
         self._checkpoint_due = threading.Event()
         self._uncheckpointed = 0
         self._checkpointer = threading.Thread(
@@ -314,7 +316,9 @@ class EventStore(LogReader):
                 outcomes, inserts, versions, head = self._write(conn, group, optimistic=False)
             conn.execute("COMMIT")
             if len(self._versions) > _VERSION_CACHE:
-                self._versions.clear()
+                # The streams known longest are the least likely to be appended to again.
+                for stream_id in list(itertools.islice(self._versions, _VERSION_CACHE // 2)):
+                    del self._versions[stream_id]
             self._versions.update(versions)
         except BaseException as exc:  # noqa: BLE001 - every appender learns of the failure
             if conn.in_transaction:
