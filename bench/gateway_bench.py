@@ -42,18 +42,28 @@ MESSAGES: Final = [{"role": "user", "content": "Say hello to the benchmark, brie
 REPLY: Final = "Hello, benchmark! This answer came back at once."
 TICKS: Final = os.sysconf("SC_CLK_TCK")
 
-# Per request, counted from the code path of a non-streamed single-model request (see the
-# module docstring of atom_actors/gateway.py and eventstore/store.py); the log appends and
-# commits are also measured from the server's /metrics.
+# Per request, counted from the code path of a non-streamed request to one named model that
+# answers (see atom_actors/gateway.py, calls.py and eventstore/store.py); the log's appends,
+# commits and events are also measured below, from the server's /metrics and from the log.
 COUNTS: Final = {
     "actor_hops": 3,
-    "actor_hops_how": "counted: the Admit ask (loop -> ModelActor thread -> loop) and the "
-    "Release tell (loop -> ModelActor thread)",
+    "actor_hops_how": "counted: 2 messages to the ModelActor, the Admit ask (loop -> actor "
+    "thread -> loop, 2 crossings, awaited) and the Release tell (loop -> actor thread, 1)",
+    "log_appends": 2,
+    "log_appends_how": "counted and measured (log_appends_per_request): RequestReceived, "
+    "RouteDecided and BudgetReserved, committed before the upstream call; ModelCallStarted, "
+    "TokensStreamed, ModelCallCompleted, BudgetSettled and RequestCompleted, committed before "
+    "the answer. Commits per request are measured (group commit shares them)",
+    "writer_hops": 2,
+    "writer_hops_how": "counted: each append is one hand-over to the log's writer thread; the "
+    "writer wakes the loop once per group commit for all the appends it holds",
     "json_encodes": 26,
-    "json_encodes_how": "counted: 8 events x 3 (data, metadata, the hash chain's canonical "
-    "row), the upstream request body, the response body",
-    "log_appends": 8,
-    "log_appends_how": "counted (one per event), and measured as log_appends_per_request",
+    "json_encodes_how": "counted: on the loop 18 (8 events x data and metadata, the upstream "
+    "request body, the response body), on the writer thread 8 (the hash chain's row per event)",
+    "json_decodes": 22,
+    "json_decodes_how": "counted: the request body, the 11 SSE chunks of the fake's answer, and "
+    "5 of the 8 events (data and metadata) folded by the live projections; the 3 no projection "
+    "reads (RequestReceived, RouteDecided, TokensStreamed) are not decoded",
 }
 
 
