@@ -135,7 +135,7 @@ class BudgetBook:
             # Nothing to count against: skip the count (the common case), pruning now and then.
             if len(self._pending) > self._prune_at:
                 self._extra()
-                self._prune_at = max(_PRUNE_AT, 2 * len(self._pending))
+                self._prune_at = len(self._pending) + _PRUNE_AT
             return None
         return headroom(state, self._extra(), scopes, self._clock())
 

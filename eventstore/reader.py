@@ -20,6 +20,7 @@ COLUMNS: Final = (
     "recorded_at, hash"
 )
 _READ_PAGE: Final = 2000
+_READER_CACHE_KIB: Final = 256
 
 Row = tuple[int, str, int, str, str, int, str, str, str, str]
 """A stored event exactly as in the table, in COLUMNS order."""
@@ -45,6 +46,9 @@ class LogReader:
             )
             conn.execute("PRAGMA busy_timeout = 30000")
             conn.execute("PRAGMA query_only = 1")
+            # Reads are scans and look-ups by index; the OS caches the file. A small cache per
+            # connection keeps a long-running reader's memory from growing with the log.
+            conn.execute(f"PRAGMA cache_size = -{_READER_CACHE_KIB}")
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)

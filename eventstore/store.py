@@ -26,7 +26,8 @@ from .upcasting import Upcasters
 
 _SQL_VARIABLES: Final = 500
 _INSERT: Final = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
-_VERSION_CACHE: Final = 20_000
+_VERSION_CACHE: Final = 2_000
+"""Streams whose last version the writer keeps: a request's stream is written twice, ms apart."""
 _WRITER_CACHE_KIB: Final = 8192
 _CHECKPOINT_EVENTS: Final = 20_000
 _CHECKPOINT_SECONDS: Final = 1.0
