@@ -51,7 +51,7 @@ COUNTS: Final = {
     "thread -> loop, 2 crossings, awaited) and the Release tell (loop -> actor thread, 1)",
     "log_appends": 2,
     "log_appends_how": "counted and measured (log_appends_per_request): RequestReceived, "
-    "RouteDecided and BudgetReserved, committed before the upstream call; ModelCallStarted, "
+    "RouteDecided, BudgetReserved and ModelCallStarted, committed before the upstream call; "
     "TokensStreamed, ModelCallCompleted, BudgetSettled and RequestCompleted, committed before "
     "the answer. Commits per request are measured (group commit shares them)",
     "writer_hops": 2,
