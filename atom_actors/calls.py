@@ -31,7 +31,7 @@ from .events import (
     TokensStreamed,
     request_stream,
 )
-from .model import Admit, Crash, NotAdmitted, Outcome, Release, Ticket
+from .model import Admit, Crash, Gate, NotAdmitted, Outcome, Release, Ticket
 from .providers import (
     AsyncProvider,
     BlockingProvider,
@@ -151,7 +151,7 @@ class ModelCaller:
         commit with what follows.
         """
         try:
-            ref = self._directory.ref(model)
+            ref, gate = self._directory.entry(model)
         except NotAdmitted as exc:
             raise CallFailed(model, exc.refusal.value, exc.message, retryable=False) from exc
         except KeyError as exc:
@@ -160,11 +160,8 @@ class ModelCaller:
             ) from exc
         call_id = new_event_id()
         try:
-            ticket: Ticket = await bridge.ask(
-                ref,
-                lambda reply: Admit(call_id, reply),
-                orphan=lambda t: ref.tell(Release(t, Outcome.NEUTRAL)),
-            )
+            # The gate admits the usual case at once; the actor decides the rest.
+            ticket = gate.admit_now(call_id) or await _ask_admission(ref, call_id)
         except NotAdmitted as exc:
             raise CallFailed(model, exc.refusal.value, exc.message, retryable=False) from exc
         except bridge.ActorGone as exc:
@@ -174,8 +171,17 @@ class ModelCaller:
         owned = log is None
         if log is None:
             log = BufferedStream(self._store, request_stream(request_id))
-        call = _Call(log, owned, ref, ticket, request_id, attempt, metadata or {})
+        call = _Call(log, owned, ref, gate, ticket, request_id, attempt, metadata or {})
         return await call.run(messages, params, on_delta)
+
+
+async def _ask_admission(ref: pykka.ActorRef[Any], call_id: str) -> Ticket:
+    ticket: Ticket = await bridge.ask(
+        ref,
+        lambda reply: Admit(call_id, reply),
+        orphan=lambda t: ref.tell(Release(t, Outcome.NEUTRAL)),
+    )
+    return ticket
 
 
 class _Call:
@@ -186,6 +192,7 @@ class _Call:
         log: BufferedStream,
         owned: bool,
         ref: pykka.ActorRef[Any],
+        gate: Gate,
         ticket: Ticket,
         request_id: str,
         attempt: int,
@@ -195,6 +202,7 @@ class _Call:
         self.log = log
         self.owned = owned
         self.ref = ref
+        self.gate = gate
         self.ticket = ticket
         self.spec: ModelSpec = ticket.spec
         self.request_id = request_id
@@ -249,7 +257,7 @@ class _Call:
             error = exc
         except EventStoreError:
             # The log failed before the call: nothing went upstream off the record.
-            self._tell(Release(self.ticket, Outcome.NEUTRAL))
+            self._release(Outcome.NEUTRAL)
             raise
         except Exception as exc:  # noqa: BLE001 - a provider bug: its actor is restarted
             self._tell(Crash(exc))
@@ -314,18 +322,20 @@ class _Call:
         finish: Finish | None = None
         t0, tokens = self.t0, self.tokens
         async for item in source:
-            if isinstance(item, Delta):
-                now_ms = (time.perf_counter() - t0) * 1000
-                if self.first is None:
-                    self.first = now_ms
-                    self.got_first.set()
-                parts.append(item.text)
-                self.count += 1
-                tokens.add(item, now_ms)
-                if on_delta is not None:
-                    on_delta(item, now_ms)
-            else:
+            if isinstance(item, Finish):
                 finish = item
+                continue
+            now_ms = (time.perf_counter() - t0) * 1000
+            if self.first is None:
+                self.first = now_ms
+                self.got_first.set()
+            # Deltas that arrived together share their time of arrival.
+            for delta in (item,) if isinstance(item, Delta) else item.items:
+                parts.append(delta.text)
+                self.count += 1
+                tokens.add(delta, now_ms)
+                if on_delta is not None:
+                    on_delta(delta, now_ms)
         if finish is None:
             raise ProviderError(ErrorKind.UPSTREAM_ERROR, "the stream ended without a finish")
         return "".join(parts), finish
@@ -366,13 +376,13 @@ class _Call:
             text,
             result.mean_logprob,
         )
-        self._tell(Release(self.ticket, Outcome.OK))
+        self._release(Outcome.OK)
         await self._record(completed)
         return result
 
     async def _failed(self, error: ProviderError) -> None:
         neutral = error.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CANCELLED)
-        self._tell(Release(self.ticket, Outcome.NEUTRAL if neutral else Outcome.FAILED))
+        self._release(Outcome.NEUTRAL if neutral else Outcome.FAILED)
         failed = ModelCallFailed(
             self.request_id,
             self.ticket.call_id,
@@ -399,6 +409,10 @@ class _Call:
             await self.log.commit()
         elif isinstance(outcome, ModelCallFailed):
             self.log.flush()
+
+    def _release(self, outcome: Outcome) -> None:
+        if not self.gate.release_now(self.ticket, outcome):
+            self._tell(Release(self.ticket, outcome))
 
     def _tell(self, message: object) -> None:
         # A crashed actor has aborted its calls already; its successor holds no slot of ours.

@@ -7,32 +7,37 @@ from typing import Any
 
 import pykka
 
-from .model import NotAdmitted, Refusal
+from .model import Gate, NotAdmitted, Refusal
 
 
 class Directory:
-    """Model name -> running actor, or the reason there is none (restarting, down)."""
+    """Model name -> running actor and its gate, or the reason there is none (restarting,
+    down)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._refs: dict[str, pykka.ActorRef[Any]] = {}
+        self._entries: dict[str, tuple[pykka.ActorRef[Any], Gate]] = {}
         self._absent: dict[str, tuple[Refusal, str]] = {}
 
-    def set(self, model: str, ref: pykka.ActorRef[Any]) -> None:
+    def set(self, model: str, ref: pykka.ActorRef[Any], gate: Gate) -> None:
         with self._lock:
-            self._refs[model] = ref
+            self._entries[model] = (ref, gate)
             self._absent.pop(model, None)
 
     def absent(self, model: str, refusal: Refusal, reason: str) -> None:
         with self._lock:
-            self._refs.pop(model, None)
+            self._entries.pop(model, None)
             self._absent[model] = (refusal, reason)
 
     def ref(self, model: str) -> pykka.ActorRef[Any]:
         """The model's actor; raises NotAdmitted when it has none, KeyError when unknown."""
-        ref = self._refs.get(model)
-        if ref is not None:
-            return ref
+        return self.entry(model)[0]
+
+    def entry(self, model: str) -> tuple[pykka.ActorRef[Any], Gate]:
+        """The model's actor and its gate; NotAdmitted when it has none, KeyError if unknown."""
+        entry = self._entries.get(model)
+        if entry is not None:
+            return entry
         with self._lock:
             if model in self._absent:
                 refusal, reason = self._absent[model]
@@ -42,6 +47,6 @@ class Directory:
     def models(self) -> dict[str, str]:
         """Every model with 'running' or why it is not."""
         with self._lock:
-            states = {name: "running" for name in self._refs}
+            states = {name: "running" for name in self._entries}
             states.update({name: reason for name, (_, reason) in self._absent.items()})
         return states

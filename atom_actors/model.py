@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -27,6 +27,7 @@ from .catalog import ModelSpec
 from .circuit import DEFAULT_CIRCUIT, Circuit, CircuitPolicy, admit, record
 from .events import ModelHealthChanged, model_stream
 from .providers import AsyncProvider, BlockingProvider
+from .snapshot import Health
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +128,70 @@ class GetStatus:
     reply: Future[ModelStatus]
 
 
-@dataclass(slots=True)
-class _Slots:
-    free: list[int] = field(default_factory=list)
-    tickets: dict[str, Ticket] = field(default_factory=dict)
+class Gate:
+    """A model's admission state, its bulkhead's slots and its circuit, under one lock.
+
+    Its actor decides every hard case: queueing, refusals, circuit transitions and the health
+    events they write. A caller takes the easy ones itself, without a message: a free slot on
+    a closed circuit, and a release that changes nothing but the slot. Those are nearly all
+    calls, and each message spared is a wake-up of the actor's thread and then of the loop.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        policy: CircuitPolicy = DEFAULT_CIRCUIT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spec = spec
+        self.policy = policy
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.circuit = Circuit()
+        self.providers: list[AsyncProvider | BlockingProvider] = []
+        self.executors: list[ThreadPoolExecutor | None] = []
+        self.free: list[int] = []
+        self.tickets: dict[str, Ticket] = {}
+        self.waiting: deque[Admit] = deque()
+        self.calls = 0
+        self.failures = 0
+        # Fast admissions only between the actor's start and its shutdown.
+        self.open = False
+
+    def admit_now(self, call_id: str) -> Ticket | None:
+        """A ticket at once when the circuit is closed and a slot is free and nobody queues;
+        None when the actor must decide (ask it with Admit)."""
+        with self.lock:
+            if (
+                not self.open
+                or self.waiting
+                or not self.free
+                or self.circuit.state is not Health.CLOSED
+            ):
+                return None
+            return self.take_slot(call_id)
+
+    def release_now(self, ticket: Ticket, outcome: Outcome) -> bool:
+        """Free the ticket's slot when nothing else changes; False when the actor must decide
+        (tell it Release): a failure, a circuit not closed, callers queued."""
+        with self.lock:
+            if outcome is Outcome.FAILED or self.waiting or self.circuit.state is not Health.CLOSED:
+                return False
+            if self.tickets.pop(ticket.call_id, None) is not None:
+                self.free.append(ticket.slot)
+                if outcome is Outcome.OK:
+                    # A success clears the failure count; the circuit stays closed.
+                    self.circuit = Circuit()
+            return True
+
+    def take_slot(self, call_id: str) -> Ticket:
+        """A ticket on a free slot; the lock is held."""
+        slot = self.free.pop()
+        index = slot if self.executors[0] is not None else 0
+        ticket = Ticket(call_id, self.spec, self.providers[index], self.executors[index], slot)
+        self.tickets[call_id] = ticket
+        self.calls += 1
+        return ticket
 
 
 class ModelActor(pykka.ThreadingActor):
@@ -144,8 +205,7 @@ class ModelActor(pykka.ThreadingActor):
         store: EventStore,
         loop: asyncio.AbstractEventLoop | None,
         on_crash: Callable[[str, BaseException], None],
-        circuit_policy: CircuitPolicy = DEFAULT_CIRCUIT,
-        clock: Callable[[], float] = time.monotonic,
+        gate: Gate | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -153,15 +213,7 @@ class ModelActor(pykka.ThreadingActor):
         self._store = store
         self._loop = loop
         self._on_crash = on_crash
-        self._policy = circuit_policy
-        self._clock = clock
-        self._circuit = Circuit()
-        self._providers: list[AsyncProvider | BlockingProvider] = []
-        self._executors: list[ThreadPoolExecutor | None] = []
-        self._slots = _Slots()
-        self._waiting: deque[Admit] = deque()
-        self._calls = 0
-        self._failures = 0
+        self.gate = gate or Gate(spec)
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -175,20 +227,24 @@ class ModelActor(pykka.ThreadingActor):
 
     def _load(self) -> None:
         first = self._factory(self.spec)
-        self._providers.append(first)
+        providers: list[AsyncProvider | BlockingProvider] = [first]
         if isinstance(first, BlockingProvider):
             # A blocking provider (a loaded llama.cpp model) serves one call at a time: one
             # copy and one thread per concurrent call.
             for _ in range(1, self.spec.max_concurrency):
-                self._providers.append(self._factory(self.spec))
-            self._executors = [
+                providers.append(self._factory(self.spec))
+            executors: list[ThreadPoolExecutor | None] = [
                 ThreadPoolExecutor(1, thread_name_prefix=f"{self.spec.name}-{i}")
-                for i in range(len(self._providers))
+                for i in range(len(providers))
             ]
-            self._slots.free = list(range(len(self._providers)))
+            free = list(range(len(providers)))
         else:
-            self._executors = [None]
-            self._slots.free = [0] * self.spec.max_concurrency
+            executors = [None]
+            free = [0] * self.spec.max_concurrency
+        gate = self.gate
+        with gate.lock:
+            gate.providers, gate.executors, gate.free = providers, executors, free
+            gate.open = True
 
     def on_stop(self) -> None:
         stopped = f"model {self.spec.name!r} stopped"
@@ -204,16 +260,22 @@ class ModelActor(pykka.ThreadingActor):
         self._on_crash(self.spec.name, error)
 
     def _shut_down(self, error: NotAdmitted) -> None:
-        while self._waiting:
-            fail(self._waiting.popleft().reply, error)
-        for ticket in list(self._slots.tickets.values()):
+        gate = self.gate
+        with gate.lock:
+            gate.open = False
+            waiting, gate.waiting = list(gate.waiting), deque()
+            tickets = list(gate.tickets.values())
+            providers, executors = gate.providers, gate.executors
+            gate.providers, gate.executors, gate.free = [], [], []
+        for message in waiting:
+            fail(message.reply, error)
+        for ticket in tickets:
             ticket.abort(error.message)
-        for executor in self._executors:
+        for executor in executors:
             if executor is not None:
                 executor.shutdown(wait=False)
-        for provider in self._providers:
+        for provider in providers:
             self._close(provider)
-        self._providers.clear()
 
     def _close(self, provider: AsyncProvider | BlockingProvider) -> None:
         if isinstance(provider, BlockingProvider):
@@ -236,86 +298,107 @@ class ModelActor(pykka.ThreadingActor):
         return None
 
     def _admit(self, message: Admit) -> None:
-        now = self._clock()
-        allowed, circuit = admit(self._circuit, self._policy, now)
-        self._set_circuit(circuit, "cool-down over: one trial call")
-        if not allowed:
-            fail(message.reply, self._circuit_refusal(now))
-        elif self._slots.free:
-            self._grant(message)
-        elif self.spec.admission == "refuse" or len(self._waiting) >= self.spec.max_queue:
-            fail(
-                message.reply,
-                NotAdmitted(
+        gate = self.gate
+        now = gate.clock()
+        with gate.lock:
+            allowed, circuit = admit(gate.circuit, gate.policy, now)
+            previous, gate.circuit = gate.circuit, circuit
+        self._announce(previous, circuit, "cool-down over: one trial call")
+        with gate.lock:
+            if not allowed:
+                refusal: NotAdmitted | None = self._circuit_refusal(now)
+            elif gate.free:
+                ticket = gate.take_slot(message.call_id)
+                refusal = None
+            elif self.spec.admission == "refuse" or len(gate.waiting) >= self.spec.max_queue:
+                refusal = NotAdmitted(
                     self.spec.name,
                     Refusal.OVERLOADED,
                     f"model {self.spec.name!r} is at max_concurrency "
-                    f"{self.spec.max_concurrency} with {len(self._waiting)} queued",
-                ),
-            )
+                    f"{self.spec.max_concurrency} with {len(gate.waiting)} queued",
+                )
+            else:
+                gate.waiting.append(message)
+                return
+        if refusal is not None:
+            fail(message.reply, refusal)
         else:
-            self._waiting.append(message)
+            self._hand(message, ticket)
 
-    def _grant(self, message: Admit) -> None:
-        slot = self._slots.free.pop()
-        index = slot if self._executors[0] is not None else 0
-        ticket = Ticket(
-            message.call_id, self.spec, self._providers[index], self._executors[index], slot
-        )
-        if answer(message.reply, ticket):
-            self._slots.tickets[message.call_id] = ticket
-            self._calls += 1
-        else:
-            self._slots.free.append(slot)
+    def _hand(self, message: Admit, ticket: Ticket) -> None:
+        """Answer an Admit with its ticket; a caller gone meanwhile gives its slot back."""
+        if not answer(message.reply, ticket):
+            gate = self.gate
+            with gate.lock:
+                if gate.tickets.pop(ticket.call_id, None) is not None:
+                    gate.free.append(ticket.slot)
+                    gate.calls -= 1
 
     def _release(self, message: Release) -> None:
-        ticket = self._slots.tickets.pop(message.ticket.call_id, None)
-        if ticket is None:
-            return
-        self._slots.free.append(ticket.slot)
-        now = self._clock()
-        if message.outcome is Outcome.NEUTRAL:
-            if self._circuit.probing:
-                self._circuit = Circuit(self._circuit.state, self._circuit.failures,
-                                        self._circuit.opened_at, probing=False)  # fmt: skip
-        else:
-            ok = message.outcome is Outcome.OK
-            self._failures += not ok
-            self._set_circuit(
-                record(self._circuit, self._policy, now, ok=ok),
-                "a call succeeded" if ok else f"{self._circuit.failures + 1} failures in a row",
-            )
-        if self._circuit.state.value == "open":
+        gate = self.gate
+        now = gate.clock()
+        with gate.lock:
+            ticket = gate.tickets.pop(message.ticket.call_id, None)
+            if ticket is None:
+                return
+            gate.free.append(ticket.slot)
+            previous = gate.circuit
+            if message.outcome is Outcome.NEUTRAL:
+                if previous.probing:
+                    gate.circuit = Circuit(previous.state, previous.failures,
+                                           previous.opened_at, probing=False)  # fmt: skip
+            else:
+                ok = message.outcome is Outcome.OK
+                gate.failures += not ok
+                gate.circuit = record(previous, gate.policy, now, ok=ok)
+            circuit = gate.circuit
+        reason = (
+            "a call succeeded"
+            if message.outcome is Outcome.OK
+            else f"{previous.failures + 1} failures in a row"
+        )
+        self._announce(previous, circuit, reason)
+        refused: list[Admit] = []
+        granted: list[tuple[Admit, Ticket]] = []
+        with gate.lock:
+            if gate.circuit.state is Health.OPEN:
+                refused, gate.waiting = list(gate.waiting), deque()
+            while gate.free and gate.waiting:
+                waiter = gate.waiting.popleft()
+                granted.append((waiter, gate.take_slot(waiter.call_id)))
+        if refused:
             refusal = self._circuit_refusal(now)
-            while self._waiting:
-                fail(self._waiting.popleft().reply, refusal)
-        while self._slots.free and self._waiting:
-            self._grant(self._waiting.popleft())
+            for waiter in refused:
+                fail(waiter.reply, refusal)
+        for waiter, ticket in granted:
+            self._hand(waiter, ticket)
 
     def _circuit_refusal(self, now: float) -> NotAdmitted:
-        wait = max(0.0, self._circuit.opened_at + self._policy.cooldown_s - now)
+        circuit, policy = self.gate.circuit, self.gate.policy
+        wait = max(0.0, circuit.opened_at + policy.cooldown_s - now)
         return NotAdmitted(
             self.spec.name,
             Refusal.CIRCUIT_OPEN,
-            f"model {self.spec.name!r}: circuit open after {self._circuit.failures} failures; "
+            f"model {self.spec.name!r}: circuit open after {circuit.failures} failures; "
             f"next trial in {wait:.1f}s",
         )
 
-    def _set_circuit(self, circuit: Circuit, reason: str) -> None:
-        previous = self._circuit.state
-        self._circuit = circuit
-        if circuit.state is not previous:
-            event = ModelHealthChanged(self.spec.name, previous.value, circuit.state.value, reason)
-            # Rare, and on the record before any caller is refused for it.
+    def _announce(self, previous: Circuit, circuit: Circuit, reason: str) -> None:
+        """Put a change of health on the record, before any caller is refused for it."""
+        if circuit.state is not previous.state:
+            event = ModelHealthChanged(self.spec.name, previous.state.value, circuit.state.value,
+                                       reason)  # fmt: skip
             self._store.append(model_stream(self.spec.name), [event.new()])
 
     def _status(self) -> ModelStatus:
-        return ModelStatus(
-            self.spec.name,
-            self._circuit.state.value,
-            len(self._slots.tickets),
-            len(self._waiting),
-            self._circuit.failures,
-            self._calls,
-            self._failures,
-        )
+        gate = self.gate
+        with gate.lock:
+            return ModelStatus(
+                self.spec.name,
+                gate.circuit.state.value,
+                len(gate.tickets),
+                len(gate.waiting),
+                gate.circuit.failures,
+                gate.calls,
+                gate.failures,
+            )

@@ -22,7 +22,7 @@ from .catalog import ModelSpec, missing_file
 from .circuit import DEFAULT_CIRCUIT, CircuitPolicy
 from .directory import Directory
 from .events import ActorRestarted, ModelHealthChanged, model_stream
-from .model import ModelActor, ProviderFactory, Refusal
+from .model import Gate, ModelActor, ProviderFactory, Refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +112,7 @@ class Supervisor(pykka.ThreadingActor):
             with contextlib.suppress(pykka.ActorDeadError):
                 me.tell(ChildFailed(model, repr(error)))
 
+        gate = Gate(self._specs[name], self._circuit_policy)
         try:
             ref = ModelActor.start(
                 self._specs[name],
@@ -119,13 +120,13 @@ class Supervisor(pykka.ThreadingActor):
                 store=self._store,
                 loop=self._loop,
                 on_crash=on_crash,
-                circuit_policy=self._circuit_policy,
+                gate=gate,
             )
         except Exception as exc:  # noqa: BLE001 - a failed start counts as a crash
             self._child_failed(ChildFailed(name, repr(exc)))
             return
         self._children[name] = ref
-        self._directory.set(name, ref)
+        self._directory.set(name, ref, gate)
 
     def _child_failed(self, message: ChildFailed) -> None:
         name = message.model

@@ -36,6 +36,13 @@ class Delta:
 
 
 @dataclass(frozen=True, slots=True)
+class Deltas:
+    """Deltas that arrived together, in one read from the network: handed on in one step."""
+
+    items: tuple[Delta, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
@@ -51,7 +58,7 @@ class Finish:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
-Event = Delta | Finish
+Event = Delta | Deltas | Finish
 
 
 @runtime_checkable
@@ -61,7 +68,8 @@ class AsyncProvider(Protocol):
     name: str
 
     def stream(self, messages: Sequence[Message], params: CallParams) -> AsyncIterator[Event]:
-        """Yield Delta items, then exactly one Finish; raise ProviderError on failure."""
+        """Yield Delta items (or Deltas of several), then exactly one Finish; raise
+        ProviderError on failure."""
         ...
 
     async def aclose(self) -> None: ...

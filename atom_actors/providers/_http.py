@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from atom_actors.providers._base import Delta, Deltas
 from atom_actors.providers._errors import ErrorKind, ProviderError
 
 
@@ -47,6 +48,11 @@ def event_json(event: ServerSentEvent) -> Any:
     except orjson.JSONDecodeError as exc:
         message = f"a malformed {event.event!r} event: {event.data[:200]!r}"
         raise ProviderError(ErrorKind.UPSTREAM_ERROR, message) from exc
+
+
+def together(deltas: list[Delta]) -> Delta | Deltas:
+    """The deltas of one read as one stream item."""
+    return deltas[0] if len(deltas) == 1 else Deltas(tuple(deltas))
 
 
 class SSEDecoder:
@@ -131,8 +137,9 @@ class SSEEndpoint:
 
     async def events(
         self, body: Mapping[str, Any], clock: CallClock, last: Callable[[ServerSentEvent], bool]
-    ) -> AsyncGenerator[ServerSentEvent, None]:
-        """POST the body and yield the answer's events up to the `last` one.
+    ) -> AsyncGenerator[list[ServerSentEvent], None]:
+        """POST the body and yield the answer's events up to the `last` one, in lists: the
+        events each read from the network completes, so that a burst costs one step.
 
         Raise ProviderError on failure; a body that ends before the last event just ends.
         """
@@ -142,11 +149,14 @@ class SSEEndpoint:
                 raise await _status_error(response, clock)
             decoder = SSEDecoder()
             while chunk := await _read(response, clock):
-                for event in decoder.feed(chunk):
-                    yield event
+                events = decoder.feed(chunk)
+                for index, event in enumerate(events):
                     if last(event):
+                        yield events[: index + 1]
                         await _drain(response)
                         return
+                if events:
+                    yield events
         finally:
             # Release pools a connection whose response was read to its end and closes any other,
             # so that the upstream sees a cancelled call go away instead of generating for nobody.

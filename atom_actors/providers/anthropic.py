@@ -6,7 +6,14 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from atom_actors.providers._base import CallParams, Delta, Event, Finish, Message, Usage
+from atom_actors.providers._base import (
+    CallParams,
+    Delta,
+    Event,
+    Finish,
+    Message,
+    Usage,
+)
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import (
     DEFAULT_TIMEOUTS,
@@ -15,6 +22,7 @@ from atom_actors.providers._http import (
     SSEEndpoint,
     Timeouts,
     event_json,
+    together,
 )
 from atom_actors.providers._messages import to_anthropic
 
@@ -87,14 +95,23 @@ class AnthropicProvider:
             raise ProviderError(ErrorKind.BAD_REQUEST, str(exc)) from exc
         clock = CallClock(self._endpoint.timeouts)
         answer = _Answer()
-        async with aclosing(self._endpoint.events(body, clock, _is_stop)) as events:
-            async for event in events:
-                if event.event == "ping":
-                    continue
-                delta = answer.take(event.event, event_json(event))
-                if delta is not None:
+        async with aclosing(self._endpoint.events(body, clock, _is_stop)) as batches:
+            async for events in batches:
+                deltas: list[Delta] = []
+                try:
+                    for event in events:
+                        if event.event != "ping" and (
+                            delta := answer.take(event.event, event_json(event))
+                        ):
+                            deltas.append(delta)
+                except ProviderError:
+                    # What came before the failure was streamed: it is handed on first.
+                    if deltas:
+                        yield together(deltas)
+                    raise
+                if deltas:
                     clock.token_seen()
-                    yield delta
+                    yield together(deltas)
         yield answer.finish()
 
     async def aclose(self) -> None:

@@ -7,7 +7,14 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from atom_actors.providers._base import CallParams, Delta, Event, Finish, Message, Usage
+from atom_actors.providers._base import (
+    CallParams,
+    Delta,
+    Event,
+    Finish,
+    Message,
+    Usage,
+)
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import (
     DEFAULT_TIMEOUTS,
@@ -16,6 +23,7 @@ from atom_actors.providers._http import (
     SSEEndpoint,
     Timeouts,
     event_json,
+    together,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -60,14 +68,21 @@ class OpenAIProvider:
         clock = CallClock(self._endpoint.timeouts)
         answer = _Answer()
         body = request_body(self.model, messages, params)
-        async with aclosing(self._endpoint.events(body, clock, _is_done)) as events:
-            async for event in events:
-                if _is_done(event):
-                    continue
-                delta = answer.take(event_json(event))
-                if delta is not None:
+        async with aclosing(self._endpoint.events(body, clock, _is_done)) as batches:
+            async for events in batches:
+                deltas: list[Delta] = []
+                try:
+                    for event in events:
+                        if not _is_done(event) and (delta := answer.take(event_json(event))):
+                            deltas.append(delta)
+                except ProviderError:
+                    # What came before the failure was streamed: it is handed on first.
+                    if deltas:
+                        yield together(deltas)
+                    raise
+                if deltas:
                     clock.token_seen()
-                    yield delta
+                    yield together(deltas)
         yield answer.finish(messages)
 
     async def aclose(self) -> None:

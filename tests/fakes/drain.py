@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from atom_actors.providers._base import Delta, Event, Finish
+from atom_actors.providers._base import Delta, Deltas, Event, Finish
 
 
 @dataclass(slots=True)
@@ -27,6 +27,8 @@ async def drain(events: AsyncIterator[Event], into: Drained | None = None) -> Dr
         assert drained.finish is None, "an event came after the Finish"
         if isinstance(event, Finish):
             drained.finish = event
+        elif isinstance(event, Deltas):
+            drained.deltas.extend(event.items)
         else:
             drained.deltas.append(event)
     assert drained.finish is not None, "the stream ended without a Finish"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from atom_actors.providers._base import AsyncProvider, CallParams, Delta, Usage
+from atom_actors.providers._base import AsyncProvider, CallParams, Finish, Usage
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import Timeouts
 from atom_actors.providers.anthropic import API_VERSION, AnthropicProvider
@@ -256,7 +256,7 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(
 
     async def consume() -> None:
         async for event in make_anthropic().stream(MESSAGES, CallParams()):
-            if isinstance(event, Delta):
+            if not isinstance(event, Finish):
                 first.set()
 
     task = asyncio.create_task(consume())

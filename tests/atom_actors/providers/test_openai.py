@@ -9,7 +9,7 @@ from contextlib import aclosing
 
 import pytest
 
-from atom_actors.providers._base import AsyncProvider, CallParams, Delta, Usage
+from atom_actors.providers._base import AsyncProvider, CallParams, Delta, Deltas, Finish, Usage
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import Timeouts
 from atom_actors.providers.openai import OpenAIProvider
@@ -47,6 +47,21 @@ async def test_streamed_deltas_concatenate_to_the_reply(
     assert drained.finish.finish_reason == "stop"
     assert drained.finish.usage == Usage(PROMPT_TOKENS, len(tokenize(REPLY)))
     assert drained.finish.mean_logprob is None
+
+
+async def test_tokens_that_arrive_together_come_as_one_item_and_paced_ones_one_by_one(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    """A burst read at once costs the caller one step; a paced stream is handed on as it comes."""
+    burst = [e async for e in make_openai().stream(MESSAGES, CallParams())]
+    fake.default = Behaviour(reply=REPLY, tokens_per_second=100)
+    paced = [e async for e in make_openai().stream(MESSAGES, CallParams())]
+
+    # The fake writes an unpaced answer in one write: fewer items than tokens.
+    assert any(isinstance(e, Deltas) for e in burst)
+    assert len(burst) - 1 < len(tokenize(REPLY))
+    assert all(isinstance(e, Delta) for e in paced[:-1])
+    assert [e.text for e in paced[:-1] if isinstance(e, Delta)] == tokenize(REPLY)
 
 
 async def test_sends_only_the_parameters_that_are_set(
@@ -332,7 +347,7 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(
 
     async def consume() -> None:
         async for event in make_openai().stream(MESSAGES, CallParams()):
-            if isinstance(event, Delta):
+            if not isinstance(event, Finish):
                 first.set()
 
     task = asyncio.create_task(consume())
