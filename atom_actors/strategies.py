@@ -57,6 +57,19 @@ def assess(spec: ModelSpec, snapshot: RouteSnapshot, request: RouteRequest) -> C
     )
 
 
+def _scored(c: Candidate, score: float) -> Candidate:
+    # Routing runs on every request: spelled out, this is a quarter of dataclasses.replace's cost.
+    return Candidate(
+        c.model,
+        score,
+        c.quality,
+        c.quality_evidence,
+        c.expected_cost_usd,
+        c.reservation_pico,
+        c.expected_latency_ms,
+    )
+
+
 def _ranked(
     candidates: Sequence[Candidate], key: Callable[[Candidate], tuple[float, ...]]
 ) -> Ranking:
@@ -66,19 +79,19 @@ def _ranked(
 
 def quality_first(snapshot: RouteSnapshot, request: RouteRequest) -> Ranking:
     """Highest learned quality at the capability first; faster, then cheaper, breaks ties."""
-    scored = [replace(c, score=c.quality) for c in _assess_all(snapshot, request)]
+    scored = [_scored(c, c.quality) for c in _assess_all(snapshot, request)]
     return _ranked(scored, lambda c: (-c.score, c.expected_latency_ms, c.reservation_pico))
 
 
 def cost_first(snapshot: RouteSnapshot, request: RouteRequest) -> Ranking:
     """Cheapest reservation for this request first; higher quality breaks ties."""
-    scored = [replace(c, score=-c.expected_cost_usd) for c in _assess_all(snapshot, request)]
+    scored = [_scored(c, -c.expected_cost_usd) for c in _assess_all(snapshot, request)]
     return _ranked(scored, lambda c: (c.reservation_pico, -c.quality))
 
 
 def speed_first(snapshot: RouteSnapshot, request: RouteRequest) -> Ranking:
     """Lowest expected latency first; cheaper breaks ties."""
-    scored = [replace(c, score=-c.expected_latency_ms) for c in _assess_all(snapshot, request)]
+    scored = [_scored(c, -c.expected_latency_ms) for c in _assess_all(snapshot, request)]
     return _ranked(scored, lambda c: (c.expected_latency_ms, c.reservation_pico))
 
 
@@ -91,7 +104,7 @@ def capability(snapshot: RouteSnapshot, request: RouteRequest) -> Ranking:
     for spec in snapshot.catalog:
         evidence = snapshot.figures_of(spec.name).quality.get(request.capability, Evidence())
         strength = learned_quality(spec.quality_prior, evidence)
-        scored.append(replace(assess(spec, snapshot, request), score=strength))
+        scored.append(_scored(assess(spec, snapshot, request), strength))
     return _ranked(scored, lambda c: (-c.score, c.reservation_pico))
 
 
@@ -102,8 +115,7 @@ def round_robin(snapshot: RouteSnapshot, request: RouteRequest) -> Ranking:
     start = snapshot.round_robin_counter % len(snapshot.catalog)
     turn = snapshot.catalog[start:] + snapshot.catalog[:start]
     return tuple(
-        replace(assess(spec, snapshot, request), score=-float(place))
-        for place, spec in enumerate(turn)
+        _scored(assess(spec, snapshot, request), -float(place)) for place, spec in enumerate(turn)
     )
 
 
@@ -144,6 +156,8 @@ def exclusion_reason(spec: ModelSpec, snapshot: RouteSnapshot, request: RouteReq
         return f"context: needs {needed} > {spec.context_window}"
     if snapshot.health_of(name) is Health.OPEN:
         return "health: circuit open"
+    if request.min_quality is None and request.max_cost_usd is None and request.deadline_ms is None:
+        return None
     expected = assess(spec, snapshot, request)
     if request.min_quality is not None and expected.quality < request.min_quality:
         return f"quality: {expected.quality:.4g} < min_quality {request.min_quality:g}"
@@ -185,7 +199,8 @@ def route(snapshot: RouteSnapshot, request: RouteRequest) -> RouteDecision:
             )
         else:
             affordable.append(spec)
-    candidates = rank(replace(snapshot, catalog=tuple(affordable)), request)
+    eligible = snapshot if not reasons else replace(snapshot, catalog=tuple(affordable))
+    candidates = rank(eligible, request)
     excluded = [Exclusion(s.name, reasons[s.name]) for s in snapshot.catalog if s.name in reasons]
     if request.strategy is Strategy.ENSEMBLE:
         known = {spec.name for spec in snapshot.catalog}
