@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import queue
 import sqlite3
 import threading
@@ -23,6 +24,8 @@ from .errors import DuplicateEventConflict, EventStoreError, StoreClosed, WrongE
 from .events import ANY, NO_STREAM, ExpectedVersion, NewEvent
 from .reader import COLUMNS, LogReader, Row
 from .upcasting import Upcasters
+
+log = logging.getLogger(__name__)
 
 _SQL_VARIABLES: Final = 500
 _INSERT: Final = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -102,8 +105,13 @@ def _serialise(stream_id: str, events: Sequence[NewEvent], expected: ExpectedVer
     return _Part(stream_id, expected, rows)
 
 
-def _resolve(outcomes: list[tuple[asyncio.Future[list[list[int]]], Any]]) -> None:
-    """On a loop: give each waiter of a group commit its positions or its error."""
+def _resolve(
+    outcomes: list[tuple[asyncio.Future[list[list[int]]], Any]],
+    listeners: list[Callable[[int], None]],
+    head: int | None,
+) -> None:
+    """On a loop: give each waiter of a group commit its positions or its error, then tell
+    the loop's commit listeners the new head."""
     for waiter, outcome in outcomes:
         if waiter.done():
             continue  # its appender gave up waiting (cancelled); the append stands
@@ -111,6 +119,12 @@ def _resolve(outcomes: list[tuple[asyncio.Future[list[list[int]]], Any]]) -> Non
             waiter.set_exception(outcome)
         else:
             waiter.set_result(outcome)
+    if head is not None:
+        for listener in listeners:
+            try:
+                listener(head)
+            except Exception:  # one listener's failure must not silence the others
+                log.exception("a commit listener failed")
 
 
 def _first(future: Future[list[list[int]]]) -> Future[list[int]]:
@@ -157,6 +171,8 @@ class EventStore(LogReader):
         # Last version of recently written streams; valid while no other process writes.
         self._versions: dict[str, int] = {}
         self._listeners: list[Callable[[int], None]] = []
+        # Listeners run on their event loop, in the wake-up that resolves its appenders.
+        self._loop_listeners: dict[asyncio.AbstractEventLoop, list[Callable[[int], None]]] = {}
         # The rows this store committed last, in position order without a gap: in-process
         # subscribers read them here instead of querying the file they were just written to.
         self._recent: deque[Row] = deque(maxlen=_RECENT_ROWS)
@@ -330,7 +346,7 @@ class EventStore(LogReader):
                 if isinstance(exc, EventStoreError)
                 else EventStoreError(f"commit failed: {exc}")
             )
-            self._settle(group, [error] * len(group))
+            self._settle(group, [error] * len(group), None)
             return
         self._written_head = head
         self._commits += 1
@@ -344,7 +360,7 @@ class EventStore(LogReader):
             self._head = max(self._head, head)
             self._committed.notify_all()
         self._remember(inserts)
-        self._settle(group, outcomes)
+        self._settle(group, outcomes, head)
         for listener in list(self._listeners):
             try:
                 listener(head)
@@ -370,9 +386,14 @@ class EventStore(LogReader):
             start = after + 1 - first
             return list(itertools.islice(self._recent, start, start + limit))
 
-    @staticmethod
-    def _settle(group: list[_Append], outcomes: Sequence[list[list[int]] | BaseException]) -> None:
-        """Hand every appender of a group its outcome: one wake-up per event loop."""
+    def _settle(
+        self,
+        group: list[_Append],
+        outcomes: Sequence[list[list[int]] | BaseException],
+        head: int | None,
+    ) -> None:
+        """Hand every appender of a group its outcome, and every loop listener the new head
+        (None: nothing was committed): one wake-up per event loop."""
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         for request, outcome in zip(group, outcomes, strict=True):
             if request.future is not None:
@@ -382,10 +403,13 @@ class EventStore(LogReader):
                     request.future.set_result(outcome)
             elif request.waiter is not None and request.loop is not None:
                 by_loop.setdefault(request.loop, []).append((request.waiter, outcome))
-        for loop, waiting in by_loop.items():
+        listening = self._loop_listeners if head is not None else {}
+        for loop in by_loop.keys() | listening.keys():
             # A loop closed meanwhile has nobody left to tell.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, waiting)
+                loop.call_soon_threadsafe(
+                    _resolve, by_loop.get(loop, []), listening.get(loop, []), head
+                )
 
     def _write(
         self, conn: sqlite3.Connection, group: list[_Append], *, optimistic: bool
@@ -593,12 +617,34 @@ class EventStore(LogReader):
                 return True
         return self.head() >= position
 
-    def add_commit_listener(self, listener: Callable[[int], None]) -> None:
-        """Call `listener(head)` on the writer thread after every commit; it must not block."""
-        self._listeners.append(listener)
+    def add_commit_listener(
+        self, listener: Callable[[int], None], loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        """Call `listener(head)` after every commit: on the writer thread (it must not block),
+        or on `loop`, in the same wake-up that resolves that loop's appenders of the commit."""
+        if loop is None:
+            self._listeners.append(listener)
+        else:
+            # Copied, not changed in place: the writer may be reading the old list.
+            listeners = {**self._loop_listeners}
+            listeners[loop] = [*listeners.get(loop, []), listener]
+            self._loop_listeners = listeners
 
-    def remove_commit_listener(self, listener: Callable[[int], None]) -> None:
-        self._listeners.remove(listener)
+    def remove_commit_listener(
+        self, listener: Callable[[int], None], loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        """Stop calling a listener; ValueError if it was not added (for that loop)."""
+        if loop is None:
+            self._listeners.remove(listener)
+            return
+        listeners = {**self._loop_listeners}
+        remaining = [*listeners.get(loop, [])]
+        remaining.remove(listener)
+        if remaining:
+            listeners[loop] = remaining
+        else:
+            del listeners[loop]
+        self._loop_listeners = listeners
 
     @property
     def stats(self) -> WriterStats:

@@ -75,9 +75,10 @@ class Subscription:
         types = self._types
 
         def on_commit(_head: int) -> None:
-            loop.call_soon_threadsafe(wake.set)
+            wake.set()
 
-        self._store.add_commit_listener(on_commit)
+        # Called on this loop, in the wake-up that the commit's own appenders get.
+        self._store.add_commit_listener(on_commit, loop)
         after = self.position
         polled = True
         try:
@@ -92,7 +93,8 @@ class Subscription:
                 polled = False
                 if not rows:
                     try:
-                        await asyncio.wait_for(wake.wait(), self._poll)
+                        async with asyncio.timeout(self._poll):
+                            await wake.wait()
                     except TimeoutError:
                         polled = True
                     continue
@@ -104,4 +106,4 @@ class Subscription:
                 yield events, after
         finally:
             with contextlib.suppress(ValueError):
-                self._store.remove_commit_listener(on_commit)
+                self._store.remove_commit_listener(on_commit, loop)

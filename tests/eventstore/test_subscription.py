@@ -60,3 +60,37 @@ async def test_async_subscription_follows_live_appends(store: EventStore) -> Non
             subscription.close()
     await writer
     assert seen == list(range(21, 251))
+
+
+async def test_a_loop_listener_is_told_on_the_loop_before_the_appender_resumes(
+    store: EventStore,
+) -> None:
+    """Commit listeners on a loop ride the wake-up that resolves the loop's own appenders."""
+    loop = asyncio.get_running_loop()
+    seen: list[tuple[int, int]] = []
+
+    def listener(head: int) -> None:
+        seen.append((head, threading.get_ident()))
+
+    store.add_commit_listener(listener, loop)
+    positions = await store.append_async("s", [NewEvent("Noted", {"n": 1})])
+    assert seen == [(positions[-1], threading.get_ident())]
+    store.remove_commit_listener(listener, loop)
+    await store.append_async("s", [NewEvent("Noted", {"n": 2})])
+    assert len(seen) == 1
+
+
+async def test_a_failing_loop_listener_leaves_the_others_and_the_appenders_be(
+    store: EventStore,
+) -> None:
+    loop = asyncio.get_running_loop()
+    heads: list[int] = []
+
+    def broken(_head: int) -> None:
+        raise RuntimeError("a listener bug")
+
+    store.add_commit_listener(broken, loop)
+    store.add_commit_listener(heads.append, loop)
+    first = await store.append_async("s", [NewEvent("Noted", {"n": 1})])
+    second = await store.append_async("s", [NewEvent("Noted", {"n": 2})])
+    assert heads == [first[-1], second[-1]]
