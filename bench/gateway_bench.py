@@ -46,9 +46,10 @@ TICKS: Final = os.sysconf("SC_CLK_TCK")
 # answers (see atom_actors/gateway.py, calls.py and eventstore/store.py); the log's appends,
 # commits and events are also measured below, from the server's /metrics and from the log.
 COUNTS: Final = {
-    "actor_hops": 3,
-    "actor_hops_how": "counted: 2 messages to the ModelActor, the Admit ask (loop -> actor "
-    "thread -> loop, 2 crossings, awaited) and the Release tell (loop -> actor thread, 1)",
+    "actor_hops": 0,
+    "actor_hops_how": "counted: the model's Gate admits the call (a free slot on a closed "
+    "circuit) and frees its slot on success on the loop, under its lock; the ModelActor is "
+    "messaged only to queue, refuse, or record a failure (an ask: 2 thread crossings, a tell: 1)",
     "log_appends": 2,
     "log_appends_how": "counted and measured (log_appends_per_request): RequestReceived, "
     "RouteDecided, BudgetReserved and ModelCallStarted, committed before the upstream call; "
@@ -61,7 +62,8 @@ COUNTS: Final = {
     "json_encodes_how": "counted: on the loop 18 (8 events x data and metadata, the upstream "
     "request body, the response body), on the writer thread 8 (the hash chain's row per event)",
     "json_decodes": 22,
-    "json_decodes_how": "counted: the request body, the 11 SSE chunks of the fake's answer, and "
+    "json_decodes_how": "counted: the request body, the 11 SSE chunks of the fake's answer "
+    "(read at once, they reach the call as one Deltas item), and "
     "5 of the 8 events (data and metadata) folded by the live projections; the 3 no projection "
     "reads (RequestReceived, RouteDecided, TokensStreamed) are not decoded",
 }

@@ -31,7 +31,7 @@ _SQL_VARIABLES: Final = 500
 _INSERT: Final = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _VERSION_CACHE: Final = 2_000
 """Streams whose last version the writer keeps: a request's stream is written twice, ms apart."""
-_WRITER_CACHE_KIB: Final = 8192
+_WRITER_CACHE_KIB: Final = 2048
 _CHECKPOINT_EVENTS: Final = 20_000
 _CHECKPOINT_SECONDS: Final = 1.0
 _RECENT_ROWS: Final = 4096
