@@ -7,7 +7,7 @@ import contextlib
 import email.utils
 import math
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +50,31 @@ def event_json(event: ServerSentEvent) -> Any:
         raise ProviderError(ErrorKind.UPSTREAM_ERROR, message) from exc
 
 
-def together(deltas: list[Delta]) -> Delta | Deltas:
-    """The deltas of one read as one stream item."""
+async def deltas_of(
+    batches: AsyncIterator[list[ServerSentEvent]],
+    take: Callable[[ServerSentEvent], Delta | None],
+    clock: CallClock,
+) -> AsyncGenerator[Delta | Deltas, None]:
+    """The text of each batch of events as one stream item; `take` reads an event's delta.
+
+    The deltas before an event that fails (`take` raising ProviderError) are handed on first.
+    """
+    async for events in batches:
+        deltas: list[Delta] = []
+        try:
+            for event in events:
+                if (delta := take(event)) is not None:
+                    deltas.append(delta)
+        except ProviderError:
+            if deltas:
+                yield _together(deltas)
+            raise
+        if deltas:
+            clock.token_seen()
+            yield _together(deltas)
+
+
+def _together(deltas: list[Delta]) -> Delta | Deltas:
     return deltas[0] if len(deltas) == 1 else Deltas(tuple(deltas))
 
 

@@ -21,8 +21,8 @@ from atom_actors.providers._http import (
     ServerSentEvent,
     SSEEndpoint,
     Timeouts,
+    deltas_of,
     event_json,
-    together,
 )
 from atom_actors.providers._messages import to_anthropic
 
@@ -95,23 +95,13 @@ class AnthropicProvider:
             raise ProviderError(ErrorKind.BAD_REQUEST, str(exc)) from exc
         clock = CallClock(self._endpoint.timeouts)
         answer = _Answer()
+
+        def take(event: ServerSentEvent) -> Delta | None:
+            return None if event.event == "ping" else answer.take(event.event, event_json(event))
+
         async with aclosing(self._endpoint.events(body, clock, _is_stop)) as batches:
-            async for events in batches:
-                deltas: list[Delta] = []
-                try:
-                    for event in events:
-                        if event.event != "ping" and (
-                            delta := answer.take(event.event, event_json(event))
-                        ):
-                            deltas.append(delta)
-                except ProviderError:
-                    # What came before the failure was streamed: it is handed on first.
-                    if deltas:
-                        yield together(deltas)
-                    raise
-                if deltas:
-                    clock.token_seen()
-                    yield together(deltas)
+            async for item in deltas_of(batches, take, clock):
+                yield item
         yield answer.finish()
 
     async def aclose(self) -> None:

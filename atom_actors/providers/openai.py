@@ -22,8 +22,8 @@ from atom_actors.providers._http import (
     ServerSentEvent,
     SSEEndpoint,
     Timeouts,
+    deltas_of,
     event_json,
-    together,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -68,21 +68,13 @@ class OpenAIProvider:
         clock = CallClock(self._endpoint.timeouts)
         answer = _Answer()
         body = request_body(self.model, messages, params)
+
+        def take(event: ServerSentEvent) -> Delta | None:
+            return None if _is_done(event) else answer.take(event_json(event))
+
         async with aclosing(self._endpoint.events(body, clock, _is_done)) as batches:
-            async for events in batches:
-                deltas: list[Delta] = []
-                try:
-                    for event in events:
-                        if not _is_done(event) and (delta := answer.take(event_json(event))):
-                            deltas.append(delta)
-                except ProviderError:
-                    # What came before the failure was streamed: it is handed on first.
-                    if deltas:
-                        yield together(deltas)
-                    raise
-                if deltas:
-                    clock.token_seen()
-                    yield together(deltas)
+            async for item in deltas_of(batches, take, clock):
+                yield item
         yield answer.finish(messages)
 
     async def aclose(self) -> None:
