@@ -1,8 +1,9 @@
 """ModelActor: one per configured model; admission (a bulkhead), circuit breaker and health.
 
-The actor does not run calls. It admits a call and hands back a Ticket naming the provider to
-use; the asyncio side runs the call (network providers on the loop, blocking ones on the
-worker thread the ticket names) and reports the outcome back as a Release message.
+The actor does not run calls. A call is admitted with a Ticket naming the provider to use;
+the asyncio side runs the call (network providers on the loop, blocking ones on the worker
+thread the ticket names) and releases the ticket with its outcome. The usual admission and
+release go through the model's Gate without a message; the actor decides the rest.
 """
 
 from __future__ import annotations
