@@ -8,10 +8,13 @@ the log (which commits everything queued), then returns 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import gc
 import signal
 import sys
-from typing import TextIO
+from collections.abc import Iterator
+from typing import Final, TextIO
 
 from aiohttp import web
 
@@ -72,6 +75,30 @@ def _announce(out: TextIO, url: str, admin_key: str | None) -> None:
     print(f"atom: serving on {url}", file=out, flush=True)
 
 
+GC_THRESHOLDS: Final = (10_000, 20, 100)
+"""The cyclic collector's thresholds while serving (Python's default: 700, 10, 10)."""
+
+
+@contextlib.contextmanager
+def _collecting_less() -> Iterator[None]:
+    """Run the cyclic collector far less often while serving, once everything is loaded.
+
+    Nearly all of a request's objects are freed by reference counting; at the default
+    thresholds the collector still ran every few requests and a full pass every second,
+    about 8% of the server's time with pauses of 20-30 ms (measured at 900 requests/s).
+    What exists at start-up is frozen, so the rare full pass skips it.
+    """
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
 async def serve(
     config: Config,
     *,
@@ -102,9 +129,14 @@ async def serve(
                 site = web.TCPSite(runner, config.host, config.port)
                 await site.start()
                 port = runner.addresses[0][1]
-                _announce(out, _url(config.host, port), admin_key)
-                await stop.wait()
-                print(f"atom: stopping; requests in flight have {grace_s:g}s", file=out, flush=True)
+                with _collecting_less():
+                    _announce(out, _url(config.host, port), admin_key)
+                    await stop.wait()
+                    print(
+                        f"atom: stopping; requests in flight have {grace_s:g}s",
+                        file=out,
+                        flush=True,
+                    )
             finally:
                 await runner.cleanup()
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from api.server import GC_THRESHOLDS, _collecting_less
 from eventstore import LogReader
 from tests.api.conftest import ATOM, atom, bearer
 
@@ -140,3 +142,14 @@ def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
     result = atom("serve", "--config", str(config))
     assert result.returncode == 2
     assert "field 'port'" in result.stderr
+
+
+def test_while_serving_the_collector_runs_rarely_and_start_up_is_frozen() -> None:
+    before = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    with _collecting_less():
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > frozen
+    # Whoever called serve() gets its collector back as it was.
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
