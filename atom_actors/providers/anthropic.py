@@ -6,14 +6,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from atom_actors.providers._base import (
-    CallParams,
-    Delta,
-    Event,
-    Finish,
-    Message,
-    Usage,
-)
+from atom_actors.providers._base import CallParams, Delta, Event, Finish, Message, Usage
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import (
     DEFAULT_TIMEOUTS,
@@ -99,8 +92,9 @@ class AnthropicProvider:
         def take(event: ServerSentEvent) -> Delta | None:
             return None if event.event == "ping" else answer.take(event.event, event_json(event))
 
-        async with aclosing(self._endpoint.events(body, clock, _is_stop)) as batches:
-            async for item in deltas_of(batches, take, clock):
+        events = self._endpoint.events(body, clock, _is_stop)
+        async with aclosing(events), aclosing(deltas_of(events, take, clock)) as items:
+            async for item in items:
                 yield item
         yield answer.finish()
 

@@ -7,14 +7,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from atom_actors.providers._base import (
-    CallParams,
-    Delta,
-    Event,
-    Finish,
-    Message,
-    Usage,
-)
+from atom_actors.providers._base import CallParams, Delta, Event, Finish, Message, Usage
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import (
     DEFAULT_TIMEOUTS,
@@ -72,8 +65,9 @@ class OpenAIProvider:
         def take(event: ServerSentEvent) -> Delta | None:
             return None if _is_done(event) else answer.take(event_json(event))
 
-        async with aclosing(self._endpoint.events(body, clock, _is_done)) as batches:
-            async for item in deltas_of(batches, take, clock):
+        events = self._endpoint.events(body, clock, _is_done)
+        async with aclosing(events), aclosing(deltas_of(events, take, clock)) as items:
+            async for item in items:
                 yield item
         yield answer.finish(messages)
 
