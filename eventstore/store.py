@@ -171,8 +171,10 @@ class EventStore(LogReader):
         # Last version of recently written streams; valid while no other process writes.
         self._versions: dict[str, int] = {}
         self._listeners: list[Callable[[int], None]] = []
-        # Listeners run on their event loop, in the wake-up that resolves its appenders.
+        # Listeners run on their event loop, in the wake-up that resolves its appenders. The
+        # writer reads the mapping without a lock: changes replace it, under this one.
         self._loop_listeners: dict[asyncio.AbstractEventLoop, list[Callable[[int], None]]] = {}
+        self._loop_listeners_lock = threading.Lock()
         # The rows this store committed last, in position order without a gap: in-process
         # subscribers read them here instead of querying the file they were just written to.
         self._recent: deque[Row] = deque(maxlen=_RECENT_ROWS)
@@ -624,8 +626,8 @@ class EventStore(LogReader):
         or on `loop`, in the same wake-up that resolves that loop's appenders of the commit."""
         if loop is None:
             self._listeners.append(listener)
-        else:
-            # Copied, not changed in place: the writer may be reading the old list.
+            return
+        with self._loop_listeners_lock:
             listeners = {**self._loop_listeners}
             listeners[loop] = [*listeners.get(loop, []), listener]
             self._loop_listeners = listeners
@@ -637,14 +639,15 @@ class EventStore(LogReader):
         if loop is None:
             self._listeners.remove(listener)
             return
-        listeners = {**self._loop_listeners}
-        remaining = [*listeners.get(loop, [])]
-        remaining.remove(listener)
-        if remaining:
-            listeners[loop] = remaining
-        else:
-            del listeners[loop]
-        self._loop_listeners = listeners
+        with self._loop_listeners_lock:
+            listeners = {**self._loop_listeners}
+            remaining = [*listeners.get(loop, [])]
+            remaining.remove(listener)
+            if remaining:
+                listeners[loop] = remaining
+            else:
+                del listeners[loop]
+            self._loop_listeners = listeners
 
     @property
     def stats(self) -> WriterStats:
