@@ -41,10 +41,17 @@ def matches(filter_: Filter, payload: Mapping[str, Any]) -> bool:
 
 
 class Subscriber:
-    """One client's bounded queue of encoded messages; its writer drains it with `take`."""
+    """One client's bounded queue of encoded messages; its writer drains it with `take`.
 
-    def __init__(self, number: int, limit: int, on_close: OnClose) -> None:
+    `audience` is what it may see of the requests' news: only that audience's (a tenant's, a
+    key's), or everything when None (operators).
+    """
+
+    def __init__(
+        self, number: int, limit: int, on_close: OnClose, audience: str | None = None
+    ) -> None:
         self.number = number
+        self.audience = audience
         self.topics: dict[str, Filter] = {}
         self.close_code: int | None = None
         self.close_reason = ""
@@ -124,9 +131,10 @@ class StreamHub:
         self._numbers = itertools.count(1)
         self._published = self._sent = self._dropped = self._cut = 0
 
-    def connect(self, on_close: OnClose) -> Subscriber:
-        """A new subscriber; `on_close(code, reason)` runs when the hub closes it."""
-        subscriber = Subscriber(next(self._numbers), self.queue_limit, on_close)
+    def connect(self, on_close: OnClose, audience: str | None = None) -> Subscriber:
+        """A new subscriber that sees `audience`'s news (None: all); `on_close(code, reason)`
+        runs when the hub closes it."""
+        subscriber = Subscriber(next(self._numbers), self.queue_limit, on_close, audience)
         self._subscribers.add(subscriber)
         return subscriber
 
@@ -157,8 +165,9 @@ class StreamHub:
         """Whether anyone is subscribed to `topic` now."""
         return topic in self._topics
 
-    def publish(self, topic: str, payload: Mapping[str, Any]) -> int:
-        """Queue the payload for every matching subscriber; returns how many got it."""
+    def publish(self, topic: str, payload: Mapping[str, Any], audience: str | None = None) -> int:
+        """Queue the payload for every matching subscriber allowed to see it (news of one
+        audience's requests, or for everyone with `audience` None); how many got it."""
         self._published += 1
         subscribers = self._topics.get(topic)
         if not subscribers:
@@ -167,6 +176,8 @@ class StreamHub:
         delivered = 0
         slow: list[Subscriber] = []
         for subscriber, filter_ in subscribers.items():
+            if audience is not None and subscriber.audience not in (None, audience):
+                continue
             if filter_ and not matches(filter_, payload):
                 continue
             if message is None:

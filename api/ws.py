@@ -41,13 +41,19 @@ CLIENT_MESSAGE: Final[Schema] = {
 class _Session:
     """One connection: the handler's task reads commands, a writer task drains the queue."""
 
-    def __init__(self, ws: web.WebSocketResponse, hub: StreamHub, close_grace: float) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        hub: StreamHub,
+        close_grace: float,
+        audience: str | None,
+    ) -> None:
         self._ws = ws
         self._hub = hub
         self._grace = close_grace
         self._writer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._subscriber = hub.connect(self._closed_by_hub)
+        self._subscriber = hub.connect(self._closed_by_hub, audience)
 
     async def run(self) -> None:
         self._writer = asyncio.create_task(self._write(self._subscriber))
@@ -117,10 +123,16 @@ class _Session:
 
 
 async def serve_socket(
-    request: web.Request, hub: StreamHub, *, heartbeat: float, close_grace: float
+    request: web.Request,
+    hub: StreamHub,
+    *,
+    heartbeat: float,
+    close_grace: float,
+    audience: str | None,
 ) -> web.WebSocketResponse:
-    """Upgrade the request and serve the connection until either side closes it."""
+    """Upgrade the request and serve the connection until either side closes it; the client
+    sees the news of `audience`'s requests (None: of every request)."""
     ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_CLIENT_MESSAGE)
     await ws.prepare(request)
-    await _Session(ws, hub, close_grace).run()
+    await _Session(ws, hub, close_grace, audience).run()
     return ws

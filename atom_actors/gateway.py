@@ -71,7 +71,8 @@ BACKOFF_S = 0.2
 DEADLINE_MARGIN_S = 0.05
 """An ensemble stops waiting for its members this long before the request's deadline."""
 
-Publish = Callable[[str, dict[str, Any]], object]
+Publish = Callable[[str, dict[str, Any], str], object]
+"""publish(topic, payload, audience): live news of a request, for those who may see it."""
 TokenSink = Callable[[str, str, float], None]
 """Called with (member or model, text, ms since the request started) for every delta."""
 
@@ -83,6 +84,20 @@ class Principal:
     key_id: str | None = None
     role: str = "admin"
     tenant: str | None = None
+
+    @property
+    def audience(self) -> str:
+        """Who may watch this caller's requests live: see `audience_of`."""
+        return audience_of(self.key_id, self.tenant)
+
+
+def audience_of(key_id: str | None, tenant: str | None) -> str:
+    """The audience of a caller's live news (tokens, request states) on the stream hub: its
+    tenant's keys (keys without a tenant are one tenant together), or for a trusted tool's
+    requests (no key) only operators."""
+    if key_id is None and tenant is None:
+        return "internal"
+    return f"tenant:{tenant or ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +197,10 @@ class _Request:
     round_robin: int = 0
     # Tokens of an answer went out to a streaming client: that answer can no longer be retried.
     delivered: bool = False
+
+    @property
+    def audience(self) -> str:
+        return self.principal.audience
 
 
 class Gateway:
@@ -305,7 +324,7 @@ class Gateway:
                 req.answer_format.field,
             ),
         )
-        self._announce("requests", {"request_id": request_id, "state": "received"})
+        self._announce(r, "requests", {"request_id": request_id, "state": "received"})
         try:
             if req.deadline_ms is None:
                 return await self._answer(r, on_token)
@@ -492,7 +511,8 @@ class Gateway:
                 on_token(label, delta.text, elapsed)
                 r.delivered = member is None
             if publish is not None and (listening is None or listening(topic)):
-                publish(topic, {"member": label, "text": delta.text, "ms": round(elapsed, 3)})
+                payload = {"member": label, "text": delta.text, "ms": round(elapsed, 3)}
+                publish(topic, payload, r.audience)
 
         try:
             result = await self.actors.caller.call(
@@ -689,7 +709,7 @@ class Gateway:
             req.capability,
         )
         position = await self._finish(r, completed)
-        self._announce("requests", {"request_id": r.request_id, "state": "completed"})
+        self._announce(r, "requests", {"request_id": r.request_id, "state": "completed"})
         if self.judge_model is not None and result.model != self.judge_model:
             # The judge grades after the answer has gone: it never delays it.
             task = asyncio.create_task(self._judge(r, result))
@@ -745,15 +765,15 @@ class Gateway:
             None if r.req.model else r.req.strategy.value,
         )
         error.position = await asyncio.shield(self._finish(r, failed))
-        self._announce("requests", {"request_id": r.request_id, "state": "failed"})
+        self._announce(r, "requests", {"request_id": r.request_id, "state": "failed"})
 
     def _record(self, r: _Request, event: DomainEvent) -> None:
         """Add an event to the request's log; a model call or `_finish` commits it."""
         r.log.add(event.new(**r.metadata))
 
-    def _announce(self, topic: str, payload: dict[str, Any]) -> None:
+    def _announce(self, r: _Request, topic: str, payload: dict[str, Any]) -> None:
         if self.publish is not None:
-            self.publish(topic, payload)
+            self.publish(topic, payload, r.audience)
 
     # ------------------------------------------------------------------------------ scores
 
@@ -852,7 +872,7 @@ class Gateway:
             elapsed = (time.perf_counter() - r.started) * 1000
             if on_token is not None:
                 on_token(hit["model"], piece, elapsed)
-            self._announce(f"tokens:{r.request_id}", {"member": hit["model"], "text": piece})
+            self._announce(r, f"tokens:{r.request_id}", {"member": hit["model"], "text": piece})
         latency_ms = round((time.perf_counter() - r.started) * 1000, 3)
         completed = RequestCompleted(
             r.request_id, hit["model"], text, hit["prompt_tokens"], hit["completion_tokens"], 0,

@@ -7,8 +7,9 @@ from typing import Final
 from aiohttp import web
 
 from atom_actors.events import StreamEventPublished
+from atom_actors.gateway import audience_of
 
-from ..auth import Role
+from ..auth import Role, permits
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
 from ..ws import PROTOCOL, TOPIC, serve_socket
@@ -75,11 +76,19 @@ async def publish_event(request: web.Request) -> web.Response:
 
 async def streaming_ws(request: web.Request) -> web.WebSocketResponse:
     services = services_of(request)
+    principal = request[PRINCIPAL]
+    # Operators watch every request; anyone else only their own tenant's.
+    audience = (
+        None
+        if permits(principal.role, Role.OPERATOR)
+        else audience_of(principal.key_id, principal.tenant)
+    )
     return await serve_socket(
         request,
         services.hub,
         heartbeat=services.limits.ws_heartbeat_s,
         close_grace=services.limits.ws_close_grace_s,
+        audience=audience,
     )
 
 

@@ -16,6 +16,7 @@ from api.hub import (
     json_equal,
     matches,
 )
+from atom_actors.gateway import audience_of
 
 scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
 
@@ -133,3 +134,28 @@ def test_a_connection_holds_a_bounded_number_of_topics() -> None:
     with pytest.raises(TooManySubscriptions, match="2 topics"):
         hub.subscribe(subscriber, ["c"], {})
     assert set(subscriber.topics) == {"a", "b"}
+
+
+def test_a_requests_news_reaches_its_own_audience_and_the_operators_only() -> None:
+    hub = StreamHub()
+    tenant_a = hub.connect(Closes(), "tenant:a")
+    tenant_b = hub.connect(Closes(), "tenant:b")
+    operator = hub.connect(Closes())
+    for subscriber in (tenant_a, tenant_b, operator):
+        hub.subscribe(subscriber, ["tokens:r1"], {})
+    assert hub.publish("tokens:r1", {"text": "secret"}, "tenant:a") == 2
+    assert (tenant_a.pending, tenant_b.pending, operator.pending) == (1, 0, 1)
+    # An operator's broadcast (no audience) is for every subscriber of the topic.
+    assert hub.publish("tokens:r1", {"text": "notice"}) == 3
+
+
+def test_a_trusted_tools_requests_are_for_operators_only() -> None:
+    hub = StreamHub()
+    tenantless = hub.connect(Closes(), audience_of("k1", None))
+    operator = hub.connect(Closes())
+    hub.subscribe(tenantless, ["requests"], {})
+    hub.subscribe(operator, ["requests"], {})
+    assert hub.publish("requests", {"state": "received"}, audience_of(None, None)) == 1
+    assert operator.pending == 1 and tenantless.pending == 0
+    # Keys without a tenant are one tenant together.
+    assert audience_of("k1", None) == audience_of("k2", None) != audience_of("k1", "a")

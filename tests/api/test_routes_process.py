@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from api.auth import Role
-from tests.api.conftest import ANSWER, Fleet, bearer, sse_events
+from tests.api.conftest import ANSWER, Fleet, bearer, issue_key, sse_events
 from tests.fakes.faults import Behaviour, Fault
 
 PROCESS = "/api/advanced-ai/process"
@@ -258,3 +258,43 @@ async def test_a_websocket_session_token_follows_a_request(fleet: Fleet) -> None
         }
         await ws.send_json({"op": "ping"})
         assert await ws.receive_json(timeout=5) == {"type": "pong"}
+
+
+async def test_a_viewer_watches_its_own_tenants_requests_and_an_operator_all(
+    fleet: Fleet,
+) -> None:
+    api, store = fleet.api, fleet.store
+    user_a = issue_key(store, Role.USER, tenant="a")
+    viewer_a = issue_key(store, Role.VIEWER, tenant="a")
+    viewer_b = issue_key(store, Role.VIEWER, tenant="b")
+    async with asyncio.timeout(5):
+        while any(api.services.keys.find(k) is None for k in (user_a, viewer_a, viewer_b)):
+            await asyncio.sleep(0.02)
+    keys = (viewer_a, viewer_b, api.keys[Role.OPERATOR])
+    sockets = [await api.http.ws_connect(api.ws_url(), headers=bearer(k)) for k in keys]
+    watch_a, watch_b, watch_all = sockets
+    try:
+        for ws in sockets:
+            await ws.send_json({"op": "subscribe", "topics": ["requests"]})
+            assert (await ws.receive_json(timeout=5))["type"] == "subscribed"
+        status, answer = await fleet.post(PROCESS, {"model": "cheap", "prompt": "hi"}, user_a)
+        assert status == 200
+        status, other = await fleet.post(PROCESS, {"model": "cheap", "prompt": "hi"})
+        assert status == 200
+
+        async def heard(ws: Any, count: int) -> list[tuple[str, str]]:
+            messages = [await ws.receive_json(timeout=5) for _ in range(count)]
+            return [(m["payload"]["request_id"], m["payload"]["state"]) for m in messages]
+
+        mine = [(answer["request_id"], "received"), (answer["request_id"], "completed")]
+        theirs = [(other["request_id"], "received"), (other["request_id"], "completed")]
+        assert await heard(watch_a, 2) == mine
+        assert await heard(watch_all, 4) == mine + theirs
+        # Tenant b heard of neither: the next thing it gets is the answer to its ping.
+        await watch_b.send_json({"op": "ping"})
+        assert await watch_b.receive_json(timeout=5) == {"type": "pong"}
+        await watch_a.send_json({"op": "ping"})
+        assert await watch_a.receive_json(timeout=5) == {"type": "pong"}
+    finally:
+        for ws in sockets:
+            await ws.close()
