@@ -72,13 +72,15 @@ class _Append:
     """One appender's atomic unit, serialised by the appender so the writer only writes.
 
     Its outcome goes to `future` (any thread), or to `waiter` on `loop` (asyncio): the waiters
-    of one loop in a group commit are all resolved by a single wake-up of that loop.
+    of one loop in a group commit are all resolved by a single wake-up of that loop. A `single`
+    waiter is given its one part's positions, not the list of every part's.
     """
 
     parts: list[_Part]
     future: Future[list[list[int]]] | None = None
-    waiter: asyncio.Future[list[list[int]]] | None = None
+    waiter: asyncio.Future[Any] | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    single: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +108,13 @@ def _serialise(stream_id: str, events: Sequence[NewEvent], expected: ExpectedVer
 
 
 def _resolve(
-    outcomes: list[tuple[asyncio.Future[list[list[int]]], Any]],
+    outcomes: list[tuple[asyncio.Future[Any], Any]],
     listeners: list[Callable[[int], None]],
     head: int | None,
 ) -> None:
-    """On a loop: give each waiter of a group commit its positions or its error, then tell
-    the loop's commit listeners the new head."""
+    """On a loop: give each waiter of a group commit its positions or its error, then have
+    the loop's commit listeners told the new head, once what the waiters resume is queued:
+    a request's answer goes before a subscriber's reading of the log."""
     for waiter, outcome in outcomes:
         if waiter.done():
             continue  # its appender gave up waiting (cancelled); the append stands
@@ -119,12 +122,16 @@ def _resolve(
             waiter.set_exception(outcome)
         else:
             waiter.set_result(outcome)
-    if head is not None:
-        for listener in listeners:
-            try:
-                listener(head)
-            except Exception:  # one listener's failure must not silence the others
-                log.exception("a commit listener failed")
+    if head is not None and listeners:
+        asyncio.get_running_loop().call_soon(_tell, listeners, head)
+
+
+def _tell(listeners: list[Callable[[int], None]], head: int) -> None:
+    for listener in listeners:
+        try:
+            listener(head)
+        except Exception:  # one listener's failure must not silence the others
+            log.exception("a commit listener failed")
 
 
 def _first(future: Future[list[list[int]]]) -> Future[list[int]]:
@@ -220,30 +227,23 @@ class EventStore(LogReader):
         per group commit for all its waiters, where `append_future` costs a wake-up each.
         """
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[list[list[int]]] = loop.create_future()
-        self._enqueue([StreamAppend(stream_id, events, expected_version)], waiter=waiter, loop=loop)
-        single: asyncio.Future[list[int]] = loop.create_future()
-
-        def first(done: asyncio.Future[list[list[int]]]) -> None:
-            if single.done():
-                return
-            if done.cancelled():
-                single.cancel()
-            elif (error := done.exception()) is not None:
-                single.set_exception(error)
-            else:
-                single.set_result(done.result()[0])
-
-        waiter.add_done_callback(first)
-        return single
+        waiter: asyncio.Future[list[int]] = loop.create_future()
+        self._enqueue(
+            [StreamAppend(stream_id, events, expected_version)],
+            waiter=waiter,
+            loop=loop,
+            single=True,
+        )
+        return waiter
 
     def _enqueue(
         self,
         parts: Sequence[StreamAppend],
         *,
         future: Future[list[list[int]]] | None = None,
-        waiter: asyncio.Future[list[list[int]]] | None = None,
+        waiter: asyncio.Future[Any] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        single: bool = False,
     ) -> None:
         if not parts:
             raise ValueError("a batch needs at least one stream append")
@@ -254,7 +254,7 @@ class EventStore(LogReader):
         with self._close_lock:
             if self._closed:
                 raise StoreClosed("the event store is closed")
-            self._queue.put(_Append(serialised, future, waiter, loop))
+            self._queue.put(_Append(serialised, future, waiter, loop, single))
 
     def append_batch(self, parts: Sequence[StreamAppend]) -> list[list[int]]:
         """Append an atomic batch over several streams; returns each part's positions."""
@@ -404,7 +404,8 @@ class EventStore(LogReader):
                 else:
                     request.future.set_result(outcome)
             elif request.waiter is not None and request.loop is not None:
-                by_loop.setdefault(request.loop, []).append((request.waiter, outcome))
+                given = outcome[0] if request.single and isinstance(outcome, list) else outcome
+                by_loop.setdefault(request.loop, []).append((request.waiter, given))
         listening = self._loop_listeners if head is not None else {}
         for loop in by_loop.keys() | listening.keys():
             # A loop closed meanwhile has nobody left to tell.

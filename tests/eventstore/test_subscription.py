@@ -62,10 +62,11 @@ async def test_async_subscription_follows_live_appends(store: EventStore) -> Non
     assert seen == list(range(21, 251))
 
 
-async def test_a_loop_listener_is_told_on_the_loop_before_the_appender_resumes(
+async def test_a_loop_listener_is_told_on_the_loop_right_after_the_appender_resumes(
     store: EventStore,
 ) -> None:
-    """Commit listeners on a loop ride the wake-up that resolves the loop's own appenders."""
+    """Commit listeners on a loop ride the wake-up that resolves the loop's own appenders,
+    and go after them: a request's answer before a subscriber's reading of the log."""
     loop = asyncio.get_running_loop()
     seen: list[tuple[int, int]] = []
 
@@ -74,9 +75,12 @@ async def test_a_loop_listener_is_told_on_the_loop_before_the_appender_resumes(
 
     store.add_commit_listener(listener, loop)
     positions = await store.append_async("s", [NewEvent("Noted", {"n": 1})])
+    assert seen == []
+    await asyncio.sleep(0)
     assert seen == [(positions[-1], threading.get_ident())]
     store.remove_commit_listener(listener, loop)
     await store.append_async("s", [NewEvent("Noted", {"n": 2})])
+    await asyncio.sleep(0)
     assert len(seen) == 1
 
 
@@ -93,4 +97,5 @@ async def test_a_failing_loop_listener_leaves_the_others_and_the_appenders_be(
     store.add_commit_listener(heads.append, loop)
     first = await store.append_async("s", [NewEvent("Noted", {"n": 1})])
     second = await store.append_async("s", [NewEvent("Noted", {"n": 2})])
+    await asyncio.sleep(0)
     assert heads == [first[-1], second[-1]]
