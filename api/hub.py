@@ -43,8 +43,8 @@ def matches(filter_: Filter, payload: Mapping[str, Any]) -> bool:
 class Subscriber:
     """One client's bounded queue of encoded messages; its writer drains it with `take`.
 
-    `audience` is what it may see of the requests' news: only that audience's (a tenant's, a
-    key's), or everything when None (operators).
+    `audience` is what it may see of the requests' news: only that audience's (its tenant's),
+    or everything when None (operators).
     """
 
     def __init__(
