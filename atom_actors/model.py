@@ -181,8 +181,8 @@ class Gate:
             if self.tickets.pop(ticket.call_id, None) is not None:
                 self.free.append(ticket.slot)
                 if outcome is Outcome.OK:
-                    # A success clears the failure count; the circuit stays closed.
-                    self.circuit = Circuit()
+                    # A closed circuit stays closed on a success: no health event to write.
+                    self.circuit = record(self.circuit, self.policy, self.clock(), ok=True)
             return True
 
     def take_slot(self, call_id: str) -> Ticket:
