@@ -136,6 +136,11 @@ def route_requests(draw: st.DrawFn, strategy: Strategy | None = None) -> RouteRe
 FAKE_KEY_ENV = "ATOM_TEST_FAKE_KEY"
 
 
+def story(log: EventStore, request_id: str) -> list[str]:
+    """The types of a request's events, in the order the log holds them."""
+    return [e.type for e in log.read_stream(f"request-{request_id}")]
+
+
 def network_spec(name: str, base_url: str, **options: Any) -> ModelSpec:
     """A catalog entry for a model served by a fake upstream on loopback."""
     values: dict[str, Any] = {

@@ -14,7 +14,7 @@ from atom_actors.gateway import Gateway, GatewayError, Principal, ProcessRequest
 from atom_actors.providers import CallParams
 from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
 from eventstore import EventStore
-from tests.atom_actors.conftest import network_spec
+from tests.atom_actors.conftest import network_spec, story
 from tests.fakes.faults import Behaviour, Fault
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -28,10 +28,6 @@ def specs(upstream: FakeOpenAI, **prices: tuple[float, float]) -> list[Any]:
         network_spec(name, upstream.base_url, input_usd_per_mtok=i, output_usd_per_mtok=o)
         for name, (i, o) in prices.items()
     ]
-
-
-def story(log: EventStore, request_id: str) -> list[str]:
-    return [e.type for e in log.read_stream(f"request-{request_id}")]
 
 
 async def test_a_request_to_a_named_model_is_on_the_record_in_order(

@@ -9,7 +9,7 @@ from atom_actors.gateway import Gateway, Principal, ProcessRequest
 from atom_actors.projections import all_projections
 from atom_actors.providers import CallParams
 from eventstore import EventStore, fold
-from tests.atom_actors.conftest import network_spec
+from tests.atom_actors.conftest import network_spec, story
 from tests.fakes.faults import Behaviour
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -18,10 +18,6 @@ ASK = [{"role": "user", "content": "What is 2 + 2?"}]
 USER = Principal("key-1", "user", "acme")
 BEFORE_THE_CALL = ["RequestReceived", "RouteDecided", "BudgetReserved", "ModelCallStarted"]
 WITH_THE_ANSWER = ["TokensStreamed", "ModelCallCompleted", "BudgetSettled", "RequestCompleted"]
-
-
-def story(log: EventStore, request_id: str) -> list[str]:
-    return [e.type for e in log.read_stream(f"request-{request_id}")]
 
 
 async def test_a_request_takes_two_appends_one_before_the_call_one_with_the_answer(
