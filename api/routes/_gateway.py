@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -30,6 +30,11 @@ def gateway_of(request: web.Request) -> Gateway:
     if gateway is None:
         raise Unavailable("this server runs no models")
     return gateway
+
+
+GATEWAY_ERRORS: Final = (402, 404, 502, 503, 504)
+"""The statuses a route answers with when the gateway fails its request (see api_error);
+400 is every route's already."""
 
 
 def failure(request: web.Request, error: GatewayError) -> ApiError:

@@ -24,7 +24,7 @@ from ..errors import BadRequest
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
 from ._bodies import MESSAGES, PARAMS, messages_of, params_of, principal_of
-from ._gateway import error_json, failure, gateway_of, remember
+from ._gateway import GATEWAY_ERRORS, error_json, failure, gateway_of, remember
 
 PREFIX: Final = "atom:"
 
@@ -250,7 +250,7 @@ ROUTES: Final = (
         description=__doc__ or "",
         body=CHAT,
         response=COMPLETION,
-        errors=(402, 404, 502, 503, 504),
+        errors=GATEWAY_ERRORS,
         streams=True,
         tag="openai",
     ),

@@ -12,7 +12,7 @@ from ..auth import Role
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
 from ._bodies import ORCHESTRATE, PROCESS, principal_of, process_request
-from ._gateway import failure, gateway_of, remember, stream_sse
+from ._gateway import GATEWAY_ERRORS, failure, gateway_of, remember, stream_sse
 
 RESULT: Final = {
     "type": "object",
@@ -138,7 +138,7 @@ ROUTES: Final = (
         description=_STREAM,
         body=PROCESS,
         response=RESULT,
-        errors=(402, 404, 502, 503, 504),
+        errors=GATEWAY_ERRORS,
         streams=True,
         tag="models",
     ),
@@ -152,7 +152,7 @@ ROUTES: Final = (
         "confidence, cost and latency. " + _STREAM,
         body=ORCHESTRATE,
         response=RESULT,
-        errors=(402, 404, 502, 503, 504),
+        errors=GATEWAY_ERRORS,
         streams=True,
         tag="models",
     ),
