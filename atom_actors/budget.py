@@ -8,6 +8,7 @@ moment, never zero times.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -21,9 +22,6 @@ from .projections import current_period
 
 RESERVATION_TTL_S = 900.0
 """An unsettled reservation (its process crashed) stops counting after this long."""
-
-
-_PRUNE_AT = 256
 
 
 class BudgetExceeded(Exception):
@@ -85,8 +83,6 @@ class _Pending:
     scopes: list[str]
     amount: int
     settled: bool = False
-    # The projection includes the settlement once it reaches this position.
-    settled_position: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,31 +107,35 @@ class BudgetBook:
         self._position = position
         self._clock = clock
         self._pending: dict[str, _Pending] = {}
-        self._prune_at = _PRUNE_AT
+        # (log position of the settlement, reservation id): the earliest folded comes first,
+        # so forgetting what the projection now holds costs nothing while nothing is due.
+        self._settled: list[tuple[int, str]] = []
+
+    @property
+    def unfolded(self) -> int:
+        """How many reservations this book counts on top of the projection."""
+        return len(self._pending)
+
+    def _forget_folded(self) -> None:
+        position = self._position()
+        settled = self._settled
+        while settled and settled[0][0] <= position:
+            self._pending.pop(heapq.heappop(settled)[1], None)
 
     def _extra(self) -> list[tuple[list[str], int]]:
         folded = self._state()["reserved"]
-        position = self._position()
-        extra = []
-        for rid, pending in list(self._pending.items()):
-            if pending.settled:
-                if pending.settled_position is not None and position >= pending.settled_position:
-                    del self._pending[rid]
-                    continue
-                extra.append((pending.scopes, pending.amount))
-            elif rid not in folded:
-                extra.append((pending.scopes, pending.amount))
-        return extra
+        return [
+            (pending.scopes, pending.amount)
+            for rid, pending in self._pending.items()
+            if pending.settled or rid not in folded
+        ]
 
     def headroom(self, scopes: Iterable[str]) -> tuple[str, int] | None:
         """The tightest remaining budget among `scopes`, counting this process's reservations."""
+        self._forget_folded()
         state = self._state()
         limits = state["limits"]
         if not any(scope in limits for scope in scopes):
-            # Nothing to count against: skip the count (the common case), pruning now and then.
-            if len(self._pending) > self._prune_at:
-                self._extra()
-                self._prune_at = len(self._pending) + _PRUNE_AT
             return None
         return headroom(state, self._extra(), scopes, self._clock())
 
@@ -174,6 +174,5 @@ class BudgetBook:
 
     def settled_at(self, reservation: Reservation, position: int) -> None:
         """The settlement is at `position` in the log: once folded, stop counting it here."""
-        pending = self._pending.get(reservation.reservation_id)
-        if pending is not None:
-            pending.settled_position = position
+        if reservation.reservation_id in self._pending:
+            heapq.heappush(self._settled, (position, reservation.reservation_id))

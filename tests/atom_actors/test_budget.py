@@ -86,6 +86,9 @@ def test_settled_and_outstanding_money_never_exceeds_the_limit(
         log.fold_one()
     # Rebuilt from the log, the projection agrees with what was settled.
     assert log.state["spent"].get("global", {}).get("total", 0) == settled_total
+    # Once folded, a settlement is the projection's to count: the book keeps only open calls.
+    book.headroom(["global"])
+    assert book.unfolded == len(open_)
 
 
 def test_a_reservation_left_by_a_crash_counts_until_it_expires() -> None:
