@@ -285,7 +285,9 @@ class _Call:
         # Only a blocking provider has a thread (isinstance of a Protocol costs 15 us a call).
         if executor is not None:
             blocking = cast(BlockingProvider, provider)
-            source = stream_blocking(blocking, executor, messages, params, self.ticket.cancel)
+            cancel = self.ticket.cancel
+            assert cancel is not None  # a call with a thread has a cancel event
+            source = stream_blocking(blocking, executor, messages, params, cancel)
             # Network providers time their own calls; a local one is timed here.
             return await self._timed(self._read(source, on_delta))
         return await self._read(cast(AsyncProvider, provider).stream(messages, params), on_delta)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -232,6 +232,7 @@ class Gateway:
         self._round_robin = 0
         self.judge_model = judge_model
         self._background: set[asyncio.Task[None]] = set()
+        self._figures: tuple[int, Mapping[str, ModelFigures]] | None = None
 
     @property
     def catalog(self) -> tuple[ModelSpec, ...]:
@@ -252,8 +253,15 @@ class Gateway:
                 reasons[spec.name] = reason
         return reasons
 
-    def figures(self) -> dict[str, ModelFigures]:
+    def figures(self) -> Mapping[str, ModelFigures]:
         """What the performance projection has observed of each model."""
+        # Asked for by every routed request; the projection changes only when it folds.
+        position = self.projections.position
+        if self._figures is None or self._figures[0] != position:
+            self._figures = (position, self._observed())
+        return self._figures[1]
+
+    def _observed(self) -> dict[str, ModelFigures]:
         figures = {}
         for name, row in self.projections.state("performance")["models"].items():
             quality = {cap: Evidence(t, int(n)) for cap, (t, n) in row["quality"].items()}

@@ -70,7 +70,8 @@ class Ticket:
         self.provider = provider
         self.executor = executor
         self.slot = slot
-        self.cancel = threading.Event()
+        # Only a call on a thread polls for cancellation; an async one is cancelled as a task.
+        self.cancel = threading.Event() if executor is not None else None
         self.abort_reason: str | None = None
         self._on_abort: Callable[[str], None] | None = None
 
@@ -82,7 +83,8 @@ class Ticket:
 
     def abort(self, reason: str) -> None:
         self.abort_reason = reason
-        self.cancel.set()
+        if self.cancel is not None:
+            self.cancel.set()
         if self._on_abort is not None:
             self._on_abort(reason)
 
