@@ -100,8 +100,10 @@ class _TokenLog:
         self._seq = 0
         self._timer: asyncio.TimerHandle | None = None
 
-    def add(self, delta: Delta, offset_ms: float) -> None:
-        self._buffer.append([delta.text, round(offset_ms, 3), delta.logprob])
+    def add(self, deltas: Sequence[Delta], offset_ms: float) -> None:
+        """Buffer deltas that arrived together, at `offset_ms` after the call started."""
+        at = round(offset_ms, 3)
+        self._buffer.extend([delta.text, at, delta.logprob] for delta in deltas)
         if len(self._buffer) >= FLUSH_TOKENS:
             self.flush()
         elif self._timer is None:
@@ -332,11 +334,12 @@ class _Call:
                 self.first = now_ms
                 self.got_first.set()
             # Deltas that arrived together share their time of arrival.
-            for delta in (item,) if isinstance(item, Delta) else item.items:
-                parts.append(delta.text)
-                self.count += 1
-                tokens.add(delta, now_ms)
-                if on_delta is not None:
+            deltas = (item,) if isinstance(item, Delta) else item.items
+            parts.extend([delta.text for delta in deltas])
+            self.count += len(deltas)
+            tokens.add(deltas, now_ms)
+            if on_delta is not None:
+                for delta in deltas:
                     on_delta(delta, now_ms)
         if finish is None:
             raise ProviderError(ErrorKind.UPSTREAM_ERROR, "the stream ended without a finish")

@@ -232,7 +232,9 @@ class Gateway:
         self._round_robin = 0
         self.judge_model = judge_model
         self._background: set[asyncio.Task[None]] = set()
+        # What the performance projection says, as of the position it was read at.
         self._figures: tuple[int, Mapping[str, ModelFigures]] | None = None
+        self._healths: tuple[int, Mapping[str, Health]] | None = None
 
     @property
     def catalog(self) -> tuple[ModelSpec, ...]:
@@ -255,7 +257,6 @@ class Gateway:
 
     def figures(self) -> Mapping[str, ModelFigures]:
         """What the performance projection has observed of each model."""
-        # Asked for by every routed request; the projection changes only when it folds.
         position = self.projections.position
         if self._figures is None or self._figures[0] != position:
             self._figures = (position, self._observed())
@@ -269,17 +270,23 @@ class Gateway:
             figures[name] = ModelFigures(quality, percentile(row["ttft_ms"], 0.5), tps)
         return figures
 
+    def _health(self) -> Mapping[str, Health]:
+        position = self.projections.position
+        if self._healths is None or self._healths[0] != position:
+            performance = self.projections.state("performance")["models"]
+            health = {
+                name: Health(row["health"])
+                for name, row in performance.items()
+                if row["health"] in Health.__members__.values()
+            }
+            self._healths = (position, health)
+        return self._healths[1]
+
     def snapshot(self, scopes: Sequence[str]) -> RouteSnapshot:
-        performance = self.projections.state("performance")["models"]
-        health = {
-            name: Health(row["health"])
-            for name, row in performance.items()
-            if row["health"] in Health.__members__.values()
-        }
         tight = self.budget.headroom(scopes)
         return RouteSnapshot(
             catalog=self.catalog,
-            health=health,
+            health=self._health(),
             figures=self.figures(),
             unavailable=self.unavailable(),
             headroom_usd=None if tight is None else to_usd(max(tight[1], 0)),
