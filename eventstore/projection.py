@@ -19,6 +19,9 @@ from .subscription import POLL_INTERVAL, Subscription
 
 S = TypeVar("S")
 
+# Rows a live projection decodes at once when it is behind: bounds the memory a burst takes.
+_LIVE_PAGE = 256
+
 _DDL = """
 CREATE TABLE IF NOT EXISTS projections (
     name     TEXT PRIMARY KEY,
@@ -102,24 +105,35 @@ class ProjectionTable:
         self, projection: Projection[Any], stored_position: int, position: int, state: bytes
     ) -> None:
         """Store state and checkpoint together, if the checkpoint is still `stored_position`."""
+        self.save_many([(projection, stored_position, position, state)])
+
+    def save_many(self, saves: Sequence[tuple[Projection[Any], int, int, bytes]]) -> None:
+        """Several projections' (projection, stored_position, position, state) in one
+        transaction: one hold of the log file's write lock, which the log's writer waits for."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                row = self._conn.execute(
-                    "SELECT version, position FROM projections WHERE name = ?",
-                    (projection.name,),
-                ).fetchone()
-                if row is not None and row[0] == projection.version and row[1] != stored_position:
-                    raise ConcurrentRunner(
-                        f"projection {projection.name!r}: checkpoint moved from "
-                        f"{stored_position} to {row[1]} by another runner"
+                for projection, stored_position, position, state in saves:
+                    row = self._conn.execute(
+                        "SELECT version, position FROM projections WHERE name = ?",
+                        (projection.name,),
+                    ).fetchone()
+                    if (
+                        row is not None
+                        and row[0] == projection.version
+                        and row[1] != stored_position
+                    ):
+                        raise ConcurrentRunner(
+                            f"projection {projection.name!r}: checkpoint moved from "
+                            f"{stored_position} to {row[1]} by another runner"
+                        )
+                    self._conn.execute(
+                        "INSERT INTO projections (name, version, position, state) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                        "version = excluded.version, position = excluded.position, "
+                        "state = excluded.state",
+                        (projection.name, projection.version, position, state.decode()),
                     )
-                self._conn.execute(
-                    "INSERT INTO projections (name, version, position, state) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET version = excluded.version, "
-                    "position = excluded.position, state = excluded.state",
-                    (projection.name, projection.version, position, state.decode()),
-                )
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -270,25 +284,36 @@ class LiveProjections:
             self._positions[name] = self._saved[name] = position
             self._states[name] = state
         self.position = min(self._positions.values(), default=self._store.head())
-        self._subscription = Subscription(self._store, self.position, types=self._types)
+        self._subscription = Subscription(
+            self._store, self.position, types=self._types, page_size=_LIVE_PAGE
+        )
         self._task = asyncio.create_task(self._follow(), name="live-projections")
 
     async def _follow(self) -> None:
         assert self._subscription is not None
         loop = asyncio.get_running_loop()
         next_save = loop.time() + self._save_every_s
-        async for events, last in self._subscription.pages():
-            for event in events:
-                self._apply(event)
-            self._advance(last)
-            waiters = self._waiters
-            while waiters and waiters[0][0] <= last:
-                _, _, waiter = heapq.heappop(waiters)
-                if not waiter.done():
-                    waiter.set_result(None)
-            if loop.time() >= next_save:
-                await self.save()
-                next_save = loop.time() + self._save_every_s
+        saving: asyncio.Task[None] | None = None
+        try:
+            async for events, last in self._subscription.pages():
+                for event in events:
+                    self._apply(event)
+                self._advance(last)
+                waiters = self._waiters
+                while waiters and waiters[0][0] <= last:
+                    _, _, waiter = heapq.heappop(waiters)
+                    if not waiter.done():
+                        waiter.set_result(None)
+                if loop.time() >= next_save and (saving is None or saving.done()):
+                    if saving is not None:
+                        saving.result()  # a failed save (another runner) stops the follower
+                    # Saved beside the fold, not instead of it: while a save waits for its
+                    # thread and the file's write lock, the projections keep up with the log.
+                    saving = asyncio.create_task(self.save(), name="live-projections-save")
+                    next_save = loop.time() + self._save_every_s
+        finally:
+            if saving is not None:
+                await saving
 
     def _apply(self, event: RecordedEvent) -> None:
         position, kind = event.position, event.type
@@ -318,17 +343,18 @@ class LiveProjections:
         return True
 
     async def save(self) -> None:
-        """Store every projection that moved since it was last stored."""
-        for name, projection in self._projections.items():
-            position = self._positions[name]
-            if position == self._saved[name]:
-                continue
-            # Serialised here, on the loop, so the thread never sees the state change under it.
-            state = canonical(self._states[name])
-            await asyncio.to_thread(
-                self._table.save, projection, self._saved[name], position, state
-            )
-            self._saved[name] = position
+        """Store every projection that moved since it was last stored, in one transaction."""
+        # Serialised here, on the loop, so the thread never sees a state change under it.
+        saves = [
+            (projection, self._saved[name], self._positions[name], canonical(self._states[name]))
+            for name, projection in self._projections.items()
+            if self._positions[name] != self._saved[name]
+        ]
+        if not saves:
+            return
+        await asyncio.to_thread(self._table.save_many, saves)
+        for projection, _, position, _ in saves:
+            self._saved[projection.name] = position
 
     async def stop(self) -> None:
         """Stop following and store the final states."""

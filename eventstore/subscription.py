@@ -12,6 +12,8 @@ from .store import EventStore
 
 POLL_INTERVAL = 0.1
 """How often a caught-up subscriber looks for events written by other processes."""
+PAGE_SIZE = 2000
+"""Rows read (and decoded) at once, at most."""
 
 
 class Subscription:
@@ -28,8 +30,10 @@ class Subscription:
         *,
         poll_interval: float = POLL_INTERVAL,
         types: Collection[str] | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         self._store = store
+        self._page_size = page_size
         self.position = after
         self._poll = poll_interval
         self._closed = threading.Event()
@@ -45,7 +49,7 @@ class Subscription:
 
     def __iter__(self) -> Iterator[RecordedEvent]:
         while not self._closed.is_set():
-            page = self._store.read_page(self.position)
+            page = self._store.read_page(self.position, self._page_size)
             if not page:
                 self._store.wait_for(self.position + 1, timeout=self._poll)
                 continue
@@ -87,9 +91,9 @@ class Subscription:
                 wake.clear()
                 # This store's own commits are read from memory (they wake us); another
                 # process's only from the file, when the poll interval has passed.
-                rows = None if polled else self._store.recent_rows(after)
+                rows = None if polled else self._store.recent_rows(after, self._page_size)
                 if rows is None:
-                    rows = await self._store.read_rows_async(after)
+                    rows = await self._store.read_rows_async(after, self._page_size)
                 polled = False
                 if not rows:
                     try:

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from typing import Any
+
+import pytest
 
 from eventstore import EventStore, LiveProjections, NewEvent, canonical, fold
+from eventstore.projection import ProjectionTable
 from tests.eventstore.test_projection import Spend
 
 
@@ -51,3 +56,32 @@ async def test_wait_until_times_out_for_a_position_not_yet_written(store: EventS
         await store.append_async("x", [called("a", 1)])
     assert await waiting
     await live.stop()
+
+
+async def test_folding_goes_on_while_a_save_waits(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A save waits for its thread and the file's write lock; the log goes on meanwhile.
+    entered, release = threading.Event(), threading.Event()
+    save_many = ProjectionTable.save_many
+
+    def held(table: ProjectionTable, saves: Any) -> None:
+        entered.set()
+        release.wait(10)
+        save_many(table, saves)
+
+    monkeypatch.setattr(ProjectionTable, "save_many", held)
+    live = LiveProjections(store, [Count()], save_every_s=0.0)
+    await live.start()
+    await store.append_async("x", [called("a", 1)])
+    assert await asyncio.to_thread(entered.wait, 5)
+    for _ in range(10):
+        position = (await store.append_async("x", [called("a", 1)]))[-1]
+    assert await live.wait_until(position, timeout=5), "the fold waited for the save"
+    assert live.state("count") == 11
+    release.set()
+    await live.stop()
+    again = LiveProjections(store, [Count()])
+    await again.start()
+    assert again.position == position and again.state("count") == 11
+    await again.stop()
