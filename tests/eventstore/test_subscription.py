@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from eventstore import EventStore, NewEvent, Subscription
+from eventstore import EventStore, NewEvent, StreamAppend, Subscription
 
 
 def _append_in_background(store: EventStore, count: int) -> threading.Thread:
@@ -99,3 +99,20 @@ async def test_a_failing_loop_listener_leaves_the_others_and_the_appenders_be(
     second = await store.append_async("s", [NewEvent("Noted", {"n": 2})])
     await asyncio.sleep(0)
     assert heads == [first[-1], second[-1]]
+
+
+async def test_a_subscription_behind_reads_its_backlog_in_pages_of_at_most_page_size(
+    store: EventStore,
+) -> None:
+    # A follower far behind never holds more than a page of decoded events at once.
+    store.append_batch([StreamAppend(f"s{i}", [NewEvent("Tick", {"i": i})]) for i in range(1000)])
+    subscription = Subscription(store, after=0, page_size=64)
+    sizes, seen = [], []
+    async for events, last in subscription.pages():
+        sizes.append(len(events))
+        seen.extend(event.position for event in events)
+        assert last == seen[-1]
+        if last == 1000:
+            subscription.close()
+    assert seen == list(range(1, 1001))
+    assert max(sizes) == 64
