@@ -107,7 +107,8 @@ async def test_a_subscription_behind_reads_its_backlog_in_pages_of_at_most_page_
     # A follower far behind never holds more than a page of decoded events at once.
     store.append_batch([StreamAppend(f"s{i}", [NewEvent("Tick", {"i": i})]) for i in range(1000)])
     subscription = Subscription(store, after=0, page_size=64)
-    sizes, seen = [], []
+    sizes: list[int] = []
+    seen: list[int] = []
     async for events, last in subscription.pages():
         sizes.append(len(events))
         seen.extend(event.position for event in events)
