@@ -232,9 +232,10 @@ class Gateway:
         self._round_robin = 0
         self.judge_model = judge_model
         self._background: set[asyncio.Task[None]] = set()
-        # What the performance projection says, as of the position it was read at.
-        self._figures: tuple[int, Mapping[str, ModelFigures]] | None = None
-        self._healths: tuple[int, Mapping[str, Health]] | None = None
+        # (projection position, health, figures) as the performance projection last said.
+        self._observed_at: tuple[int, Mapping[str, Health], Mapping[str, ModelFigures]] | None = (
+            None
+        )
 
     @property
     def catalog(self) -> tuple[ModelSpec, ...]:
@@ -257,37 +258,30 @@ class Gateway:
 
     def figures(self) -> Mapping[str, ModelFigures]:
         """What the performance projection has observed of each model."""
-        position = self.projections.position
-        if self._figures is None or self._figures[0] != position:
-            self._figures = (position, self._observed())
-        return self._figures[1]
+        return self._observed()[1]
 
-    def _observed(self) -> dict[str, ModelFigures]:
-        figures = {}
-        for name, row in self.projections.state("performance")["models"].items():
-            quality = {cap: Evidence(t, int(n)) for cap, (t, n) in row["quality"].items()}
-            tps = row["tps_total"] / row["tps_count"] if row["tps_count"] else None
-            figures[name] = ModelFigures(quality, percentile(row["ttft_ms"], 0.5), tps)
-        return figures
-
-    def _health(self) -> Mapping[str, Health]:
+    def _observed(self) -> tuple[Mapping[str, Health], Mapping[str, ModelFigures]]:
+        """Each model's health and figures, read again only once the projections have moved:
+        every routed request asks for them."""
         position = self.projections.position
-        if self._healths is None or self._healths[0] != position:
-            performance = self.projections.state("performance")["models"]
-            health = {
-                name: Health(row["health"])
-                for name, row in performance.items()
-                if row["health"] in Health.__members__.values()
-            }
-            self._healths = (position, health)
-        return self._healths[1]
+        if self._observed_at is None or self._observed_at[0] != position:
+            health, figures = {}, {}
+            for name, row in self.projections.state("performance")["models"].items():
+                if row["health"] in Health.__members__.values():
+                    health[name] = Health(row["health"])
+                quality = {cap: Evidence(t, int(n)) for cap, (t, n) in row["quality"].items()}
+                tps = row["tps_total"] / row["tps_count"] if row["tps_count"] else None
+                figures[name] = ModelFigures(quality, percentile(row["ttft_ms"], 0.5), tps)
+            self._observed_at = (position, health, figures)
+        return self._observed_at[1], self._observed_at[2]
 
     def snapshot(self, scopes: Sequence[str]) -> RouteSnapshot:
         tight = self.budget.headroom(scopes)
+        health, figures = self._observed()
         return RouteSnapshot(
             catalog=self.catalog,
-            health=self._health(),
-            figures=self.figures(),
+            health=health,
+            figures=figures,
             unavailable=self.unavailable(),
             headroom_usd=None if tight is None else to_usd(max(tight[1], 0)),
             round_robin_counter=self._round_robin,

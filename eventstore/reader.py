@@ -19,7 +19,8 @@ COLUMNS: Final = (
     "position, stream_id, stream_version, event_id, type, schema_version, data, metadata, "
     "recorded_at, hash"
 )
-_READ_PAGE: Final = 2000
+READ_PAGE: Final = 2000
+"""Rows read (and decoded) at once, at most, unless a reader asks for another page size."""
 _READER_CACHE_KIB: Final = 256
 
 Row = tuple[int, str, int, str, str, int, str, str, str, str]
@@ -102,7 +103,7 @@ class LogReader:
         )
         return [self.to_event(row) for row in rows]
 
-    def read_page(self, after: int = 0, limit: int = _READ_PAGE) -> list[RecordedEvent]:
+    def read_page(self, after: int = 0, limit: int = READ_PAGE) -> list[RecordedEvent]:
         """Up to `limit` events with positions greater than `after`, in order."""
         rows = (
             self._reader()
@@ -114,7 +115,7 @@ class LogReader:
         )
         return [self.to_event(row) for row in rows]
 
-    def read_rows(self, after: int = 0, limit: int = _READ_PAGE) -> list[Row]:
+    def read_rows(self, after: int = 0, limit: int = READ_PAGE) -> list[Row]:
         """Up to `limit` stored rows with positions greater than `after`, in order, undecoded."""
         rows: list[Row] = (
             self._reader()
@@ -134,7 +135,7 @@ class LogReader:
                 if until is not None and event.position > until:
                     return
                 yield event
-            if len(page) < _READ_PAGE:
+            if len(page) < READ_PAGE:
                 return
             after = page[-1].position
 
@@ -144,10 +145,10 @@ class LogReader:
         while True:
             rows: list[Row] = conn.execute(
                 f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                (after, _READ_PAGE),
+                (after, READ_PAGE),
             ).fetchall()
             yield from rows
-            if len(rows) < _READ_PAGE:
+            if len(rows) < READ_PAGE:
                 return
             after = rows[-1][0]
 
@@ -156,12 +157,12 @@ class LogReader:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.read_stream, stream_id, from_version)
 
-    async def read_rows_async(self, after: int = 0, limit: int = _READ_PAGE) -> list[Row]:
+    async def read_rows_async(self, after: int = 0, limit: int = READ_PAGE) -> list[Row]:
         """read_rows from asyncio, on the store's reader threads."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.read_rows, after, limit)
 
-    async def read_page_async(self, after: int = 0, limit: int = _READ_PAGE) -> list[RecordedEvent]:
+    async def read_page_async(self, after: int = 0, limit: int = READ_PAGE) -> list[RecordedEvent]:
         """read_page from asyncio, on the store's reader threads."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.read_page, after, limit)

@@ -22,7 +22,7 @@ from ._chain import GENESIS, event_hash
 from ._schema import Durability, connect
 from .errors import DuplicateEventConflict, EventStoreError, StoreClosed, WrongExpectedVersion
 from .events import ANY, NO_STREAM, ExpectedVersion, NewEvent
-from .reader import COLUMNS, LogReader, Row
+from .reader import COLUMNS, READ_PAGE, LogReader, Row
 from .upcasting import Upcasters
 
 log = logging.getLogger(__name__)
@@ -373,7 +373,7 @@ class EventStore(LogReader):
         with self._recent_lock:
             self._recent.extend(inserts)
 
-    def recent_rows(self, after: int, limit: int = 2000) -> list[Row] | None:
+    def recent_rows(self, after: int, limit: int = READ_PAGE) -> list[Row] | None:
         """The rows after `after` that this store committed last, from memory, undecoded.
 
         [] when this store has committed nothing after `after` (another process may have:

@@ -8,12 +8,11 @@ import threading
 from collections.abc import AsyncIterator, Collection, Iterator
 
 from .events import RecordedEvent
+from .reader import READ_PAGE
 from .store import EventStore
 
 POLL_INTERVAL = 0.1
 """How often a caught-up subscriber looks for events written by other processes."""
-PAGE_SIZE = 2000
-"""Rows read (and decoded) at once, at most."""
 
 
 class Subscription:
@@ -30,7 +29,7 @@ class Subscription:
         *,
         poll_interval: float = POLL_INTERVAL,
         types: Collection[str] | None = None,
-        page_size: int = PAGE_SIZE,
+        page_size: int = READ_PAGE,
     ) -> None:
         self._store = store
         self._page_size = page_size
