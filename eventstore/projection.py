@@ -271,6 +271,7 @@ class LiveProjections:
         # (position, tiebreak, future) of callers waiting to read their own writes
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
+        self._saving = asyncio.Lock()
         self.position = 0
 
     def state(self, name: str) -> Any:
@@ -344,17 +345,20 @@ class LiveProjections:
 
     async def save(self) -> None:
         """Store every projection that moved since it was last stored, in one transaction."""
-        # Serialised here, on the loop, so the thread never sees a state change under it.
-        saves = [
-            (projection, self._saved[name], self._positions[name], canonical(self._states[name]))
-            for name, projection in self._projections.items()
-            if self._positions[name] != self._saved[name]
-        ]
-        if not saves:
-            return
-        await asyncio.to_thread(self._table.save_many, saves)
-        for projection, _, position, _ in saves:
-            self._saved[projection.name] = position
+        # One save at a time: two would both start from the same stored checkpoint.
+        async with self._saving:
+            # Serialised here, on the loop, so the thread never sees a state change under it.
+            saves = []
+            for name, projection in self._projections.items():
+                position = self._positions[name]
+                if position != self._saved[name]:
+                    state = canonical(self._states[name])
+                    saves.append((projection, self._saved[name], position, state))
+            if not saves:
+                return
+            await asyncio.to_thread(self._table.save_many, saves)
+            for projection, _, position, _ in saves:
+                self._saved[projection.name] = position
 
     async def stop(self) -> None:
         """Stop following and store the final states."""

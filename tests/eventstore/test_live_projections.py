@@ -85,3 +85,33 @@ async def test_folding_goes_on_while_a_save_waits(
     await again.start()
     assert again.position == position and again.state("count") == 11
     await again.stop()
+
+
+async def test_a_save_asked_for_during_the_periodic_one_waits_for_it(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both would start from the same stored checkpoint; the second must not see a rival runner.
+    entered, release = threading.Event(), threading.Event()
+    save_many = ProjectionTable.save_many
+
+    def held(table: ProjectionTable, saves: Any) -> None:
+        entered.set()
+        release.wait(10)
+        save_many(table, saves)
+
+    monkeypatch.setattr(ProjectionTable, "save_many", held)
+    live = LiveProjections(store, [Count()], save_every_s=0.0)
+    await live.start()
+    await store.append_async("x", [called("a", 1)])
+    assert await asyncio.to_thread(entered.wait, 5)
+    position = (await store.append_async("x", [called("a", 1)]))[-1]
+    assert await live.wait_until(position, timeout=5)
+    asked = asyncio.create_task(live.save())
+    await asyncio.sleep(0.05)
+    release.set()
+    await asked
+    await live.stop()
+    again = LiveProjections(store, [Count()])
+    await again.start()
+    assert again.position == position and again.state("count") == 2
+    await again.stop()
