@@ -230,12 +230,17 @@ class Gateway:
         self._env = env
         self._clock = clock
         self._round_robin = 0
+        self._in_flight = 0
         self.judge_model = judge_model
         self._background: set[asyncio.Task[None]] = set()
         # (projection position, health, figures) as the performance projection last said.
         self._observed_at: tuple[int, Mapping[str, Health], Mapping[str, ModelFigures]] | None = (
             None
         )
+
+    def _alone(self) -> bool:
+        """Whether one request is all this gateway has in flight (its log may commit inline)."""
+        return self._in_flight == 1
 
     @property
     def catalog(self) -> tuple[ModelSpec, ...]:
@@ -313,7 +318,7 @@ class Gateway:
             principal,
             time.perf_counter(),
             {"correlation_id": request_id, "api_key_id": principal.key_id, "actor": "gateway"},
-            BufferedStream(self.store, request_stream(request_id)),
+            BufferedStream(self.store, request_stream(request_id), alone=self._alone),
         )
         self._record(
             r,
@@ -334,6 +339,7 @@ class Gateway:
             ),
         )
         self._announce(r, "requests", {"request_id": request_id, "state": "received"})
+        self._in_flight += 1
         try:
             if req.deadline_ms is None:
                 return await self._answer(r, on_token)
@@ -352,6 +358,7 @@ class Gateway:
             await self._fail(r, error)
             raise
         finally:
+            self._in_flight -= 1
             # A request cancelled (its client gone) leaves what it did on the record too.
             with contextlib.suppress(StoreClosed):
                 r.log.flush()

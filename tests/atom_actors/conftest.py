@@ -167,8 +167,10 @@ def fake_env_factory(spec: ModelSpec) -> AsyncProvider | BlockingProvider:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[EventStore]:
-    with EventStore(str(tmp_path / "log.db")) as store:
+def log(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EventStore]:
+    # Durability full unless a test asks for another (parametrize "log", indirect=True).
+    durability = getattr(request, "param", "full")
+    with EventStore(str(tmp_path / "log.db"), durability=durability) as store:
         yield store
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
+
+import pytest
 
 from atom_actors.gateway import Gateway, Principal, ProcessRequest
 from atom_actors.projections import all_projections
@@ -34,6 +37,25 @@ async def test_a_request_takes_two_appends_one_before_the_call_one_with_the_answ
     # Each append is one commit's worth: the first four share a commit, the last four too.
     assert len({e.recorded_at for e in events[:4]}) == len({e.recorded_at for e in events[4:]}) == 1
     assert events[-1].position == result.position
+
+
+@pytest.mark.parametrize("log", ["normal"], indirect=True)
+async def test_a_lone_request_commits_on_the_loop_and_requests_in_company_through_the_writer(
+    log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
+) -> None:
+    upstream.models["m"] = Behaviour(reply="Four.")
+    gateway = await make_gateway([network_spec("m", upstream.base_url)])
+    committers: list[str] = []
+    log.add_commit_listener(lambda _head: committers.append(threading.current_thread().name))
+    request = ProcessRequest(ASK, CallParams(max_tokens=16), "m")
+    await gateway.process(request, USER)
+    # Alone, its two appends are committed on the loop: no hand-over to the writer and back.
+    assert committers == [threading.current_thread().name] * 2
+    committers.clear()
+    results = await asyncio.gather(*(gateway.process(request, USER) for _ in range(4)))
+    assert "eventstore-writer" in committers
+    for result in results:
+        assert story(log, result.request_id) == BEFORE_THE_CALL + WITH_THE_ANSWER
 
 
 async def test_the_reservation_is_committed_before_the_upstream_sees_the_call(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 import uuid
 from typing import Any
@@ -40,6 +41,53 @@ async def test_append_soon_reports_a_refused_append(store: EventStore) -> None:
     clash = NewEvent("Tick", {"i": 2}, event_id=first.event_id)
     with pytest.raises(DuplicateEventConflict):
         await store.append_soon("s", [clash])
+
+
+def committing_threads(store: EventStore) -> list[str]:
+    """The names of the threads that commit, one per commit (thread listeners run there)."""
+    names: list[str] = []
+    store.add_commit_listener(lambda _head: names.append(threading.current_thread().name))
+    return names
+
+
+async def test_append_now_commits_on_the_loop_when_nothing_is_queued(db_path: str) -> None:
+    with EventStore(db_path, durability="normal") as store:
+        threads = committing_threads(store)
+        assert await store.append_now("s", [tick(0)]) == [1]
+        assert threads == [threading.current_thread().name]
+        # Under full durability an fsync would hold the loop: the writer commits.
+        threads.clear()
+    with EventStore(db_path, durability="full") as store:
+        threads = committing_threads(store)
+        assert await store.append_now("s", [tick(1)]) == [2]
+        assert threads == ["eventstore-writer"]
+
+
+async def test_append_now_never_overtakes_what_the_writer_holds(db_path: str) -> None:
+    with EventStore(db_path, durability="normal") as store:
+        threads = committing_threads(store)
+        appends = [store.append_soon if i % 3 else store.append_now for i in range(300)]
+        waiters = [append(f"s{i % 5}", [tick(i)]) for i, append in enumerate(appends)]
+        assert [await w for w in waiters] == [[i + 1] for i in range(300)]
+        assert [e.data["i"] for e in store.read_page(0)] == list(range(300))
+        # Both ways were taken: inline while the queue was empty, through the writer otherwise.
+        assert {"eventstore-writer", threading.current_thread().name} <= set(threads)
+
+
+async def test_a_stream_alone_commits_inline_and_in_company_through_the_writer(
+    db_path: str,
+) -> None:
+    with EventStore(db_path, durability="normal") as store:
+        threads = committing_threads(store)
+        alone = True
+        log = BufferedStream(store, "request-1", alone=lambda: alone)
+        log.add(tick(0))
+        await log.commit()
+        alone = False
+        log.add(tick(1))
+        await log.commit()
+        assert threads == [threading.current_thread().name, "eventstore-writer"]
+        assert [e.data["i"] for e in store.read_stream("request-1")] == [0, 1]
 
 
 async def test_a_buffered_stream_appends_in_order_in_as_few_appends_as_flushed(
