@@ -57,7 +57,8 @@ COUNTS: Final = {
     "the answer. Commits per request are measured (group commit shares them)",
     "writer_hops": 2,
     "writer_hops_how": "counted: each append is one hand-over to the log's writer thread; the "
-    "writer wakes the loop once per group commit for all the appends it holds",
+    "writer wakes the loop once per group commit for all the appends it holds. A request alone "
+    "in flight with durability normal (c=1) commits on the loop itself: 0 hand-overs",
     "json_encodes": 26,
     "json_encodes_how": "counted: on the loop 18 (8 events x data and metadata, the upstream "
     "request body, the response body), on the writer thread 8 (the hash chain's row per event)",
