@@ -58,60 +58,63 @@ async def test_wait_until_times_out_for_a_position_not_yet_written(store: EventS
     await live.stop()
 
 
+class HeldSaves:
+    """Saves that wait on their thread until released: a slow disk, or a busy write lock."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered, self.released = threading.Event(), threading.Event()
+        save_many = ProjectionTable.save_many
+
+        def held(table: ProjectionTable, saves: Any) -> None:
+            self.entered.set()
+            self.released.wait(10)
+            save_many(table, saves)
+
+        monkeypatch.setattr(ProjectionTable, "save_many", held)
+
+    async def started(self, store: EventStore) -> LiveProjections:
+        """Live projections saving at every fold, with a save under way (held)."""
+        live = LiveProjections(store, [Count()], save_every_s=0.0)
+        await live.start()
+        await store.append_async("x", [called("a", 1)])
+        assert await asyncio.to_thread(self.entered.wait, 5)
+        return live
+
+
+async def stored_count(store: EventStore) -> tuple[int, int]:
+    again = LiveProjections(store, [Count()])
+    await again.start()
+    stored = again.position, again.state("count")
+    await again.stop()
+    return stored
+
+
 async def test_folding_goes_on_while_a_save_waits(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A save waits for its thread and the file's write lock; the log goes on meanwhile.
-    entered, release = threading.Event(), threading.Event()
-    save_many = ProjectionTable.save_many
-
-    def held(table: ProjectionTable, saves: Any) -> None:
-        entered.set()
-        release.wait(10)
-        save_many(table, saves)
-
-    monkeypatch.setattr(ProjectionTable, "save_many", held)
-    live = LiveProjections(store, [Count()], save_every_s=0.0)
-    await live.start()
-    await store.append_async("x", [called("a", 1)])
-    assert await asyncio.to_thread(entered.wait, 5)
+    saves = HeldSaves(monkeypatch)
+    live = await saves.started(store)
     for _ in range(10):
         position = (await store.append_async("x", [called("a", 1)]))[-1]
     assert await live.wait_until(position, timeout=5), "the fold waited for the save"
     assert live.state("count") == 11
-    release.set()
+    saves.released.set()
     await live.stop()
-    again = LiveProjections(store, [Count()])
-    await again.start()
-    assert again.position == position and again.state("count") == 11
-    await again.stop()
+    assert await stored_count(store) == (position, 11)
 
 
 async def test_a_save_asked_for_during_the_periodic_one_waits_for_it(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Both would start from the same stored checkpoint; the second must not see a rival runner.
-    entered, release = threading.Event(), threading.Event()
-    save_many = ProjectionTable.save_many
-
-    def held(table: ProjectionTable, saves: Any) -> None:
-        entered.set()
-        release.wait(10)
-        save_many(table, saves)
-
-    monkeypatch.setattr(ProjectionTable, "save_many", held)
-    live = LiveProjections(store, [Count()], save_every_s=0.0)
-    await live.start()
-    await store.append_async("x", [called("a", 1)])
-    assert await asyncio.to_thread(entered.wait, 5)
+    saves = HeldSaves(monkeypatch)
+    live = await saves.started(store)
     position = (await store.append_async("x", [called("a", 1)]))[-1]
     assert await live.wait_until(position, timeout=5)
     asked = asyncio.create_task(live.save())
     await asyncio.sleep(0.05)
-    release.set()
+    saves.released.set()
     await asked
     await live.stop()
-    again = LiveProjections(store, [Count()])
-    await again.start()
-    assert again.position == position and again.state("count") == 2
-    await again.stop()
+    assert await stored_count(store) == (position, 2)
