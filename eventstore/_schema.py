@@ -32,6 +32,10 @@ BEGIN SELECT RAISE(ABORT, 'the event log is append-only: DELETE refused'); END;
 """
 
 
+BUSY_TIMEOUT_MS = 30_000
+"""How long a writer waits for another connection's write lock before it gives up."""
+
+
 class Durability(StrEnum):
     """FULL fsyncs every group commit (survives power loss); NORMAL survives a process crash."""
 
@@ -92,7 +96,7 @@ def connect(
     _check_file(path, create=create)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     try:
-        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         version = _inspect(conn, path, create=create)
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")

@@ -19,7 +19,7 @@ from typing import Any, Final
 import orjson
 
 from ._chain import GENESIS, event_hash
-from ._schema import Durability, connect
+from ._schema import BUSY_TIMEOUT_MS, Durability, connect
 from .errors import DuplicateEventConflict, EventStoreError, StoreClosed, WrongExpectedVersion
 from .events import ANY, NO_STREAM, ExpectedVersion, NewEvent
 from .reader import COLUMNS, READ_PAGE, LogReader, Row
@@ -250,20 +250,34 @@ class EventStore(LogReader):
         For an appender that knows it is alone (one request in flight); under load, appends go
         through the writer so that group commit shares a transaction among them.
         """
-        if self.durability is not Durability.NORMAL or not self._commit_lock.acquire(False):
-            return self.append_soon(stream_id, events, expected_version)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[list[int]] = loop.create_future()
+        part = _serialise(stream_id, events, expected_version)
+        append = _Append([part], None, waiter, loop, single=True)
+        if self.durability is Durability.NORMAL and self._commit_lock.acquire(False):
+            try:
+                with self._close_lock:
+                    alone = not self._closed and self._queued == 0
+                if alone and self._begun_at_once():
+                    self._commit_group(self._write_conn, [append])
+                    return waiter
+            finally:
+                self._commit_lock.release()
+        self._put(append)
+        return waiter
+
+    def _begun_at_once(self) -> bool:
+        """Begin the write transaction if no other connection holds the file's write lock: the
+        loop must not wait for one (another process's append, a projection's save)."""
+        conn = self._write_conn
+        conn.execute("PRAGMA busy_timeout = 0")
         try:
-            with self._close_lock:
-                alone = not self._closed and self._queued == 0
-            if not alone:
-                return self.append_soon(stream_id, events, expected_version)
-            loop = asyncio.get_running_loop()
-            waiter: asyncio.Future[list[int]] = loop.create_future()
-            part = _serialise(stream_id, events, expected_version)
-            self._commit_group(self._write_conn, [_Append([part], None, waiter, loop, True)])
-            return waiter
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
         finally:
-            self._commit_lock.release()
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return True
 
     def _enqueue(
         self,
@@ -280,11 +294,14 @@ class EventStore(LogReader):
         ids = [row[0] for part in serialised for row in part.rows]
         if len(ids) > 1 and len(set(ids)) != len(ids):
             raise ValueError("a batch holds the same event_id twice")
+        self._put(_Append(serialised, future, waiter, loop, single))
+
+    def _put(self, append: _Append) -> None:
         with self._close_lock:
             if self._closed:
                 raise StoreClosed("the event store is closed")
             self._queued += 1
-            self._queue.put(_Append(serialised, future, waiter, loop, single))
+            self._queue.put(append)
 
     def append_batch(self, parts: Sequence[StreamAppend]) -> list[list[int]]:
         """Append an atomic batch over several streams; returns each part's positions."""
@@ -452,7 +469,8 @@ class EventStore(LogReader):
         self, conn: sqlite3.Connection, group: list[_Append], *, optimistic: bool
     ) -> tuple[list[list[list[int]] | EventStoreError], list[Row], dict[str, int], int]:
         """Begin a transaction and insert the group's rows; the caller commits."""
-        conn.execute("BEGIN IMMEDIATE")
+        if not conn.in_transaction:  # append_now has begun it already
+            conn.execute("BEGIN IMMEDIATE")
         head, previous = self._read_head(conn)
         if head != self._written_head:
             # Another process appended since our last commit: cached versions may be stale,

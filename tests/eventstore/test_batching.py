@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -72,6 +73,23 @@ async def test_append_now_never_overtakes_what_the_writer_holds(db_path: str) ->
         assert [e.data["i"] for e in store.read_page(0)] == list(range(300))
         # Both ways were taken: inline while the queue was empty, through the writer otherwise.
         assert {"eventstore-writer", threading.current_thread().name} <= set(threads)
+
+
+async def test_append_now_leaves_a_busy_file_to_the_writer(db_path: str) -> None:
+    # Another connection holds the file's write lock: the loop must not wait for it.
+    with EventStore(db_path, durability="normal") as store:
+        threads = committing_threads(store)
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        waiter = store.append_now("s", [tick(0)])
+        assert not waiter.done() and threads == []
+        other.execute("COMMIT")
+        other.close()
+        assert await waiter == [1]
+        assert threads == ["eventstore-writer"]
+        # The loop's own connection was left as it was: the next append commits inline.
+        assert await store.append_now("s", [tick(1)]) == [2]
+        assert threads == ["eventstore-writer", threading.current_thread().name]
 
 
 async def test_a_stream_alone_commits_inline_and_in_company_through_the_writer(
