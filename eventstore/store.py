@@ -217,7 +217,7 @@ class EventStore(LogReader):
         if not parts:
             raise ValueError("a batch needs at least one stream append")
         future: Future[list[list[int]]] = Future()
-        self._enqueue(parts, future=future)
+        self._put(self._unit(parts, future=future))
         return future
 
     def append_soon(
@@ -233,12 +233,8 @@ class EventStore(LogReader):
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[list[int]] = loop.create_future()
-        self._enqueue(
-            [StreamAppend(stream_id, events, expected_version)],
-            waiter=waiter,
-            loop=loop,
-            single=True,
-        )
+        parts = [StreamAppend(stream_id, events, expected_version)]
+        self._put(self._unit(parts, waiter=waiter, loop=loop, single=True))
         return waiter
 
     def append_now(
@@ -252,8 +248,8 @@ class EventStore(LogReader):
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[list[int]] = loop.create_future()
-        part = _serialise(stream_id, events, expected_version)
-        append = _Append([part], None, waiter, loop, single=True)
+        parts = [StreamAppend(stream_id, events, expected_version)]
+        append = self._unit(parts, waiter=waiter, loop=loop, single=True)
         if self.durability is Durability.NORMAL and self._commit_lock.acquire(False):
             try:
                 with self._close_lock:
@@ -279,24 +275,26 @@ class EventStore(LogReader):
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return True
 
-    def _enqueue(
-        self,
+    @staticmethod
+    def _unit(
         parts: Sequence[StreamAppend],
         *,
         future: Future[list[list[int]]] | None = None,
         waiter: asyncio.Future[Any] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         single: bool = False,
-    ) -> None:
+    ) -> _Append:
+        """An appender's parts serialised and checked, ready for whichever thread commits."""
         if not parts:
             raise ValueError("a batch needs at least one stream append")
         serialised = [_serialise(p.stream_id, p.events, p.expected_version) for p in parts]
         ids = [row[0] for part in serialised for row in part.rows]
         if len(ids) > 1 and len(set(ids)) != len(ids):
             raise ValueError("a batch holds the same event_id twice")
-        self._put(_Append(serialised, future, waiter, loop, single))
+        return _Append(serialised, future, waiter, loop, single)
 
     def _put(self, append: _Append) -> None:
+        """Queue an append for the writer thread."""
         with self._close_lock:
             if self._closed:
                 raise StoreClosed("the event store is closed")

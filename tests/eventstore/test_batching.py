@@ -64,6 +64,14 @@ async def test_append_now_commits_on_the_loop_when_nothing_is_queued(db_path: st
         assert threads == ["eventstore-writer"]
 
 
+async def test_append_now_checks_a_batch_like_append_soon(db_path: str) -> None:
+    with EventStore(db_path, durability="normal") as store:
+        event = tick(0)
+        with pytest.raises(ValueError, match="same event_id twice"):
+            store.append_now("s", [event, event])
+        assert store.head() == 0
+
+
 async def test_append_now_never_overtakes_what_the_writer_holds(db_path: str) -> None:
     with EventStore(db_path, durability="normal") as store:
         threads = committing_threads(store)
