@@ -205,6 +205,26 @@ async def test_own_commits_are_read_from_memory_and_another_writers_from_the_fil
         assert ours.recent_rows(60) in ([], None)
 
 
+def test_recent_rows_are_the_files_rows_or_none_once_forgotten(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eventstore.store
+
+    monkeypatch.setattr(eventstore.store, "_RECENT_ROWS", 16)
+    with EventStore(db_path) as store:
+        for i in range(0, 50, 5):
+            store.append("s", [tick(j) for j in range(i, i + 5)])
+        for after in range(52):
+            for limit in (1, 3, 16, 100):
+                rows = store.recent_rows(after, limit)
+                if after < 50 - 16:
+                    assert rows is None, (after, limit)
+                elif after > 50:
+                    assert rows is None
+                else:
+                    assert rows == store.read_rows(after, limit), (after, limit)
+
+
 async def test_a_typed_subscription_skips_other_types_but_moves_past_them(
     store: EventStore,
 ) -> None:
