@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from eventstore import EventStore, EventStoreError, LogReader
 
 from .auth import ROLE_LABELS, Role
+from .eventloop import LOOPS
 from .keys import PERIODS, Budget, UnknownKey, issue, read_records, revoke
 
 
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="requests per minute per key, 0 for none (default: 600)")  # fmt: skip
     serve.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
                        help="time requests in flight get at shutdown (default: 10)")  # fmt: skip
+    serve.add_argument("--loop", choices=LOOPS, default="auto",
+                       help="event loop: uvloop, asyncio's own, or auto: uvloop when installed "
+                            "(default: auto)")  # fmt: skip
 
     keys = commands.add_parser("keys", help="issue, list and revoke API keys")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -53,15 +57,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(options: argparse.Namespace) -> int:
     # Imported here: the other commands need neither aiohttp nor the actors.
-    import asyncio
-
     from atom_actors.config import ConfigError, load_config
     from atom_actors.providers.llamacpp import default_model_path
 
+    from .eventloop import LoopUnavailable, resolve, run
     from .ratelimit import Rate
     from .server import serve
     from .services import Limits
 
+    try:
+        resolve(options.loop)
+    except LoopUnavailable as exc:
+        print(f"atom serve: {exc}", file=sys.stderr)
+        return 2
     try:
         if options.config is None:
             config = load_config(None, local_model_path=str(default_model_path()))
@@ -87,8 +95,9 @@ def _serve(options: argparse.Namespace) -> int:
     # from whichever thread loads it: announce through a descriptor of our own.
     with os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1) as out:
         try:
-            return asyncio.run(
-                serve(config, limits=Limits(rate=rate), grace_s=options.grace, out=out)
+            return run(
+                serve(config, limits=Limits(rate=rate), grace_s=options.grace, out=out),
+                options.loop,
             )
         except (EventStoreError, OSError) as exc:
             print(f"atom serve: {exc}", file=sys.stderr)

@@ -248,13 +248,16 @@ max_concurrency = 128
 
 
 @contextmanager
-def atom_serve(directory: str, base_url: str, durability: str) -> Iterator[Server]:
+def atom_serve(
+    directory: str, base_url: str, durability: str, loop: str = "auto"
+) -> Iterator[Server]:
     config = _config(directory, base_url, durability)
     # `atom serve` of this checkout (PYTHONPATH), whatever checkout the venv was installed from.
     env = {**os.environ, KEY_ENV: "sk-bench", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     atom = "import sys; from api.cli import main; sys.exit(main())"
+    command = [sys.executable, "-c", atom, "serve", "--config", config, "--rate-limit", "0"]
     process = subprocess.Popen(
-        [sys.executable, "-c", atom, "serve", "--config", config, "--rate-limit", "0"],
+        [*command, "--loop", loop],
         cwd=directory,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -282,6 +285,20 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def event_loop(server: Server) -> str:
+    """Which event loop the server runs on, as its /health says."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{server.url}/api/advanced-ai/health", timeout=10) as answer:
+            body = answer.read()
+    except urllib.error.HTTPError as not_ready:  # 503 has the same document
+        body = not_ready.read()
+    loop: str = orjson.loads(body)["event_loop"]
+    return loop
 
 
 def log_counters(server: Server) -> dict[str, float]:
@@ -370,13 +387,13 @@ def _events_in_log(db: str) -> dict[str, Any]:
     }
 
 
-def run_mode(base_url: str, durability: str, plan: Plan) -> dict[str, Any]:
+def run_mode(base_url: str, durability: str, plan: Plan, loop: str) -> dict[str, Any]:
     upstream = f"{base_url}/chat/completions"
     direct_body = {"model": MODEL, "messages": MESSAGES}
     chat_body = {"model": MODEL, "messages": MESSAGES}
     process_body = {"model": MODEL, "messages": MESSAGES}
     with tempfile.TemporaryDirectory(prefix="atom-bench-") as directory:
-        with atom_serve(directory, base_url, durability) as server:
+        with atom_serve(directory, base_url, durability, loop) as server:
             auth = {"Authorization": f"Bearer {server.key}"}
             chat_url = f"{server.url}/v1/chat/completions"
             process_url = f"{server.url}/api/advanced-ai/process"
@@ -391,7 +408,7 @@ def run_mode(base_url: str, durability: str, plan: Plan) -> dict[str, Any]:
                 f"{durability}: warm-up {warm['requests']} requests at c={top}: "
                 f"{warm['rps']} req/s, {warm['errors']} errors; peak RSS {rss_first} MB"
             )
-            results: dict[str, Any] = {}
+            results: dict[str, Any] = {"event_loop": event_loop(server)}
             for c in plan.concurrency:
                 count = plan.count_c1 if c == 1 else plan.count
                 row: dict[str, Any] = {}
@@ -474,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a short run (about a minute)")
     parser.add_argument("--modes", default="full,normal", help="durability modes to run")
     parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--loop", default="auto", help="the server's loop (atom serve --loop)")
     parser.add_argument("--loadgen", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.loadgen:
@@ -492,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with fake_upstream() as base_url:
         _say(f"fake upstream at {base_url}")
         for mode in modes:
-            results[mode] = run_mode(base_url, mode, plan)
+            results[mode] = run_mode(base_url, mode, plan, args.loop)
     summary = {
         "bench": "gateway",
         "quick": args.quick,

@@ -12,6 +12,7 @@ from atom_actors.catalog import unavailable_reason
 from atom_actors.model import ModelStatus, NotAdmitted
 from atom_actors.system import ActorSystem
 
+from ..eventloop import running_loop_name
 from ..probes import Check
 from ..routing import Route, json_response
 from ..services import Services, services_of
@@ -26,11 +27,12 @@ _CHECK = {
 
 HEALTH: Final = {
     "type": "object",
-    "required": ["status", "live", "ready", "checks", "models"],
+    "required": ["status", "live", "ready", "event_loop", "checks", "models"],
     "properties": {
         "status": {"enum": ["ready", "not_ready"]},
         "live": {"type": "boolean"},
         "ready": {"type": "boolean"},
+        "event_loop": {"enum": ["uvloop", "asyncio"]},
         "checks": {
             "type": "object",
             "required": ["log", "actors"],
@@ -102,6 +104,7 @@ async def health(request: web.Request) -> web.Response:
         "status": "ready" if ready else "not_ready",
         "live": True,
         "ready": ready,
+        "event_loop": running_loop_name(),
         "checks": {"log": log.to_dict(), "actors": actors.to_dict()},
         "models": models,
     }

@@ -23,7 +23,7 @@ def _atom(*args: str) -> subprocess.CompletedProcess[str]:
         (["replay", "verify"], ["--db", "--json"]),
         (["replay", "export"], ["--db", "--from"]),
         (["replay", "import"], ["--db", "FILE.jsonl"]),
-        (["serve"], ["--config", "--db", "--host", "--port", "--durability", "--grace"]),
+        (["serve"], ["--config", "--db", "--host", "--port", "--durability", "--grace", "--loop"]),
         (["keys"], ["create", "list", "revoke"]),
         (["keys", "create"], ["--db", "--role", "--name", "--tenant", "--budget-usd", "--period"]),
         (["keys", "list"], ["--db"]),

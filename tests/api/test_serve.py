@@ -74,6 +74,7 @@ async def test_serve_prints_an_admin_key_once_serves_and_stops_cleanly(tmp_path:
             assert time.monotonic() < deadline, health
             await asyncio.sleep(0.2)
         assert health[1]["models"]["gemma-3-270m"]["state"] == "running"
+        assert health[1]["event_loop"] == "uvloop"  # installed, so chosen by default
         assert health[1]["models"]["gpt-4"] == {
             "state": "unavailable",
             "detail": "credentials: OPENAI_API_KEY not set",
@@ -107,9 +108,12 @@ async def test_serve_prints_an_admin_key_once_serves_and_stops_cleanly(tmp_path:
     # The log has an admin key now: a second start prints none.
     config = tmp_path / "atom.toml"
     config.write_text("models = []\n")
-    server = await Serving.start("--db", db, "--config", str(config))
+    server = await Serving.start("--db", db, "--config", str(config), "--loop", "asyncio")
+    async with aiohttp.ClientSession() as http:
+        _, health = await _get(http, f"{server.url}/api/advanced-ai/health")
     await server.stop()
     assert len(server.lines) == 1
+    assert health["event_loop"] == "asyncio"  # not ready (no model), but it says which loop
 
 
 def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
