@@ -211,6 +211,8 @@ class SSEEndpoint:
 
 async def _drain(response: aiohttp.ClientResponse) -> None:
     """Read what ends a finished body (the chunked terminator), so its connection is pooled."""
+    if response.content.at_eof():  # it came with the last event, as it mostly does
+        return
     with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
         async with asyncio.timeout(_DRAIN_SECONDS):
             await response.content.read()
@@ -224,9 +226,14 @@ def _plain(value: Any) -> Any:
 
 
 async def _read(response: aiohttp.ClientResponse, clock: CallClock) -> bytes:
+    """The bytes received next (b"" at the end), within the call's deadline."""
+    content = response.content
     try:
+        # What has arrived already needs no timer: arming and cancelling one cost more.
+        if (chunk := content.read_nowait()) or content.is_eof():
+            return chunk
         async with asyncio.timeout_at(clock.deadline()):
-            return await response.content.readany()
+            return await content.readany()
     except TimeoutError as exc:
         raise clock.expired() from exc
     except (aiohttp.ClientError, OSError) as exc:
