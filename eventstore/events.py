@@ -37,9 +37,10 @@ os.register_at_fork(after_in_child=_fresh_ids.clear)
 def _random_ids() -> list[str]:
     """Version 7 UUIDs: the time in ms, then 74 random bits; one read of the OS's source."""
     ms = f"{time.time_ns() // 1_000_000:012x}"
+    time_and_version = f"{ms[:8]}-{ms[8:]}-7"
     raw = os.urandom(10 * _ID_BATCH).hex()
     return [
-        f"{ms[:8]}-{ms[8:]}-7{r[:3]}-{_HEX_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}"
+        f"{time_and_version}{r[:3]}-{_HEX_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}"
         for r in (raw[i : i + 20] for i in range(0, len(raw), 20))
     ]
 
