@@ -179,7 +179,10 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where the databases go")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
-        p = lambda name: os.path.join(d, name)  # noqa: E731
+
+        def p(name: str) -> str:
+            return os.path.join(d, name)
+
         raw = _timed("raw_sqlite_eps", lambda: raw_sqlite_eps(p("raw.db"), 100_000))
         batch = _timed("batch_append_eps", lambda: batch_append_eps(p("batch.db"), 100_000))
         full = _timed(

@@ -249,9 +249,11 @@ async def test_a_judge_grades_after_the_answer_without_delaying_it(
     )
     gateway = await make_gateway(specs(upstream, m=(1, 1), judge=(1, 1)), judge_model="judge")
     result = await gateway.process(ProcessRequest(ASK, CallParams(max_tokens=8), "m"), USER)
-    scores = lambda: [  # noqa: E731
-        e.data for e in log.read_stream(f"request-{result.request_id}") if e.type == "ScoreRecorded"
-    ]
+
+    def scores() -> list[dict[str, Any]]:
+        stream = log.read_stream(f"request-{result.request_id}")
+        return [e.data for e in stream if e.type == "ScoreRecorded"]
+
     assert scores() == [], "the answer went back before the judge spoke"
     await gateway.drain()
     (judged,) = scores()

@@ -80,11 +80,13 @@ async def test_past_its_restart_budget_a_model_is_marked_down(
     system = make_system([local_spec()], factory=scripts, restart_policy=FAST)
     for i in range(3):
         # The i-th actor has loaded its provider and answers for the model.
-        await wait_until(
-            lambda i=i: (
+
+        def serving(i: int = i) -> bool:
+            return (
                 len(scripts.built) == i + 1 and system.directory.models().get("local") == "running"
             )
-        )
+
+        await wait_until(serving)
         with pytest.raises(CallFailed):
             await system.caller.call("local", MESSAGES, PARAMS, request_id=f"r{i}")
     await wait_until(lambda: "down" in system.directory.models().get("local", ""))
