@@ -66,7 +66,7 @@ def _serve(options: argparse.Namespace) -> int:
     from .services import Limits
 
     try:
-        resolve(options.loop)
+        loop = resolve(options.loop)
     except LoopUnavailable as exc:
         print(f"atom serve: {exc}", file=sys.stderr)
         return 2
@@ -96,8 +96,7 @@ def _serve(options: argparse.Namespace) -> int:
     with os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1) as out:
         try:
             return run(
-                serve(config, limits=Limits(rate=rate), grace_s=options.grace, out=out),
-                options.loop,
+                serve(config, limits=Limits(rate=rate), grace_s=options.grace, out=out), loop
             )
         except (EventStoreError, OSError) as exc:
             print(f"atom serve: {exc}", file=sys.stderr)

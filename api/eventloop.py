@@ -27,9 +27,9 @@ def resolve(choice: str) -> str:
     return "uvloop" if choice == "uvloop" or (choice == "auto" and installed) else "asyncio"
 
 
-def run(main: Coroutine[Any, Any, T], choice: str = "auto") -> T:
-    """Run `main` to completion on a new loop of the chosen kind."""
-    if resolve(choice) == "uvloop":
+def run(main: Coroutine[Any, Any, T], loop: str) -> T:
+    """Run `main` to completion on a new loop of the kind `resolve` named."""
+    if loop == "uvloop":
         import uvloop
 
         return uvloop.run(main)

@@ -436,10 +436,11 @@ class EventStore(LogReader):
                 return None
             # A follower asks for the newest rows: walk from the right end, not over the
             # thousands of rows before them (islice from the left cost 3% of a busy server).
-            behind = last - after
-            newest = list(itertools.islice(reversed(self._recent), behind))
-            newest.reverse()
-            return newest[:limit]
+            behind = last - after  # the rows after `after` are the newest `behind`
+            wanted = min(behind, limit)
+            rows = list(itertools.islice(reversed(self._recent), behind - wanted, behind))
+            rows.reverse()
+            return rows
 
     def _settle(
         self,

@@ -16,8 +16,9 @@ async def _name() -> str:
 @pytest.mark.parametrize(("choice", "name"), [("auto", "uvloop"), ("uvloop", "uvloop"),
                                               ("asyncio", "asyncio")])  # fmt: skip
 def test_a_choice_runs_on_the_loop_it_stands_for(choice: str, name: str) -> None:
-    assert resolve(choice) == name
-    assert run(_name(), choice) == name
+    loop = resolve(choice)
+    assert loop == name
+    assert run(_name(), loop) == name
 
 
 def test_without_uvloop_auto_falls_back_and_asking_for_it_names_the_fix(
