@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from api.server import GC_THRESHOLDS, _collecting_less
@@ -79,6 +80,20 @@ async def test_serve_prints_an_admin_key_once_serves_and_stops_cleanly(tmp_path:
             "state": "unavailable",
             "detail": "credentials: OPENAI_API_KEY not set",
         }
+        # The local model's tokens come from llama.cpp's thread to this loop, and out as SSE.
+        body = {"model": "gemma-3-270m", "prompt": "Name a colour.", "max_tokens": 4,
+                "temperature": 0, "stream": True}  # fmt: skip
+        async with http.post(
+            f"{server.url}/api/advanced-ai/process", headers=bearer(key), json=body
+        ) as response:
+            assert response.status == 200
+            sse = (await response.text()).split("\n\n")
+        events = [block.split("\n", 1) for block in sse if block]
+        tokens = [orjson.loads(d.removeprefix("data: "))["text"] for e, d in events[:-1]]
+        assert [e for e, _ in events] == ["event: token"] * len(tokens) + ["event: done"]
+        done = orjson.loads(events[-1][1].removeprefix("data: "))
+        assert (done["model"], done["text"]) == ("gemma-3-270m", "".join(tokens))
+        assert 1 <= len(tokens) <= 4 and done["text"].strip()
         status_url = f"{server.url}/api/advanced-ai/streaming/status"
         assert (await _get(http, status_url))[0] == 401
         assert (await _get(http, status_url, key))[0] == 200
