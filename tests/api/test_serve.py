@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 
 from api.server import GC_THRESHOLDS, _collecting_less
 from eventstore import LogReader
-from tests.api.conftest import ATOM, atom, bearer
+from tests.api.conftest import ATOM, atom, bearer, sse_events
 
 
 class Serving:
@@ -87,11 +86,10 @@ async def test_serve_prints_an_admin_key_once_serves_and_stops_cleanly(tmp_path:
             f"{server.url}/api/advanced-ai/process", headers=bearer(key), json=body
         ) as response:
             assert response.status == 200
-            sse = (await response.text()).split("\n\n")
-        events = [block.split("\n", 1) for block in sse if block]
-        tokens = [orjson.loads(d.removeprefix("data: "))["text"] for e, d in events[:-1]]
-        assert [e for e, _ in events] == ["event: token"] * len(tokens) + ["event: done"]
-        done = orjson.loads(events[-1][1].removeprefix("data: "))
+            events = [event async for event in sse_events(response)]
+        tokens = [data["text"] for _, data in events[:-1]]
+        assert [name for name, _ in events] == ["token"] * len(tokens) + ["done"]
+        done = events[-1][1]
         assert (done["model"], done["text"]) == ("gemma-3-270m", "".join(tokens))
         assert 1 <= len(tokens) <= 4 and done["text"].strip()
         status_url = f"{server.url}/api/advanced-ai/streaming/status"
