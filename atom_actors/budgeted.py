@@ -102,6 +102,8 @@ class BudgetedCaller:
                 request_id=ctx.request_id,
                 attempt=attempt,
                 on_delta=on_delta,
+                # The call's events are its own actor's, on behalf of the request's caller.
+                metadata={k: v for k, v in ctx.metadata.items() if k != "actor"},
                 # The caller commits the request's log, this reservation with it, before it
                 # calls upstream: the money is on the record before it can be spent.
                 log=ctx.log,

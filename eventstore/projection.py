@@ -331,6 +331,14 @@ class LiveProjections:
                 self._positions[name] = position
         self.position = max(self.position, position)
 
+    async def catch_up(self, timeout: float | None = None) -> bool:
+        """Wait until every projection includes the log's head as it is now, another
+        process's commits included (read what anyone has written)."""
+        head = await asyncio.to_thread(self._store.head)
+        if self._subscription is not None and self.position < head:
+            self._subscription.poke()
+        return await self.wait_until(head, timeout)
+
     async def wait_until(self, position: int, timeout: float | None = None) -> bool:
         """Wait until every projection includes `position` (read your own writes)."""
         if self.position >= position:

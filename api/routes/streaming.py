@@ -9,6 +9,8 @@ from aiohttp import web
 from atom_actors.events import StreamEventPublished
 
 from ..auth import Role
+from ..errors import BadRequest
+from ..hub import is_system_topic
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
 from ..ws import PROTOCOL, TOPIC, serve_socket
@@ -57,13 +59,22 @@ PUBLISHED: Final = {
 
 
 async def streaming_status(request: web.Request) -> web.Response:
-    return json_response(services_of(request).hub.stats().to_dict())
+    hub, principal = services_of(request).hub, request[PRINCIPAL]
+    # Another tenancy's connections and topics (tokens:<request id>) are its own business.
+    stats = hub.stats() if principal.sees_all else hub.stats_of(principal.tenancy)
+    return json_response(stats.to_dict())
 
 
 async def publish_event(request: web.Request) -> web.Response:
     services = services_of(request)
     body, key_id = request[BODY], request[PRINCIPAL].key_id
     topic, payload = body["topic"], body["payload"]
+    if is_system_topic(topic):
+        raise BadRequest(
+            f"topic {topic!r} is the gateway's own (requests, tokens:*): "
+            "broadcast on a topic of your own",
+            field="topic",
+        )
     event = StreamEventPublished(topic=topic, payload=payload, by=key_id)
     # On the record before anyone hears of it.
     [position] = await services.store.append_async(

@@ -87,8 +87,10 @@ async def test_fifty_concurrent_requests_never_overspend_a_keys_budget(
         assert row == {
             "scope": scope,
             "period": "total",
+            "period_start": None,
             "limit_usd": to_usd(LIMIT_PICO),
             "spent_usd": to_usd(spent),
+            "reserved_usd": 0.0,
             "remaining_usd": to_usd(LIMIT_PICO - spent),
         }
 

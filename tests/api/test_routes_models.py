@@ -610,8 +610,8 @@ async def test_performance_orchestration_and_dashboard_reflect_the_requests_made
 
     _, performance = await fleet.get("/api/advanced-ai/performance?consistent=true")
     models = performance["models"]
-    assert {n: m["requests"] for n, m in models.items()} == {"dear": 3, "cheap": 4, "mid": 1}
-    assert models["dear"]["errors"] == 1
+    assert {n: m["calls"] for n, m in models.items()} == {"dear": 3, "cheap": 4, "mid": 1}
+    assert models["dear"]["failed"] == 1
     assert models["dear"]["errors_by_kind"] == {"auth": 1}
     for name, row in models.items():
         mine = [c for c in calls if c["model"] == name]
@@ -671,7 +671,7 @@ async def test_consistent_reads_wait_for_your_last_write(fleet: Fleet) -> None:
     assert fresh["traffic"]["completed"] == 1
     assert fresh["spend_usd"] == answer["cost_usd"]
     _, performance = await fleet.get("/api/advanced-ai/performance?consistent=true")
-    assert performance["models"]["cheap"]["requests"] == 1
+    assert performance["models"]["cheap"]["calls"] == 1
     _, orchestration = await fleet.get("/api/advanced-ai/orchestration/performance?consistent=1")
     assert orchestration["strategies"]["direct"]["requests"] == 1
 
@@ -681,16 +681,22 @@ async def test_the_dashboard_shows_budgets_against_spend(fleet: Fleet) -> None:
     fleet.store.append("budget-global", [limit.new()])
     status, answer = await fleet.post(PROCESS, {"model": "mid", "prompt": "hi", "max_tokens": 16})
     assert status == 200
-    _, dashboard = await fleet.get("/api/advanced-ai/dashboard?consistent=true")
+    operator = fleet.api.keys[Role.OPERATOR]
+    _, dashboard = await fleet.get("/api/advanced-ai/dashboard?consistent=true", key=operator)
     assert dashboard["budgets"] == [
         {
             "scope": "global",
             "period": "total",
+            "period_start": None,
             "limit_usd": 0.01,
             "spent_usd": answer["cost_usd"],
+            "reserved_usd": 0.0,
             "remaining_usd": to_usd(10_000_000_000 - round(answer["cost_usd"] * 1e12)),
         }
     ]
+    # The global budget sums every tenant's spend: an operator's figure, not a user's.
+    _, mine = await fleet.get("/api/advanced-ai/dashboard?consistent=true")
+    assert mine["budgets"] == [] and mine["spend_usd"] == answer["cost_usd"]
 
 
 async def test_recommendations_rank_models_and_strategies_for_a_task(fleet: Fleet) -> None:

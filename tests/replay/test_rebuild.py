@@ -51,7 +51,7 @@ def test_an_intact_log_rebuilds_identical_and_is_left_as_it_was(
     assert story.path.read_bytes() == before
     human = replay(capsys, "rebuild", "--db", str(story.path))
     assert (
-        human.code == 0 and f"performance v1: identical (checkpoint {report['head']})" in human.out
+        human.code == 0 and f"performance v2: identical (checkpoint {report['head']})" in human.out
     )
 
 
@@ -86,7 +86,7 @@ def test_an_edited_projection_table_is_reported_with_every_difference(
     assert all(p["status"] == "identical" for p in report["projections"][1:])
     human = replay(capsys, "rebuild", "--db", str(path))
     assert human.code == 1
-    assert "performance v1: differs" in human.out
+    assert "performance v2: differs" in human.out
     assert "  /models/backup/calls: live 7, rebuilt 1" in human.out
     assert "  /models/cheap/errors/upstream_error: live (absent), rebuilt 3" in human.out
 
