@@ -201,6 +201,14 @@ class BudgetSet(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetCleared(DomainEvent):
+    """A scope's limit lifted: it spends without one from now on."""
+
+    TYPE: ClassVar[str] = "BudgetCleared"
+    scope: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BudgetReserved(DomainEvent):
     TYPE: ClassVar[str] = "BudgetReserved"
     request_id: str
@@ -326,6 +334,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         ModelHealthChanged,
         ActorRestarted,
         BudgetSet,
+        BudgetCleared,
         BudgetReserved,
         BudgetSettled,
         BudgetRejected,

@@ -8,6 +8,7 @@ tool's own calls. Operators and admins see every tenancy; everyone else only the
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -37,6 +38,15 @@ class Role(enum.IntEnum):
 
 
 ROLE_LABELS: Final = tuple(role.label for role in Role)
+TENANT_NAME: Final = re.compile(r"[^\s\x00-\x1f]{1,100}")
+"""A tenant's name: 1 to 100 characters, no spaces (it is part of a scope, `tenant:<name>`)."""
+
+
+def check_tenant(name: str) -> str:
+    """`name` if it is a tenant's name, else ValueError saying why."""
+    if not TENANT_NAME.fullmatch(name):
+        raise ValueError(f"tenant {name!r} is not 1 to 100 characters without spaces")
+    return name
 
 
 def tenancy_of(key_id: str | None, tenant: str | None) -> str:

@@ -248,7 +248,7 @@ class Budgets:
     name = "budgets"
     version = 1
     # The event types the fold reads; the live runner skips the others.
-    types = frozenset({"BudgetSet", "BudgetReserved", "BudgetSettled"})
+    types = frozenset({"BudgetSet", "BudgetCleared", "BudgetReserved", "BudgetSettled"})
 
     def initial(self) -> State:
         return {"limits": {}, "spent": {}, "reserved": {}}
@@ -257,6 +257,8 @@ class Budgets:
         kind, data = event.type, event.data
         if kind == "BudgetSet":
             state["limits"][data["scope"]] = [data["limit_pico"], data["period"]]
+        elif kind == "BudgetCleared":
+            state["limits"].pop(data["scope"], None)
         elif kind == "BudgetReserved":
             state["reserved"][data["reservation_id"]] = [
                 data["scopes"],

@@ -77,12 +77,17 @@ async def recommendations(request: web.Request) -> web.Response:
     return json_response(recommend(task, snapshot).to_dict())
 
 
+def budget_rows_of(request: web.Request, scopes: list[str] | None) -> list[dict[str, Any]]:
+    """The budgets of `scopes` (None: every one) as they stand now."""
+    state = services_of(request).projections.state("budgets")
+    return views.budget_rows(state, datetime.now(UTC), scopes)
+
+
 def budgets_seen(request: web.Request) -> list[dict[str, Any]]:
     """The budgets the caller may see, as they stand now."""
     services = services_of(request)
-    state = gateway_of(request).projections.state("budgets")
-    scopes = visible_scopes(request[PRINCIPAL], services.keys, state["limits"])
-    return views.budget_rows(state, datetime.now(UTC), scopes)
+    limits = services.projections.state("budgets")["limits"]
+    return budget_rows_of(request, visible_scopes(request[PRINCIPAL], services.keys, limits))
 
 
 async def dashboard(request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from api.auth import Role
-from api.keys import Budget, budget_stream
+from api.budgets import Budget, budget_stream
 from api.services import Limits
 from atom_actors.cost import to_usd
 from atom_actors.events import BudgetSet
@@ -126,7 +126,7 @@ async def test_raising_a_keys_budget_lets_it_spend_again(
         status, error = await post()
         assert (status, error["error"]["type"]) == (402, "budget_exceeded")
         raised = BudgetSet(scope=f"key:{record.key_id}", limit_pico=1_000_000_000, period="total")
-        [position] = await store.append_async(budget_stream(record.key_id), [raised.new()])
+        [position] = await store.append_async(budget_stream(f"key:{record.key_id}"), [raised.new()])
         assert await api.services.projections.wait_until(position, timeout=10)
         assert (await post())[0] == 200
         assert _spent_in(store, f"key:{record.key_id}") == 2 * COST_PICO

@@ -102,8 +102,14 @@ def test_atom_keys_create_list_revoke(db_path: str) -> None:
     ("args", "error"),
     [
         (["create", "--role", "user", "--period", "day"], "--period needs --budget-usd"),
-        (["create", "--role", "user", "--budget-usd", "-1"], "finite amount of USD >= 0"),
-        (["create", "--role", "user", "--budget-usd", "nan"], "finite amount of USD >= 0"),
+        (
+            ["create", "--role", "user", "--budget-usd", "-1"],
+            "a budget is an amount of USD from 0 to 1,000,000",
+        ),
+        (
+            ["create", "--role", "user", "--budget-usd", "nan"],
+            "a budget is an amount of USD from 0 to 1,000,000",
+        ),
         (["create", "--role", "root"], "invalid choice: 'root'"),
         (["revoke", "abc"], "no key 'abc'"),
     ],
