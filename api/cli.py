@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from eventstore import EventStore, EventStoreError, LogReader
+from eventstore import EventStoreError, open_reader, open_store
 
 from .auth import ROLE_LABELS, Role
 from .eventloop import LOOPS
@@ -117,7 +117,7 @@ def _create_key(options: argparse.Namespace) -> int:
         print(f"atom keys create: {exc}", file=sys.stderr)
         return 2
     issued = issue(Role.parse(options.role), options.name, tenant=options.tenant, budget=budget)
-    with EventStore(options.db) as store:
+    with open_store(options.db) as store:
         store.append_batch(issued.parts)
     print(f"key_id: {issued.key_id}")
     print(f"role: {options.role}")
@@ -133,7 +133,7 @@ def _create_key(options: argparse.Namespace) -> int:
 
 
 def _list_keys(options: argparse.Namespace) -> int:
-    with LogReader(options.db) as reader:
+    with open_reader(options.db) as reader:
         records = read_records(reader)
     print(f"{'KEY_ID':<16}  {'ROLE':<8}  {'TENANT':<16}  {'REVOKED':<7}  NAME")
     for r in records:
@@ -143,7 +143,7 @@ def _list_keys(options: argparse.Namespace) -> int:
 
 
 def _revoke_key(options: argparse.Namespace) -> int:
-    with EventStore(options.db, create=False) as store:
+    with open_store(options.db, create=False) as store:
         try:
             done = revoke(store, options.key_id)
         except UnknownKey:

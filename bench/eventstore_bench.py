@@ -19,7 +19,13 @@ from typing import Any
 
 import orjson
 
-from eventstore import Durability, EventStore, NewEvent, ProjectionRunner, RecordedEvent
+from eventstore import (
+    Durability,
+    NewEvent,
+    ProjectionRunner,
+    RecordedEvent,
+    SQLiteStore,
+)
 from eventstore._chain import GENESIS, event_hash
 from eventstore._schema import connect
 
@@ -75,7 +81,7 @@ def raw_sqlite_eps(path: str, n: int, batch: int = 100) -> float:
 def batch_append_eps(path: str, n: int, batch: int = 100, window: int = 32) -> float:
     """Batches of `batch` events, up to `window` batches in flight, durability full."""
     batches = _batches(n, batch)
-    with EventStore(path) as store:
+    with SQLiteStore(path) as store:
         start = time.perf_counter()
         pending: list[Future[list[int]]] = []
         for stream, events in batches:
@@ -92,7 +98,7 @@ def concurrent_appends(
 ) -> dict[str, float]:
     """`appenders` threads, one event per append, each with up to `window` appends in flight."""
     latencies: list[list[float]] = [[] for _ in range(appenders)]
-    with EventStore(path, durability=durability) as store:
+    with SQLiteStore(path, durability=durability) as store:
         barrier = threading.Barrier(appenders + 1)
 
         def run(k: int) -> None:
@@ -150,7 +156,7 @@ class _Spend:
 
 
 def rebuild_eps(path: str, n: int) -> float:
-    with EventStore(path, durability=Durability.NORMAL) as store:
+    with SQLiteStore(path, durability=Durability.NORMAL) as store:
         events = [_event(i) for i in range(n)]
         pending = [
             store.append_future(f"s{i // 1000}", events[i : i + 1000]) for i in range(0, n, 1000)

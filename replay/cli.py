@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from eventstore import EventStore, EventStoreError, LogFormatTooNew, NotAnEventLog
+from eventstore import EventStoreError, LogFormatTooNew, NotAnEventLog, open_store
 
 from . import evaluate, rebuild, rescore, stats, stream, trace
 from ._export import export_log
@@ -98,7 +98,7 @@ def _input(name: str) -> BinaryIO:
 
 
 def _import(options: argparse.Namespace) -> int:
-    with _input(options.file) as source, EventStore(options.db) as store:
+    with _input(options.file) as source, open_store(options.db) as store:
         result = import_lines(store, source)
     print(
         f"imported: {result.lines} lines read, {result.appended} events appended, "

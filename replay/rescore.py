@@ -24,7 +24,7 @@ from atom_actors.config import ConfigError, load_config
 from atom_actors.cost import estimate_message_tokens, from_usd, reservation_pico, to_usd
 from atom_actors.events import ScoreRecorded, request_stream
 from atom_actors.scorers import JudgeScorer, ScoreInput, Scorer, ScoreUnavailable, get_scorer
-from eventstore import EventStore, LogReader, NewEvent, RecordedEvent, StreamAppend
+from eventstore import EventStore, LogReader, NewEvent, RecordedEvent, StreamAppend, open_store
 
 from . import _timepoint
 from ._progress import ProgressBar
@@ -486,7 +486,7 @@ def command(options: argparse.Namespace) -> int:
         print(f"atom replay rescore: {exc}", file=sys.stderr)
         return 2
     run = None
-    with EventStore(options.db, create=False) as store:
+    with open_store(options.db, create=False) as store:
         since = _timepoint.first_from(store, point)
         with ProgressBar("reading") as progress:
             found = plan(store, scorer, since, where, progress)

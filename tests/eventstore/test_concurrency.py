@@ -7,7 +7,14 @@ import sys
 import threading
 import time
 
-from eventstore import EventStore, NewEvent, Subscription, WrongExpectedVersion, verify_rows
+from eventstore import (
+    EventStore,
+    NewEvent,
+    SQLiteStore,
+    Subscription,
+    WrongExpectedVersion,
+    verify_rows,
+)
 
 
 def test_threads_racing_for_each_version_have_exactly_one_winner(store: EventStore) -> None:
@@ -51,7 +58,7 @@ _CHILD = """
 import sys
 from eventstore import EventStore, NewEvent
 path, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with EventStore(path) as store:
+with SQLiteStore(path) as store:
     futures = [store.append_future(f"{name}-{i % 5}", [NewEvent("FromChild", {"i": i})])
                for i in range(count)]
     for f in futures:
@@ -60,11 +67,11 @@ with EventStore(path) as store:
 
 
 def test_several_processes_append_to_one_log(db_path: str) -> None:
-    EventStore(db_path).close()
+    SQLiteStore(db_path).close()
     children = [
         subprocess.Popen([sys.executable, "-c", _CHILD, db_path, f"p{k}", "300"]) for k in range(3)
     ]
-    with EventStore(db_path) as store:
+    with SQLiteStore(db_path) as store:
         for i in range(300):
             store.append(f"parent-{i % 5}", [NewEvent("FromParent", {"i": i})])
         for child in children:
@@ -81,7 +88,7 @@ def test_several_processes_append_to_one_log(db_path: str) -> None:
 
 
 def test_a_subscriber_sees_another_process_events_within_a_second(db_path: str) -> None:
-    with EventStore(db_path) as store:
+    with SQLiteStore(db_path) as store:
         store.append("before", [NewEvent("Old", {})])
         subscription = Subscription(store, after=0)
         seen: list[tuple[int, float]] = []

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import EventStore, verify_rows
+from eventstore import SQLiteStore, verify_rows
 
 _APPENDER = """
 import random, sys, threading
 from eventstore import EventStore, NewEvent
 path, seed = sys.argv[1], int(sys.argv[2])
-store = EventStore(path)
+store = SQLiteStore(path)
 lock = threading.Lock()
 
 def run(k):
@@ -60,7 +60,7 @@ def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
         assert child.returncode == -signal.SIGKILL
         acknowledged = {int(p) for line in [first, *rest.splitlines()] for p in line.split()}
 
-        with EventStore(path, create=False) as store:
+        with SQLiteStore(path, create=False) as store:
             report = verify_rows(store.iter_raw())
             assert report.ok, f"trial {trial}: {report.problem}"
             events = list(store.read_all())

@@ -14,8 +14,8 @@ from eventstore import (
     ANY,
     NO_STREAM,
     DuplicateEventConflict,
-    EventStore,
     NewEvent,
+    SQLiteStore,
     WrongExpectedVersion,
     verify_rows,
 )
@@ -32,7 +32,7 @@ class StoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self._dir = tempfile.TemporaryDirectory()
-        self.store = EventStore(str(Path(self._dir.name) / "log.db"))
+        self.store = SQLiteStore(str(Path(self._dir.name) / "log.db"))
         # The model: the log as a list, and the batches appended so far with their positions.
         self.log: list[tuple[str, int, NewEvent]] = []
         self.batches: list[tuple[str, list[NewEvent], list[int]]] = []

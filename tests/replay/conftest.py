@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import EventStore, NewEvent
+from eventstore import NewEvent, SQLiteStore
 
 ATOM = str(Path(sys.executable).with_name("atom"))
 
@@ -33,7 +33,7 @@ def atom() -> Atom:
 def log_path(tmp_path: Path) -> Path:
     """A log of 20 events over 4 streams, with nested data, unicode, floats and metadata."""
     path = tmp_path / "source.db"
-    with EventStore(str(path)) as store:
+    with SQLiteStore(str(path)) as store:
         for i in range(20):
             store.append(
                 f"request-{i % 4}",

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from eventstore import EventStore
+from eventstore import SQLiteStore
 
 from .conftest import Atom
 
@@ -46,7 +46,7 @@ def test_json_report_of_an_intact_log(atom: Atom, log_path: Path) -> None:
 
 def test_an_empty_log_verifies(atom: Atom, tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
-    EventStore(str(path)).close()
+    SQLiteStore(str(path)).close()
     result = atom("replay", "verify", "--db", str(path))
     assert result.returncode == 0
     assert re.fullmatch(r"ok: 0 events in 0 streams, head 0, chain 0{8}…\n", result.stdout)
