@@ -340,33 +340,28 @@ class GroupCommitWriter:
 
     def _commit_group(self, group: list[Append]) -> None:
         try:
-            # Retried event_ids are rare: insert optimistically and let the UNIQUE index
-            # catch one; only then look up which ids exist and decide the group again. (A
-            # savepoint would spare the second BEGIN, but costs SQLite a sub-journal on every
-            # insert.)
-            try:
-                outcomes, inserts, versions, head = self._write(group, optimistic=True)
-            except UniqueViolation:
-                self._rollback()
-                outcomes, inserts, versions, head = self._write(group, optimistic=False)
-            self._commit(head)
-            if len(self._versions) > _VERSION_CACHE:
-                # The streams known longest are the least likely to be appended to again.
-                for stream_id in list(itertools.islice(self._versions, _VERSION_CACHE // 2)):
-                    del self._versions[stream_id]
-            self._versions.update(versions)
-        except BaseException as exc:  # noqa: BLE001 - every appender learns of the failure
-            with contextlib.suppress(Exception):  # a broken connection cannot roll back
-                if self._in_transaction():
-                    self._rollback()
-            self._versions.clear()
-            error = (
-                exc
-                if isinstance(exc, EventStoreError)
-                else EventStoreError(f"commit failed: {exc}")
-            )
-            self._settle(group, [error] * len(group), None)
-            return
+            outcomes, inserts, head = self._commit_once(group)
+        except BaseException as first:  # noqa: BLE001 - every appender learns of the failure
+            self._abandon()
+            outcome: BaseException | None = first
+            if self._reconnects(first):
+                # The connection broke (the server restarted, a node lost it): once, on a new
+                # one. Appends are idempotent by event_id, so a group whose commit did land
+                # is recognised, and its appenders get their original positions.
+                try:
+                    outcomes, inserts, head = self._commit_once(group)
+                    outcome = None
+                except BaseException as second:  # noqa: BLE001 - as the first
+                    self._abandon()
+                    outcome = second
+            if outcome is not None:
+                error = (
+                    outcome
+                    if isinstance(outcome, EventStoreError)
+                    else EventStoreError(f"commit failed: {outcome}")
+                )
+                self._settle(group, [error] * len(group), None)
+                return
         self._written_head = head
         self._commits += 1
         self._appends += len(group)
@@ -380,6 +375,36 @@ class GroupCommitWriter:
                 listener(head)
             except Exception:  # noqa: BLE001 - a listener's failure must never stop the writer
                 self._listeners.remove(listener)
+
+    def _commit_once(
+        self, group: list[Append]
+    ) -> tuple[list[list[list[int]] | EventStoreError], list[Row], int]:
+        # Retried event_ids are rare: insert optimistically and let the UNIQUE index catch
+        # one; only then look up which ids exist and decide the group again. (A savepoint
+        # would spare the second BEGIN, but costs SQLite a sub-journal on every insert.)
+        try:
+            outcomes, inserts, versions, head = self._write(group, optimistic=True)
+        except UniqueViolation:
+            self._rollback()
+            outcomes, inserts, versions, head = self._write(group, optimistic=False)
+        self._commit(head)
+        if len(self._versions) > _VERSION_CACHE:
+            # The streams known longest are the least likely to be appended to again.
+            for stream_id in list(itertools.islice(self._versions, _VERSION_CACHE // 2)):
+                del self._versions[stream_id]
+        self._versions.update(versions)
+        return outcomes, inserts, head
+
+    def _abandon(self) -> None:
+        """Roll back what a failed commit left, if the connection still can."""
+        with contextlib.suppress(Exception):
+            if self._in_transaction():
+                self._rollback()
+        self._versions.clear()
+
+    def _reconnects(self, error: BaseException) -> bool:
+        """Whether `error` broke the write connection and a new one is made at next begin."""
+        return False
 
     def _advance(self, head: int) -> None:
         with self._committed:

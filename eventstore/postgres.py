@@ -39,6 +39,10 @@ _CLOSING: Final = "closing"
 _Conn = psycopg.Connection[tuple[Any, ...]]
 
 
+def _read_only(conn: _Conn) -> None:
+    conn.execute("SET default_transaction_read_only = on")
+
+
 class PostgresReader(RowReader):
     """Read access to an event log in a PostgreSQL database, safe from any thread."""
 
@@ -48,10 +52,11 @@ class PostgresReader(RowReader):
         check_log(url)
         super().__init__(upcasters=upcasters)
         # Reads are single statements: autocommit, so that each sees every commit made before
-        # it, and no connection sits idle in a transaction.
+        # it, and no connection sits idle in a transaction; read-only, so a reader never writes.
         self._pool: ConnectionPool[_Conn] = ConnectionPool(
             url,
             kwargs={"autocommit": True},
+            configure=_read_only,
             min_size=1,
             max_size=_READ_CONNECTIONS,
             num_workers=1,
@@ -144,6 +149,7 @@ class PostgresStore(PostgresReader, GroupCommitWriter):
             ("on" if self.durability is Durability.FULL else "off",),
         )
         conn.commit()
+        self._writer_pid = conn.info.backend_pid
         return conn
 
     # ------------------------------------------------------------------- the SQL statements
@@ -156,8 +162,14 @@ class PostgresStore(PostgresReader, GroupCommitWriter):
         # Held until commit: the head read next is final, and our positions follow it.
         self._conn.execute("LOCK TABLE events IN EXCLUSIVE MODE")
 
+    def _reconnects(self, error: BaseException) -> bool:
+        return isinstance(error, psycopg.OperationalError) and (
+            self._conn.closed or self._conn.broken
+        )
+
     def _in_transaction(self) -> bool:
-        return self._conn.info.transaction_status != TransactionStatus.IDLE
+        status = self._conn.info.transaction_status
+        return not self._conn.closed and status != TransactionStatus.IDLE
 
     def _read_head(self) -> tuple[int, str]:
         # The server's clock stamps the events: one clock for every process, read under the
@@ -207,6 +219,10 @@ class PostgresStore(PostgresReader, GroupCommitWriter):
         self._conn.rollback()
 
     def _close_writer(self) -> None:
+        # Our own notification wakes our listener at once, where its timeout would take seconds.
+        with contextlib.suppress(psycopg.Error):
+            self._conn.execute("SELECT pg_notify(%s, %s)", (self._channel, _CLOSING))
+            self._conn.commit()
         self._conn.close()
 
     # -------------------------------------------------------------------------- listening
@@ -216,7 +232,8 @@ class PostgresStore(PostgresReader, GroupCommitWriter):
         while not self._closed:
             try:
                 for notify in self._listen_conn.notifies(timeout=_LISTEN_TIMEOUT_S):
-                    if notify.payload.isdigit():
+                    # Our own commits are told by the writer, after it has settled them.
+                    if notify.payload.isdigit() and notify.pid != self._writer_pid:
                         self._learned(int(notify.payload))
                     elif self._closed:
                         break
@@ -267,12 +284,6 @@ class PostgresStore(PostgresReader, GroupCommitWriter):
         """Commit what is queued, then stop the writer and the listener, and disconnect."""
         if not self._stop_writer():
             return
-        # Our own notification wakes our listener at once, where its timeout would take seconds.
-        try:
-            with self._pool.connection() as conn:
-                conn.execute("SELECT pg_notify(%s, %s)", (self._channel, _CLOSING))
-        except psycopg.Error:
-            pass  # the listener stops at its timeout instead
         self._listener.join()
         PostgresReader.close(self)
 

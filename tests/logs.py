@@ -20,11 +20,11 @@ def execute(location: str, statement: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(location, autocommit=True) as conn:
             cursor = conn.execute(statement)
             return cursor.fetchall() if cursor.description else []
-    conn = sqlite3.connect(location, isolation_level=None)
+    lite = sqlite3.connect(location, isolation_level=None)
     try:
-        return conn.execute(statement).fetchall()
+        return lite.execute(statement).fetchall()
     finally:
-        conn.close()
+        lite.close()
 
 
 def tamper(location: str, statement: str) -> None:

@@ -17,7 +17,7 @@ from psycopg import sql
 with warnings.catch_warnings():
     # It looks for $XDG_RUNTIME_DIR, unset in CI, and falls back to /tmp as we would.
     warnings.simplefilter("ignore")
-    import pgserver
+    from pgserver.postgres_server import get_server
 
 _names = itertools.count(1)
 
@@ -29,7 +29,7 @@ class PostgresServer:
         # Not under pytest's basetemp: another pytest run on the machine prunes old basetemps,
         # and would delete a data directory still in use.
         self._directory = Path(tempfile.mkdtemp(prefix="atom-postgres-"))
-        self._server = pgserver.get_server(self._directory / "data", cleanup_mode="delete")
+        self._server = get_server(self._directory / "data", cleanup_mode="delete")
 
     def url(self, database: str = "postgres") -> str:
         url: str = self._server.get_uri(database)

@@ -23,6 +23,7 @@ from eventstore import (
     SQLiteStore,
     Subscription,
     new_event_id,
+    open_store,
 )
 
 
@@ -99,6 +100,20 @@ async def test_append_now_leaves_a_busy_file_to_the_writer(db_path: str) -> None
         # The loop's own connection was left as it was: the next append commits inline.
         assert await store.append_now("s", [tick(1)]) == [2]
         assert threads == ["eventstore-writer", threading.current_thread().name]
+
+
+async def test_append_now_on_postgresql_always_goes_through_the_writer(
+    postgres_url: str,
+) -> None:
+    # Committing on the loop would hold it for round trips to the server, and for another
+    # node's lock: the writer thread commits, whatever the durability.
+    with open_store(postgres_url, durability="normal") as store:
+        threads = committing_threads(store)
+        assert await store.append_now("s", [tick(0)]) == [1]
+        # The writer tells its thread listeners after it has settled the commit.
+        await asyncio.to_thread(store.wait_for, 1)
+        await asyncio.to_thread(store.append, "s", [tick(1)])
+        assert threads == ["eventstore-writer"] * 2
 
 
 async def test_a_stream_alone_commits_inline_and_in_company_through_the_writer(
@@ -180,11 +195,11 @@ async def test_a_cancelled_committer_does_not_cancel_the_append(store: EventStor
     assert seen == [store.read_stream("s")[0].position]
 
 
-async def test_own_commits_are_read_from_memory_and_another_writers_from_the_file(
-    db_path: str,
+async def test_own_commits_are_read_from_memory_and_another_writers_from_the_log(
+    location: str,
 ) -> None:
-    """Two stores on one file stand for two processes: no gap, no duplicate, in order."""
-    with SQLiteStore(db_path) as ours, SQLiteStore(db_path) as theirs:
+    """Two stores on one log stand for two processes: no gap, no duplicate, in order."""
+    with open_store(location) as ours, open_store(location) as theirs:
         subscription = Subscription(ours, after=0, poll_interval=0.02)
         seen: list[tuple[int, str]] = []
 
@@ -206,13 +221,13 @@ async def test_own_commits_are_read_from_memory_and_another_writers_from_the_fil
         assert ours.recent_rows(60) in ([], None)
 
 
-def test_recent_rows_are_the_files_rows_or_none_once_forgotten(
-    db_path: str, monkeypatch: pytest.MonkeyPatch
+def test_recent_rows_are_the_logs_rows_or_none_once_forgotten(
+    location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import eventstore.store
+    import eventstore._writer
 
-    monkeypatch.setattr(eventstore.store, "_RECENT_ROWS", 16)
-    with SQLiteStore(db_path) as store:
+    monkeypatch.setattr(eventstore._writer, "_RECENT_ROWS", 16)
+    with open_store(location) as store:
         for i in range(0, 50, 5):
             store.append("s", [tick(j) for j in range(i, i + 5)])
         for after in range(52):
@@ -312,10 +327,10 @@ def test_a_forked_child_draws_ids_of_its_own() -> None:
     assert child != new_event_id()
 
 
-def test_a_stream_a_new_writer_does_not_know_continues_its_versions(db_path: str) -> None:
-    with SQLiteStore(db_path) as first:
+def test_a_stream_a_new_writer_does_not_know_continues_its_versions(location: str) -> None:
+    with open_store(location) as first:
         first.append("old", [tick(0), tick(1)])
-    with SQLiteStore(db_path) as second:
+    with open_store(location) as second:
         # One group: the old stream (taken as new at first, which the index refutes) and
         # new ones around it; every append lands with the right versions.
         futures = [second.append_future(f"new{i}", [tick(i)]) for i in range(5)]

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from eventstore import EventStore, LiveProjections, NewEvent, canonical, fold
-from eventstore.projection import ProjectionTable
+from eventstore import EventStore, LiveProjections, NewEvent, SQLiteProjectionTable, canonical, fold
+from eventstore.postgres import PostgresProjectionTable
 from tests.eventstore.test_projection import Spend
 
 
@@ -63,14 +63,16 @@ class HeldSaves:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.entered, self.released = threading.Event(), threading.Event()
-        save_many = ProjectionTable.save_many
+        for table in (SQLiteProjectionTable, PostgresProjectionTable):
+            monkeypatch.setattr(table, "save_many", self._held(table.save_many))
 
-        def held(table: ProjectionTable, saves: Any) -> None:
+    def _held(self, save_many: Any) -> Any:
+        def held(table: Any, saves: Any) -> None:
             self.entered.set()
             self.released.wait(10)
             save_many(table, saves)
 
-        monkeypatch.setattr(ProjectionTable, "save_many", held)
+        return held
 
     async def started(self, store: EventStore) -> LiveProjections:
         """Live projections saving at every fold, with a save under way (held)."""

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from atom_actors.events import BudgetSet, ModelHealthChanged
-from eventstore import ProjectionTable, SQLiteStore
+from eventstore import SQLiteProjectionTable, SQLiteStore
 
 from ._logs import Story, copy_log, refused, replay, story
 from .conftest import ATOM
@@ -27,7 +27,7 @@ def _head(path: Path) -> int:
 
 
 def _stored(path: Path) -> dict[str, tuple[int, int, bytes]]:
-    table = ProjectionTable(str(path))
+    table = SQLiteProjectionTable(str(path))
     try:
         return table.stored()
     finally:
