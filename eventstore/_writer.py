@@ -29,8 +29,8 @@ _VERSION_CACHE: Final = 2_000
 """Streams whose last version the writer keeps: a request's stream is written twice, ms apart."""
 _RECENT_ROWS: Final = 4096
 
-# (event_id, type, schema_version, data json, metadata json)
-_Serialised = tuple[str, str, int, str, str]
+# (event_id, type, schema_version, data json, metadata json, recorded_at or None)
+_Serialised = tuple[str, str, int, str, str, str | None]
 Known = tuple[Any, ...]
 """What the log already holds for an event_id: (event_id, position, stream_id, type,
 schema_version, data, metadata)."""
@@ -87,7 +87,14 @@ def _serialise(stream_id: str, events: Sequence[NewEvent], expected: ExpectedVer
         raise ValueError("stream_id must be a non-empty string")
     try:
         rows = [
-            (e.event_id, e.type, e.schema_version, _dumps(e.data), _dumps(dict(e.metadata)))
+            (
+                e.event_id,
+                e.type,
+                e.schema_version,
+                _dumps(e.data),
+                _dumps(dict(e.metadata)),
+                e.recorded_at,
+            )
             for e in events
         ]
     except TypeError as exc:
@@ -518,7 +525,8 @@ class GroupCommitWriter:
             raise WrongExpectedVersion(stream_id, part.expected, actual)
         positions = []
         version = actual
-        for event_id, type_, schema_version, data, metadata in part.rows:
+        for event_id, type_, schema_version, data, metadata, given_at in part.rows:
+            at = given_at or recorded_at
             head += 1
             version += 1
             previous = event_hash(
@@ -531,7 +539,7 @@ class GroupCommitWriter:
                 schema_version,
                 data,
                 metadata,
-                recorded_at,
+                at,
             )
             inserts.append(
                 (
@@ -543,7 +551,7 @@ class GroupCommitWriter:
                     schema_version,
                     data,
                     metadata,
-                    recorded_at,
+                    at,
                     previous,
                 )
             )
@@ -690,7 +698,7 @@ def _ids(group: list[Append]) -> list[str]:
 
 def _idempotent(part: _Part, known: list[Known | None]) -> list[int]:
     positions = []
-    for (event_id, type_, schema_version, data, metadata), row in zip(
+    for (event_id, type_, schema_version, data, metadata, _), row in zip(
         part.rows, known, strict=True
     ):
         if row is None:

@@ -70,6 +70,8 @@ class NewEvent:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     event_id: str = field(default_factory=new_event_id)
     schema_version: int = 1
+    recorded_at: str | None = None
+    """Set only when moving a log (`atom replay import`); the writer stamps its clock otherwise."""
 
 
 class RecordedEvent(NamedTuple):
