@@ -13,7 +13,7 @@ import orjson
 
 from ._projection_table import SQLiteProjectionTable
 from ._protocol import EventStore, ProjectionTable
-from .errors import EventStoreError
+from .errors import ConcurrentRunner, EventStoreError
 from .events import RecordedEvent
 from .subscription import POLL_INTERVAL, Subscription
 
@@ -275,7 +275,18 @@ class LiveProjections:
                     saves.append((projection, self._saved[name], position, state))
             if not saves:
                 return
-            await asyncio.to_thread(self._table.save_many, saves)
+            try:
+                await asyncio.to_thread(self._table.save_many, saves)
+            except ConcurrentRunner:
+                # Another process follows the same log and saved first (several gateways on
+                # one PostgreSQL log). Its states are folds of the same events, as good as
+                # ours at their checkpoints: take those as saved, and save over them next time.
+                stored = await asyncio.to_thread(self._table.stored)
+                for projection, _, _, _ in saves:
+                    version, checkpoint, _ = stored.get(projection.name, (None, 0, b""))
+                    if version == projection.version:
+                        self._saved[projection.name] = checkpoint
+                return
             for projection, _, position, _ in saves:
                 self._saved[projection.name] = position
 

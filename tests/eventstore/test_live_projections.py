@@ -120,3 +120,20 @@ async def test_a_save_asked_for_during_the_periodic_one_waits_for_it(
     await asked
     await live.stop()
     assert await stored_count(store) == (position, 2)
+
+
+async def test_live_projections_of_two_processes_on_one_log_both_save(store: EventStore) -> None:
+    # Two gateways on one log keep the same projections: neither stops for the other's saves,
+    # and what is stored is always a state with its own checkpoint.
+    first, second = (LiveProjections(store, [Count()], save_every_s=0.0) for _ in range(2))
+    await first.start()
+    await second.start()
+    for _ in range(20):
+        position = (await store.append_async("x", [called("a", 1)]))[-1]
+        await asyncio.gather(first.save(), second.save())
+    assert await first.wait_until(position, timeout=5)
+    assert await second.wait_until(position, timeout=5)
+    await first.stop()
+    await second.stop()
+    stored_position, count = await stored_count(store)
+    assert count == stored_position == position
