@@ -206,6 +206,10 @@ class GroupCommitWriter:
         """The last version of those of `streams` that exist."""
         raise NotImplementedError
 
+    def _versions_after(self, position: int) -> dict[str, int]:
+        """The last version of every stream written after `position`."""
+        raise NotImplementedError
+
     def _insert(self, rows: list[Row]) -> None:
         """Insert rows; raise UniqueViolation when an index refuses one (the transaction is
         then rolled back by the caller)."""
@@ -426,11 +430,16 @@ class GroupCommitWriter:
             self._begin()
         head, previous = self._read_head()
         if head != self._written_head:
-            # Another process appended since our last commit: cached versions may be stale,
-            # and the recent rows would leave a gap before ours.
-            self._versions.clear()
+            # Another process appended since our last commit: the recent rows would leave a
+            # gap before ours, and the versions of the streams it wrote are stale. Those are
+            # read from its rows: forgetting every version instead cost a rolled-back group
+            # each time writers alternate (an ANY append to a forgotten stream guesses it new).
             with self._recent_lock:
                 self._recent.clear()
+            if 0 <= head - self._written_head <= _VERSION_CACHE:
+                self._versions.update(self._versions_after(self._written_head))
+            else:
+                self._versions.clear()
         existing = None if optimistic else self._existing_ids(_ids(group))
         outcomes, inserts, versions = self._plan(group, head, previous, existing)
         if inserts:

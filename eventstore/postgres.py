@@ -202,6 +202,14 @@ class PostgresStore(PostgresReader, GroupCommitWriter):
         ).fetchall()
         return {stream_id: int(version) for stream_id, version in rows}
 
+    def _versions_after(self, position: int) -> dict[str, int]:
+        rows = self._conn.execute(
+            "SELECT stream_id, max(stream_version) FROM events WHERE position > %s "
+            "GROUP BY stream_id",
+            (position,),
+        ).fetchall()
+        return {stream_id: int(version) for stream_id, version in rows}
+
     def _insert(self, rows: list[Row]) -> None:
         try:
             with self._conn.cursor() as cursor, cursor.copy(_COPY) as copy:

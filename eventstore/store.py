@@ -137,6 +137,14 @@ class SQLiteStore(SQLiteReader, GroupCommitWriter):
                 found[stream_id] = version
         return found
 
+    def _versions_after(self, position: int) -> dict[str, int]:
+        rows = self._conn.execute(
+            "SELECT stream_id, max(stream_version) FROM events WHERE position > ? "
+            "GROUP BY stream_id",
+            (position,),
+        )
+        return dict(rows)
+
     def _insert(self, rows: list[Row]) -> None:
         try:
             self._conn.executemany(_INSERT, rows)
