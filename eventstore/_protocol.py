@@ -14,7 +14,8 @@ from concurrent.futures import Future
 from typing import Any, Protocol, Self
 
 from ._schema import Durability
-from .events import ExpectedVersion, NewEvent, RecordedEvent
+from ._writer import WriterStats
+from .events import ExpectedVersion, NewEvent, RecordedEvent, StreamAppend
 from .reader import READ_PAGE, Row
 from .upcasting import Upcasters
 
@@ -122,11 +123,11 @@ class EventStore(LogReader, Protocol):
         """Queue an atomic batch to one stream; the future gives its positions once committed."""
         ...
 
-    def append_batch(self, parts: Sequence[Any]) -> list[list[int]]:
-        """Append an atomic batch of `StreamAppend`s over several streams: all or nothing."""
+    def append_batch(self, parts: Sequence[StreamAppend]) -> list[list[int]]:
+        """Append an atomic batch over several streams: all or nothing; each part's positions."""
         ...
 
-    def append_batch_future(self, parts: Sequence[Any]) -> Future[list[list[int]]]: ...
+    def append_batch_future(self, parts: Sequence[StreamAppend]) -> Future[list[list[int]]]: ...
 
     async def append_async(
         self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ...
@@ -165,8 +166,8 @@ class EventStore(LogReader, Protocol):
         ...
 
     @property
-    def stats(self) -> Any:
-        """The writer's counters (`WriterStats`)."""
+    def stats(self) -> WriterStats:
+        """The writer's counters: commits, appends, events."""
         ...
 
     def projection_table(self) -> ProjectionTable:

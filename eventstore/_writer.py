@@ -380,7 +380,11 @@ class GroupCommitWriter:
         self._committed_group(len(inserts))
         self._remember(inserts)
         self._advance(head)
+        # Thread listeners first: they are told of a commit before its appenders resume.
+        self._tell_threads(head)
         self._settle(group, outcomes, head)
+
+    def _tell_threads(self, head: int) -> None:
         for listener in list(self._listeners):
             try:
                 listener(head)
@@ -635,12 +639,8 @@ class GroupCommitWriter:
                 return
             self._head = head
             self._committed.notify_all()
+        self._tell_threads(head)
         self._settle([], [], head)
-        for listener in list(self._listeners):
-            try:
-                listener(head)
-            except Exception:  # noqa: BLE001 - as after our own commits
-                self._listeners.remove(listener)
 
     # ------------------------------------------------------------------- waiting for commits
 
@@ -657,8 +657,9 @@ class GroupCommitWriter:
     def add_commit_listener(
         self, listener: Callable[[int], None], loop: asyncio.AbstractEventLoop | None = None
     ) -> None:
-        """Call `listener(head)` after every commit: on the writer thread (it must not block),
-        or on `loop`, in the same wake-up that resolves that loop's appenders of the commit."""
+        """Call `listener(head)` after every commit: on the committing thread before the
+        commit's appenders resume (it must not block), or on `loop`, in the same wake-up that
+        resolves that loop's appenders of the commit."""
         if loop is None:
             self._listeners.append(listener)
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC
 from typing import Any, Final
@@ -263,7 +264,7 @@ class PostgresStore(PostgresReader, GroupCommitWriter):
                 self._learned(self.head())
                 return
             except EventStoreError:
-                threading.Event().wait(_RECONNECT_S)
+                time.sleep(_RECONNECT_S)
 
     # ------------------------------------------------------------------------------ the rest
 

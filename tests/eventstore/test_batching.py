@@ -97,6 +97,9 @@ async def test_append_now_leaves_a_busy_file_to_the_writer(db_path: str) -> None
         other.close()
         assert await waiter == [1]
         assert threads == ["eventstore-writer"]
+        # Resumed, we may run before the writer has let go of its commit lock.
+        while store._commit_lock.locked():
+            await asyncio.sleep(0.001)
         # The loop's own connection was left as it was: the next append commits inline.
         assert await store.append_now("s", [tick(1)]) == [2]
         assert threads == ["eventstore-writer", threading.current_thread().name]
@@ -110,10 +113,7 @@ async def test_append_now_on_postgresql_always_goes_through_the_writer(
     with open_store(postgres_url, durability="normal") as store:
         threads = committing_threads(store)
         assert await store.append_now("s", [tick(0)]) == [1]
-        # The writer tells its thread listeners after it has settled the commit.
-        await asyncio.to_thread(store.wait_for, 1)
-        await asyncio.to_thread(store.append, "s", [tick(1)])
-        assert threads == ["eventstore-writer"] * 2
+        assert threads == ["eventstore-writer"]
 
 
 async def test_a_stream_alone_commits_inline_and_in_company_through_the_writer(
