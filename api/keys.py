@@ -73,7 +73,7 @@ class KeyRecord:
             role = Role.parse(self.role)
         except ValueError:
             return None
-        return Principal(self.key_id, role, self.name, self.tenant)
+        return Principal(key_id=self.key_id, role=role, name=self.name, tenant=self.tenant)
 
 
 class KeysProjection:
@@ -164,10 +164,14 @@ def issue(
 ) -> IssuedKey:
     """A fresh key with the events that record it (its budget in the same batch)."""
     key, key_id = new_key(), secrets.token_hex(8)
-    issued = ApiKeyIssued(key_id, hash_key(key), role.label, name, tenant, by)
+    issued = ApiKeyIssued(
+        key_id=key_id, key_hash=hash_key(key), role=role.label, name=name, tenant=tenant, by=by
+    )
     parts = [StreamAppend(key_stream(key_id), [issued.new(actor=by or "cli")], NO_STREAM)]
     if budget is not None:
-        limit = BudgetSet(budget_scope(key_id), from_usd(budget.usd), budget.period)
+        limit = BudgetSet(
+            scope=budget_scope(key_id), limit_pico=from_usd(budget.usd), period=budget.period
+        )
         parts.append(StreamAppend(budget_stream(key_id), [limit.new(actor=by or "cli")]))
     return IssuedKey(key, key_id, tuple(parts))
 
@@ -186,7 +190,7 @@ def revoke(store: EventStore, key_id: str, *, by: str | None = None) -> bool:
     # Expecting the version we read makes two racing revocations record one event.
     store.append(
         key_stream(key_id),
-        [ApiKeyRevoked(key_id, by).new(actor=by or "cli")],
+        [ApiKeyRevoked(key_id=key_id, by=by).new(actor=by or "cli")],
         history[-1].stream_version,
     )
     return True

@@ -119,7 +119,7 @@ def guarded(route: Route) -> Handler:
         if route.role is not None:
             principal = authenticate(request, services, session_token=route.websocket)
             require(principal, route.role)
-            services.limiter.check(principal.key_id)
+            services.limiter.check(principal.api_key_id)
             request[PRINCIPAL] = principal
         if route.body is not None:
             request[BODY] = await read_json(request, route.body, services.limits.max_body_bytes)

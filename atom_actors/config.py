@@ -100,6 +100,9 @@ def _model(entry: object, index: int, source: str) -> ModelSpec:
     if prior > 1.0:
         raise ConfigError(f"{_where(source, label, 'quality_prior')}: must be in [0, 1]")
     values["quality_prior"] = prior
+    for key in ("max_output_tokens", "max_image_tokens"):
+        if key in entry:
+            values[key] = _number(entry[key], _where(source, label, key), minimum=1, integer=True)
     for key in ("timeout_connect_s", "timeout_first_token_s", "timeout_total_s"):
         if key in entry:
             values[key] = float(_number(entry[key], _where(source, label, key), minimum=0.001))

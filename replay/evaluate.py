@@ -27,7 +27,7 @@ import orjson
 from atom_actors.answers import AnswerFormat, AnswerKind
 from atom_actors.catalog import ModelSpec
 from atom_actors.combiners import MemberAnswer, combine
-from atom_actors.cost import cost_pico, estimate_message_tokens, to_usd
+from atom_actors.cost import PromptSize, cost_pico, estimate_message_tokens, to_usd
 from atom_actors.datasets import (
     ROUTELLM_RESPONSES,
     DatasetError,
@@ -294,7 +294,11 @@ def _snapshot(catalog: tuple[ModelSpec, ...], predicted: Mapping[str, Prediction
 def _request(case: Case, strategy: Strategy, ensemble: EnsembleSpec | None = None) -> RouteRequest:
     prompt_tokens = estimate_message_tokens([{"role": "user", "content": case.prompt}])
     return RouteRequest(
-        _CAPABILITY, prompt_tokens, _MAX_TOKENS, strategy, ensemble=ensemble or EnsembleSpec()
+        _CAPABILITY,
+        PromptSize.of_tokens(prompt_tokens),
+        _MAX_TOKENS,
+        strategy,
+        ensemble=ensemble or EnsembleSpec(),
     )
 
 

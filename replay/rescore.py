@@ -214,15 +214,15 @@ def score_input(answer: Answer) -> ScoreInput:
 def score_event(scorer: Scorer, answer: Answer, score: float, detail: str = "") -> NewEvent:
     """The ScoreRecorded of an answer, with an event id that is the same on every run."""
     event = ScoreRecorded(
-        answer.request_id,
-        answer.call_id,
-        "call",
-        answer.model,
-        answer.request.capability,
-        scorer.id,
-        scorer.version,
-        round(score, 6),
-        detail,
+        request_id=answer.request_id,
+        subject=answer.call_id,
+        subject_kind="call",
+        model=answer.model,
+        capability=answer.request.capability,
+        scorer=scorer.id,
+        scorer_version=scorer.version,
+        score=round(score, 6),
+        detail=detail,
     ).new(correlation_id=answer.request_id, causation_id=answer.event_id, actor=_ACTOR)
     key = f"{scorer.id}\n{scorer.version}\n{answer.call_id}"
     return replace(event, event_id=str(uuid.uuid5(_NAMESPACE, key)))

@@ -123,7 +123,7 @@ async def test_raising_a_keys_budget_lets_it_spend_again(
         assert (await post())[0] == 200
         status, error = await post()
         assert (status, error["error"]["type"]) == (402, "budget_exceeded")
-        raised = BudgetSet(f"key:{record.key_id}", 1_000_000_000, "total")
+        raised = BudgetSet(scope=f"key:{record.key_id}", limit_pico=1_000_000_000, period="total")
         [position] = await store.append_async(budget_stream(record.key_id), [raised.new()])
         assert await api.services.projections.wait_until(position, timeout=10)
         assert (await post())[0] == 200

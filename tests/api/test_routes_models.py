@@ -284,13 +284,14 @@ async def test_the_router_picks_by_capability_strategy_allow_and_deny(
 async def test_constraints_max_cost_and_min_quality_exclude_models_with_reasons(
     fleet: Fleet,
 ) -> None:
-    # "hi" is estimated at 8 prompt tokens: with 16 answer tokens dear reserves
-    # 8 x 30 + 16 x 60 = 1200 micro-USD, mid 264 and cheap 20.
+    # "hi" is bounded at 18 prompt tokens (2 bytes, 8 for the message, 8 for the reply's
+    # priming): with 16 answer tokens dear reserves 18 x 30 + 16 x 60 = 1500 micro-USD, mid
+    # 294 and cheap 25.
     body = {"prompt": "hi", "max_tokens": 16, "strategy": "quality_first"}
     status, answer = await fleet.post(PROCESS, {**body, "constraints": {"max_cost_usd": 0.0005}})
     assert (status, answer["model"]) == (200, "mid")
     [dear] = [x for x in answer["route"]["excluded"] if x["model"] == "dear"]
-    assert dear["reason"] == "cost: 0.0012 > max_cost_usd 0.0005"
+    assert dear["reason"] == "cost: 0.0015 > max_cost_usd 0.0005"
     assert answer["cost_usd"] <= 0.0005
 
     body["strategy"] = "cost_first"
@@ -676,7 +677,7 @@ async def test_consistent_reads_wait_for_your_last_write(fleet: Fleet) -> None:
 
 
 async def test_the_dashboard_shows_budgets_against_spend(fleet: Fleet) -> None:
-    limit = BudgetSet("global", 10_000_000_000, "total")  # 0.01 USD
+    limit = BudgetSet(scope="global", limit_pico=10_000_000_000, period="total")  # 0.01 USD
     fleet.store.append("budget-global", [limit.new()])
     status, answer = await fleet.post(PROCESS, {"model": "mid", "prompt": "hi", "max_tokens": 16})
     assert status == 200

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import strategies as st
 
 from atom_actors.catalog import CAPABILITIES, ModelSpec
+from atom_actors.cost import PromptSize
 from atom_actors.gateway import Gateway
 from atom_actors.projections import all_projections
 from atom_actors.providers import AsyncProvider, BlockingProvider, make_provider
@@ -117,11 +118,18 @@ def snapshots(draw: st.DrawFn) -> RouteSnapshot:
 
 
 @st.composite
+def prompt_sizes(draw: st.DrawFn) -> PromptSize:
+    """A prompt's estimate, and a bound of up to four bytes a character above it."""
+    estimate = draw(st.integers(0, 8_000))
+    return PromptSize(estimate, draw(st.integers(estimate, 16 * estimate)), draw(st.integers(0, 2)))
+
+
+@st.composite
 def route_requests(draw: st.DrawFn, strategy: Strategy | None = None) -> RouteRequest:
     return RouteRequest(
         capability=draw(capability_names),
-        prompt_tokens=draw(st.integers(0, 8_000)),
-        max_tokens=draw(st.integers(1, 4_000)),
+        prompt=draw(prompt_sizes()),
+        max_tokens=draw(st.none() | st.integers(1, 4_000)),
         strategy=strategy or draw(st.sampled_from(Strategy)),
         allow=draw(st.none() | st.frozensets(names, min_size=3)),
         deny=draw(st.frozensets(names, max_size=1)),

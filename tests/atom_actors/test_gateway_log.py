@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from atom_actors.gateway import Gateway, Principal, ProcessRequest
+from atom_actors.gateway import Gateway
+from atom_actors.principal import Principal, Role
 from atom_actors.projections import all_projections
 from atom_actors.providers import CallParams
+from atom_actors.request import ProcessRequest
 from eventstore import EventStore, fold
 from tests.atom_actors.conftest import network_spec, story
 from tests.fakes.faults import Behaviour
@@ -18,7 +20,7 @@ from tests.fakes.openai_server import FakeOpenAI
 
 MakeGateway = Callable[..., Awaitable[Gateway]]
 ASK = [{"role": "user", "content": "What is 2 + 2?"}]
-USER = Principal("key-1", "user", "acme")
+USER = Principal(key_id="key-1", role=Role.USER, tenant="acme")
 BEFORE_THE_CALL = ["RequestReceived", "RouteDecided", "BudgetReserved", "ModelCallStarted"]
 WITH_THE_ANSWER = ["TokensStreamed", "ModelCallCompleted", "BudgetSettled", "RequestCompleted"]
 

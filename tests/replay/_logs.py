@@ -15,9 +15,11 @@ import pytest
 from atom_actors.answers import AnswerFormat, AnswerKind
 from atom_actors.catalog import ModelSpec
 from atom_actors.events import BudgetSet
-from atom_actors.gateway import Gateway, GatewayError, Principal, ProcessRequest
+from atom_actors.gateway import Gateway
+from atom_actors.principal import Principal, Role
 from atom_actors.projections import all_projections
 from atom_actors.providers import CallParams
+from atom_actors.request import GatewayError, ProcessRequest
 from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
 from atom_actors.system import ActorSystem
 from eventstore import LiveProjections, NewEvent, SQLiteReader, SQLiteStore
@@ -27,7 +29,7 @@ from tests.fakes.faults import Behaviour, Fault
 from tests.fakes.openai_server import FakeOpenAI
 
 ASK = [{"role": "user", "content": "What is 2 + 2?"}]
-USER = Principal("key-1", "user", "acme")
+USER = Principal(key_id="key-1", role=Role.USER, tenant="acme")
 NUMBER = AnswerFormat(AnswerKind.NUMBER)
 PACED_REPLY = "one two three four five six"
 PACED_TOKENS_PER_S = 40.0
@@ -118,7 +120,8 @@ async def _write(path: Path) -> Story:
         upstream.fail(Fault.http_error(400), model="broken")
         with SQLiteStore(str(path)) as store:
             await store.append_async(
-                "budget-global", [BudgetSet("global", BUDGET_PICO, "total").new()]
+                "budget-global",
+                [BudgetSet(scope="global", limit_pico=BUDGET_PICO, period="total").new()],
             )
             system = ActorSystem(store, _specs(upstream), factory=fake_env_factory)
             system.start(asyncio.get_running_loop())

@@ -98,8 +98,15 @@ def test_the_rebuild_stops_at_the_checkpoint_the_live_state_was_stored_at(
     checkpoint = _head(path)
     # Events the server had not folded yet when it stored its projections.
     with SQLiteStore(str(path)) as store:
-        store.append("model-backup", [ModelHealthChanged("backup", "closed", "open", "test").new()])
-        store.append("budget-global", [BudgetSet("global", 5, "day").new()])
+        store.append(
+            "model-backup",
+            [
+                ModelHealthChanged(
+                    model="backup", previous="closed", current="open", reason="test"
+                ).new()
+            ],
+        )
+        store.append("budget-global", [BudgetSet(scope="global", limit_pico=5, period="day").new()])
 
     ran = replay(capsys, "rebuild", "--db", str(path), "--json")
 
