@@ -24,7 +24,7 @@ from eventstore import (
     verify_rows,
 )
 from eventstore._chain import GENESIS, event_hash
-from eventstore.postgres import PostgresStore
+from eventstore.postgres import PostgresReader, PostgresStore
 from tests.logs import DriverError, execute
 
 ROOT = Path(__file__).parents[2]
@@ -178,8 +178,8 @@ def test_truncate_is_refused_and_a_reader_cannot_write(postgres_url: str) -> Non
     with pytest.raises(DriverError, match="append-only: TRUNCATE refused"):
         execute(postgres_url, "TRUNCATE events")
     with open_reader(postgres_url) as reader:
-        assert isinstance(reader, PostgresStore) is False
-        with reader._pool.connection() as conn, pytest.raises(DriverError, match="read-only"):  # type: ignore[attr-defined]
+        assert isinstance(reader, PostgresReader) and not isinstance(reader, PostgresStore)
+        with reader._pool.connection() as conn, pytest.raises(DriverError, match="read-only"):
             conn.execute("INSERT INTO atom_log (format) VALUES (1)")
         assert reader.head() == 1
 
