@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from eventstore import EventStore, EventStoreError, LogReader
+from eventstore import EventStoreError, LogReader, open_reader, open_store
 
 from .auth import ROLE_LABELS, Role
 from .budgets import PERIODS, BadBudget, Budget, budget_stream, cleared, parse_scope, read_budgets
@@ -144,7 +144,7 @@ def _create_key(options: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"atom keys create: --tenant: {exc}", file=sys.stderr)
         return 2
-    with EventStore(options.db) as store:
+    with open_store(options.db) as store:
         store.append_batch(issued.parts)
     print(f"key_id: {issued.key_id}")
     print(f"role: {options.role}")
@@ -160,7 +160,7 @@ def _create_key(options: argparse.Namespace) -> int:
 
 
 def _list_keys(options: argparse.Namespace) -> int:
-    with LogReader(options.db) as reader:
+    with open_reader(options.db) as reader:
         records = read_records(reader)
     print(f"{'KEY_ID':<16}  {'ROLE':<8}  {'TENANT':<16}  {'REVOKED':<7}  NAME")
     for r in records:
@@ -170,7 +170,7 @@ def _list_keys(options: argparse.Namespace) -> int:
 
 
 def _revoke_key(options: argparse.Namespace) -> int:
-    with EventStore(options.db, create=False) as store:
+    with open_store(options.db, create=False) as store:
         try:
             done = revoke(store, options.key_id)
         except UnknownKey:
@@ -200,7 +200,7 @@ def _known_scope(store: LogReader, scope: str) -> None:
 def _set_budget(options: argparse.Namespace) -> int:
     budget = Budget(options.usd, options.period)
     scope = parse_scope(options.scope)
-    with EventStore(options.db) as store:
+    with open_store(options.db) as store:
         _known_scope(store, scope)
         [position] = store.append(budget_stream(scope), [budget.event(scope, None)])
     print(f"{scope}: {budget.usd:g} USD ({budget.period}), at log position {position}")
@@ -208,7 +208,7 @@ def _set_budget(options: argparse.Namespace) -> int:
 
 
 def _list_budgets(options: argparse.Namespace) -> int:
-    with LogReader(options.db) as reader:
+    with open_reader(options.db) as reader:
         rows = budget_rows(read_budgets(reader))
     if options.json:
         print(orjson.dumps(rows).decode())
@@ -231,7 +231,7 @@ def _list_budgets(options: argparse.Namespace) -> int:
 
 def _clear_budget(options: argparse.Namespace) -> int:
     scope = parse_scope(options.scope)
-    with EventStore(options.db) as store:
+    with open_store(options.db) as store:
         if scope not in read_budgets(store)["limits"]:
             print(f"atom budgets clear: {scope} has no limit", file=sys.stderr)
             return 1

@@ -109,7 +109,7 @@ def build_services(
         limiter=RateLimiter(limits.rate),
         sessions=SessionSigner(),
         metrics=metrics,
-        log_probe=LogProbe(store.path),
+        log_probe=LogProbe(store),
         actors=actors,
         on_startup=[follow_the_log],
         on_cleanup=[live.stop],

@@ -20,6 +20,7 @@ class Config:
     """Everything ATOM reads at start."""
 
     db_path: str = "atom.db"
+    """The event log's location: an SQLite file's path, or a postgresql:// URL."""
     durability: str = "full"
     host: str = "127.0.0.1"
     port: int = 8080
@@ -27,6 +28,7 @@ class Config:
     source: str = "embedded defaults"
 
 
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _REQUIRED = ("name", "provider", "model", "input_usd_per_mtok", "output_usd_per_mtok")
 _MODEL_FIELDS = {f.name for f in fields(ModelSpec)}
 
@@ -116,9 +118,18 @@ def parse_config(document: Mapping[str, Any], source: str, defaults: Config) -> 
     server = document.get("server", {})
     if not isinstance(log, Mapping) or not isinstance(server, Mapping):
         raise ConfigError(f"{source}: [log] and [server] must be tables")
+    if "path" in log and "url" in log:
+        raise ConfigError(f"{source}: log: fields 'path' and 'url': give one, not both")
     db_path = log.get("path", defaults.db_path)
     if not isinstance(db_path, str) or not db_path:
         raise ConfigError(f"{source}: log: field 'path': expected a non-empty string")
+    if "url" in log:
+        # The log in PostgreSQL, shared by every node that names it; `path` is an SQLite file.
+        db_path = log["url"]
+        if not isinstance(db_path, str) or not db_path.startswith(_POSTGRES_SCHEMES):
+            raise ConfigError(
+                f"{source}: log: field 'url': expected a postgresql:// URL, got {db_path!r}"
+            )
     durability = log.get("durability", defaults.durability)
     if durability not in ("full", "normal"):
         raise ConfigError(f"{source}: log: field 'durability': must be 'full' or 'normal'")

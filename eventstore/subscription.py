@@ -7,9 +7,9 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator, Collection, Iterator
 
+from ._protocol import EventStore
 from .events import RecordedEvent
 from .reader import READ_PAGE
-from .store import EventStore
 
 POLL_INTERVAL = 0.1
 """How often a caught-up subscriber looks for events written by other processes."""

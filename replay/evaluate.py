@@ -50,7 +50,7 @@ from atom_actors.snapshot import (
     Strategy,
 )
 from atom_actors.strategies import route
-from eventstore import NO_STREAM, EventStore, NewEvent
+from eventstore import NO_STREAM, NewEvent, open_store
 
 from ._routellm import Curve, threshold_curve
 
@@ -567,7 +567,7 @@ def run(prepared: Prepared, db: str, progress: Progress = _quiet) -> tuple[Evalu
         "train_size": len(prepared.train),
         "test_size": len(prepared.test),
     }
-    with EventStore(db) as store:
+    with open_store(db) as store:
         store.append(stream, [NewEvent("EvaluationStarted", started, metadata)], NO_STREAM)
         evaluation = evaluate(prepared, progress)
         decided = [

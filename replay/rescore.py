@@ -32,6 +32,7 @@ from eventstore import (
     RecordedEvent,
     StreamAppend,
     fold,
+    open_store,
 )
 
 from . import _timepoint
@@ -518,7 +519,7 @@ def command(options: argparse.Namespace) -> int:
         print(f"atom replay rescore: {exc}", file=sys.stderr)
         return 2
     run = None
-    with EventStore(options.db, create=False) as store:
+    with open_store(options.db, create=False) as store:
         since = _timepoint.first_from(store, point)
         with ProgressBar("reading") as progress:
             found = plan(store, scorer, since, where, progress)

@@ -13,7 +13,7 @@ import orjson
 from atom_actors import views
 from atom_actors.cost import to_usd
 from atom_actors.projections import all_projections
-from eventstore import LogReader, fold
+from eventstore import LogReader, fold, open_reader
 
 from . import _timepoint
 from ._progress import ProgressBar
@@ -212,7 +212,7 @@ def add_parser(commands: Any) -> None:
 
 def command(options: argparse.Namespace) -> int:
     """Run `atom replay stats`: 0, or 2 on a bad --at."""
-    with LogReader(options.db) as reader:
+    with open_reader(options.db) as reader:
         try:
             point = _timepoint.parse(options.at) if options.at else reader.head()
             position = _timepoint.reached_at(reader, point)

@@ -18,7 +18,7 @@ from atom_actors.providers import AsyncProvider, BlockingProvider, make_provider
 from atom_actors.quality import Evidence
 from atom_actors.snapshot import Health, ModelFigures, RouteRequest, RouteSnapshot, Strategy
 from atom_actors.system import ActorSystem
-from eventstore import EventStore, LiveProjections
+from eventstore import EventStore, LiveProjections, SQLiteStore
 from tests.fakes.openai_server import FakeOpenAI
 
 ALL = frozenset(CAPABILITIES)
@@ -178,7 +178,7 @@ def fake_env_factory(spec: ModelSpec) -> AsyncProvider | BlockingProvider:
 def log(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EventStore]:
     # Durability full unless a test asks for another (parametrize "log", indirect=True).
     durability = getattr(request, "param", "full")
-    with EventStore(str(tmp_path / "log.db"), durability=durability) as store:
+    with SQLiteStore(str(tmp_path / "log.db"), durability=durability) as store:
         yield store
 
 

@@ -79,6 +79,12 @@ def test_a_valid_file(tmp_path: Path) -> None:
     assert local.provider == "llamacpp" and local.capabilities == {"text_generation"}
 
 
+def test_the_log_in_postgresql_is_named_by_its_url(tmp_path: Path) -> None:
+    url = "postgresql://atom@db.internal/atom"
+    config = load_config(write(tmp_path, GOOD.replace('path = "gateway.db"', f'url = "{url}"')))
+    assert config.db_path == url
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -95,6 +101,9 @@ def test_a_valid_file(tmp_path: Path) -> None:
         (('path = "/models/gemma.gguf"\n', ''), "model 'local': field 'path': required"),
         (('durability = "normal"', 'durability = "fast"'), "log: field 'durability'"),
         (('output_usd_per_mtok = 0.6\n', ''), "model 'fast': field 'output_usd_per_mtok': missing"),
+        (('path = "gateway.db"', 'url = "gateway.db"'), "log: field 'url': expected a postgresql"),
+        (('path = "gateway.db"', 'path = "a.db"\nurl = "postgresql:///atom"'),
+         "log: fields 'path' and 'url': give one, not both"),
     ],
 )  # fmt: skip
 def test_errors_name_the_file_the_model_and_the_field(

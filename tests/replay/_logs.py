@@ -22,7 +22,7 @@ from atom_actors.providers import CallParams
 from atom_actors.request import GatewayError, ProcessRequest
 from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
 from atom_actors.system import ActorSystem
-from eventstore import EventStore, LiveProjections, LogReader, NewEvent
+from eventstore import LiveProjections, NewEvent, SQLiteReader, SQLiteStore
 from replay.cli import main
 from tests.atom_actors.conftest import FAKE_KEY_ENV, fake_env_factory, network_spec
 from tests.fakes.faults import Behaviour, Fault
@@ -118,7 +118,7 @@ async def _write(path: Path) -> Story:
         )
         upstream.fail(Fault.http_error(500), model="cheap")
         upstream.fail(Fault.http_error(400), model="broken")
-        with EventStore(str(path)) as store:
+        with SQLiteStore(str(path)) as store:
             await store.append_async(
                 "budget-global",
                 [BudgetSet(scope="global", limit_pico=BUDGET_PICO, period="total").new()],
@@ -179,7 +179,7 @@ def copy_log(source: Path, target: Path, until: int | None = None) -> Path:
         original.close()
         copy.close()
         return target
-    with LogReader(str(source)) as reader, EventStore(str(target)) as store:
+    with SQLiteReader(str(source)) as reader, SQLiteStore(str(target)) as store:
         for event in reader.read_all(until=until):
             new = NewEvent(event.type, event.data, event.metadata, event.event_id)
             store.append(event.stream_id, [new])

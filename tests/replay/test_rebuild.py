@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from atom_actors.events import BudgetSet, ModelHealthChanged
-from eventstore import EventStore, ProjectionTable
+from eventstore import SQLiteProjectionTable, SQLiteStore
 
 from ._logs import Story, copy_log, refused, replay, story
 from .conftest import ATOM
@@ -22,12 +22,12 @@ NAMES = ["performance", "orchestration", "budgets", "cache", "failures"]
 
 
 def _head(path: Path) -> int:
-    with EventStore(str(path), create=False) as store:
+    with SQLiteStore(str(path), create=False) as store:
         return store.head()
 
 
 def _stored(path: Path) -> dict[str, tuple[int, int, bytes]]:
-    table = ProjectionTable(str(path))
+    table = SQLiteProjectionTable(str(path))
     try:
         return table.stored()
     finally:
@@ -97,7 +97,7 @@ def test_the_rebuild_stops_at_the_checkpoint_the_live_state_was_stored_at(
     path = copy_log(story.path, tmp_path / "later.db")
     checkpoint = _head(path)
     # Events the server had not folded yet when it stored its projections.
-    with EventStore(str(path)) as store:
+    with SQLiteStore(str(path)) as store:
         store.append(
             "model-backup",
             [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import LogReader
+from eventstore import SQLiteReader
 from replay.stats import figures, moment
 
 from ._logs import Story, refused, replay, story
@@ -16,7 +16,7 @@ __all__ = ["story"]
 
 
 def _recorded_at(path: Path, position: int) -> str | None:
-    with LogReader(str(path)) as reader:
+    with SQLiteReader(str(path)) as reader:
         page = reader.read_page(position - 1, 1)
     return page[0].recorded_at if page else None
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from eventstore import LogReader
+from eventstore import SQLiteReader
 from replay.trace import build, render
 
 from ._logs import PACED_REPLY, Story, copy_log, refused, replay, story
@@ -156,7 +156,7 @@ def test_a_failed_request_says_why(capsys: pytest.CaptureFixture[str], story: St
 def test_a_reservation_its_crashed_process_never_settled_is_unsettled_then_expired(
     capsys: pytest.CaptureFixture[str], story: Story, tmp_path: Path
 ) -> None:
-    with LogReader(str(story.path)) as reader:
+    with SQLiteReader(str(story.path)) as reader:
         events = reader.read_stream(f"request-{story.paced}")
     # The process died while the answer streamed: after its first tokens, before the outcome.
     crash = next(e.position for e in events if e.type == "TokensStreamed")
@@ -180,7 +180,7 @@ def test_a_reservation_its_crashed_process_never_settled_is_unsettled_then_expir
     )
 
     expires_at = trace["reservations"][0]["expires_at"]
-    with LogReader(str(crashed)) as reader:
+    with SQLiteReader(str(crashed)) as reader:
         later = build(reader.read_stream(f"request-{story.paced}"), now=expires_at + 1)
     assert [r.state for r in later.reservations] == ["expired"]
     assert "was never settled; it expired at" in render(later)
