@@ -20,7 +20,6 @@ from .keys import KeyRing, KeysProjection
 from .metrics import Metrics, Reader
 from .probes import LogProbe
 from .ratelimit import Rate, RateLimiter
-from .sessions import SessionSigner
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -56,7 +55,6 @@ class Services:
     keys: KeyRing
     hub: StreamHub
     limiter: RateLimiter
-    sessions: SessionSigner
     metrics: Metrics
     log_probe: LogProbe
     actors: ActorSystem | None = None
@@ -107,7 +105,6 @@ def build_services(
         keys=KeyRing(live),
         hub=hub,
         limiter=RateLimiter(limits.rate),
-        sessions=SessionSigner(),
         metrics=metrics,
         log_probe=LogProbe(store),
         actors=actors,

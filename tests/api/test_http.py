@@ -18,6 +18,8 @@ PROMPT = {"role": "user", "content": "hi"}
 GUARDED = [
     ("GET", "/api/advanced-ai/streaming/status", Role.VIEWER, None, {200}),
     ("POST", "/api/advanced-ai/auth/session", Role.VIEWER, {}, {200}),
+    # Made with a key, not a session's token: there is no session to end.
+    ("DELETE", "/api/advanced-ai/auth/session", Role.VIEWER, None, {400}),
     ("GET", "/api/advanced-ai/openapi.json", Role.VIEWER, None, {200}),
     ("GET", "/metrics", Role.OPERATOR, None, {200}),
     ("POST", "/api/advanced-ai/streaming/events", Role.OPERATOR, {"topic": "t", "payload": {}},
