@@ -86,6 +86,8 @@ def _responses(route: Route) -> dict[str, Any]:
         statuses |= {401, 403, 429}
     if route.body is not None:
         statuses |= {400, 413}
+    if route.query:
+        statuses |= {400}
     for status in sorted(statuses):
         responses.setdefault(str(status), _error(status))
     return responses
@@ -101,12 +103,16 @@ def _operation(route: Route) -> dict[str, Any]:
     }
     if route.description:
         operation["description"] = route.description
-    parameters = re.findall(r"\{(\w+)\}", route.path)
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"\{(\w+)\}", route.path)
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": dict(schema)}
+        for name, schema in route.query.items()
+    ]
     if parameters:
-        operation["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in parameters
-        ]
+        operation["parameters"] = parameters
     if route.role is None:
         operation["security"] = []
     else:

@@ -19,7 +19,7 @@ from .auth import Principal, Role, permits, presented_key
 from .errors import BadRequest, Forbidden, TooLarge, Unauthorized
 from .services import Services, services_of
 from .sessions import is_session_token
-from .validation import Schema, validator
+from .validation import Schema, validate, validator
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -29,6 +29,8 @@ SESSION: Final = web.RequestKey("atom.session", str)
 CATCH_UP_S: Final = 5.0
 """How long an unknown key waits for the key ring to read the log up to its head."""
 BODY: Final[web.RequestKey[Mapping[str, Any]]] = web.RequestKey("atom.body", dict)
+QUERY: Final[web.RequestKey[Mapping[str, Any]]] = web.RequestKey("atom.query", dict)
+"""The route's declared query parameters that were given, as their schemas' types."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,8 @@ class Route:
     summary: str
     description: str = ""
     body: Schema | None = None
+    # Query parameters by name, each optional, read as its schema's type (integer or string).
+    query: Mapping[str, Schema] = field(default_factory=dict)
     response: Schema | None = None
     status: int = 200
     content_type: str = "application/json"
@@ -135,6 +139,25 @@ async def read_json(request: web.Request, schema: Schema, limit: int) -> dict[st
     return value
 
 
+def read_query(request: web.Request, declared: Mapping[str, Schema]) -> dict[str, Any]:
+    """The declared query parameters given, each converted to its schema's type and checked
+    against it; BadRequest naming the parameter otherwise. Others are ignored."""
+    values: dict[str, Any] = {}
+    for name, schema in declared.items():
+        raw = request.query.get(name)
+        if raw is None:
+            continue
+        value: Any = raw
+        if schema.get("type") == "integer":
+            try:
+                value = int(raw)
+            except ValueError:
+                raise BadRequest(f"{name}: expected integer", field=name) from None
+        validate(schema, value, name)
+        values[name] = value
+    return values
+
+
 def guarded(route: Route) -> Handler:
     """The route's handler behind authentication, role, rate limit and body validation."""
 
@@ -145,6 +168,8 @@ def guarded(route: Route) -> Handler:
             require(principal, route.role)
             services.limiter.check(principal.api_key_id)
             request[PRINCIPAL] = principal
+        if route.query:
+            request[QUERY] = read_query(request, route.query)
         if route.body is not None:
             request[BODY] = await read_json(request, route.body, services.limits.max_body_bytes)
         return await route.handler(request)

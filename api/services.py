@@ -15,6 +15,8 @@ from atom_actors.projections import Budgets
 from atom_actors.system import ActorSystem
 from eventstore import EventStore, LiveProjections, Projection
 
+from .audit import LogAudit
+from .figures import FiguresTicker
 from .hub import StreamHub
 from .keys import KeyRing, KeysProjection
 from .metrics import Metrics, Reader
@@ -57,6 +59,7 @@ class Services:
     limiter: RateLimiter
     metrics: Metrics
     log_probe: LogProbe
+    audit: LogAudit
     actors: ActorSystem | None = None
     gateway: Gateway | None = None
     # key_id -> the log position of that key's last write, for read-your-writes
@@ -91,6 +94,7 @@ def build_services(
     if not any(p.name == Budgets.name for p in projections):
         own.append(Budgets())
     live = LiveProjections(store, [*own, *projections])
+    ticker = FiguresTicker(hub, live)
 
     async def follow_the_log() -> None:
         await live.start()
@@ -107,9 +111,10 @@ def build_services(
         limiter=RateLimiter(limits.rate),
         metrics=metrics,
         log_probe=LogProbe(store),
+        audit=LogAudit(store),
         actors=actors,
-        on_startup=[follow_the_log],
-        on_cleanup=[live.stop],
+        on_startup=[follow_the_log, ticker.start],
+        on_cleanup=[live.stop, ticker.stop],
     )
 
 

@@ -231,6 +231,7 @@ def _request_columns(rows: list[State | None], seconds: list[float]) -> dict[str
         "error_rate": [_mean(r["failed"], r["requests"]) for r in full],
         "p50_ms": [percentile(r["latency_ms"], 0.5) for r in full],
         "p95_ms": [percentile(r["latency_ms"], 0.95) for r in full],
+        "completion_tokens": [r["completion_tokens"] for r in full],
         "tokens_per_s": [
             _rate(r["completion_tokens"], s) for r, s in zip(full, seconds, strict=True)
         ],
