@@ -101,13 +101,14 @@ async function signOut(message) {
   saveSession(null);
   replace($("view"));
   $("bar").hidden = true;
-  $("sign-in").hidden = false;
-  $("sign-in-error").textContent = message || "";
   if (ending && !message) {
+    // Ended on the server before the form shows: the token is refused from then on.
     await fetch("/api/advanced-ai/auth/session", {
       method: "DELETE", headers: { Authorization: `Bearer ${ending.token}` },
     }).catch(() => {});
   }
+  $("sign-in").hidden = false;
+  $("sign-in-error").textContent = message || "";
 }
 
 $("sign-in").addEventListener("submit", async (event) => {

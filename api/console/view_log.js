@@ -14,7 +14,7 @@ export function mount(root, ctx) {
       replace(result, h("p", { class: "dim" }, "verifying every event of the log…"));
       try {
         const found = await ctx.api.post("/log/verify");
-        replace(result, verification(found, "this verification"));
+        replace(result, verification(found, "now"));
         await load();
       } catch (error) {
         ctx.problem(error);

@@ -89,7 +89,7 @@ function budgetRow(b) {
   const fill = h("span");
   // Through the CSSOM: the page's policy refuses style attributes.
   fill.style.width = `${Math.min(used, 1) * 100}%`;
-  return h("tr", { dataset: { scope: b.scope } },
+  return h("tr", { dataset: { scope: b.scope, spent: String(b.spent_usd) } },
     h("td", null, b.scope), h("td", null, b.period + (b.period_start ? ` from ${b.period_start}` : "")),
     h("td", null, usd(b.spent_usd)),
     h("td", null, h("span", { class: used >= 1 ? "bar over" : "bar", title: pct(used) }, fill)),
