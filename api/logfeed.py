@@ -9,7 +9,9 @@ topic asked for from an earlier position is caught up first from the log (the re
 stream for `tokens:<id>`, the log's range for `requests`) while the follower holds that
 topic's new items back, then the held items follow: the catch-up reads up to where the
 follower stood when it began, and the follower gives everything after, so nothing is sent
-twice or missed. Items are the feed's (atom_actors.feed) and carry their position.
+twice or missed. Items are the feed's (atom_actors.feed) and carry their position; a
+topic's items from one page of the log go out as one message, so that a busy log costs the
+server one WebSocket frame per page rather than one per request.
 
 Nothing of this runs while no client asks for it: the gateway's path is unchanged.
 """
@@ -104,9 +106,14 @@ class LogFeed:
     async def _follow(self, subscription: Subscription) -> None:
         marked = time.monotonic()
         async for events, last in subscription.pages():
-            sent = False
+            found: dict[str, list[dict[str, Any]]] = {}
             for event in events:
-                sent = self._route(event) or sent
+                routed = self._route(event)
+                if routed is not None:
+                    found.setdefault(routed[0], []).append(routed[1])
+            sent = False
+            for topic, items in found.items():
+                sent = self._send(topic, items, self._live[topic][0]) or sent
             self.position = last
             now = time.monotonic()
             if sent:
@@ -117,24 +124,28 @@ class LogFeed:
                 marked = now
             await self._subscriber.room()
 
-    def _route(self, event: RecordedEvent) -> bool:
-        """Send (or hold) the item `event` makes, if it is for this client; whether it was."""
+    def _route(self, event: RecordedEvent) -> tuple[str, dict[str, Any]] | None:
+        """The live topic and item `event` makes for this client, if any (held ones are
+        kept back for their catch-up)."""
         if self._audience is not None and tenancy_of_event(event) != self._audience:
-            return False
+            return None
         topic, item = _item(event)
         held = self._held.get(topic)
         if held is not None:
             held.append(item)
-            return False
+            return None
         live = self._live.get(topic)
         if live is None or event.position <= live[1]:
-            return False
-        return self._send(topic, item, live[0])
+            return None
+        return topic, item
 
-    def _send(self, topic: str, item: dict[str, Any], filter_: Filter) -> bool:
-        if filter_ and not matches(filter_, item):
+    def _send(self, topic: str, items: list[dict[str, Any]], filter_: Filter) -> bool:
+        """Send a topic's items as one message (a page of the log at a time)."""
+        if filter_:
+            items = [item for item in items if matches(filter_, item)]
+        if not items:
             return False
-        self._hub.send(self._subscriber, {"type": "event", "topic": topic, "payload": item})
+        self._hub.send(self._subscriber, {"type": "events", "topic": topic, "payloads": items})
         return True
 
     # Catching a topic up.
@@ -142,12 +153,14 @@ class LogFeed:
     async def _catch_up(self, topic: str, after: int, until: int, filter_: Filter) -> None:
         """Send the topic's items in (after, until], then what the follower held, then go live."""
         async for events in self._recorded(topic, after, until):
-            for event in events:
-                if self._audience is None or tenancy_of_event(event) == self._audience:
-                    self._send(topic, _item(event)[1], filter_)
+            mine = [
+                _item(event)[1]
+                for event in events
+                if self._audience is None or tenancy_of_event(event) == self._audience
+            ]
+            self._send(topic, mine, filter_)
             await self._subscriber.room()
-        for item in self._held.pop(topic, []):
-            self._send(topic, item, filter_)
+        self._send(topic, self._held.pop(topic, []), filter_)
         # Held items are past `until`, and everything after them comes from the follower.
         self._live[topic] = (filter_, until)
         self._catching_up.pop(topic, None)

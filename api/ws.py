@@ -31,9 +31,10 @@ generated), `figures` (the log position the figures have reached, at most once a
 and only when it moved: read the figures again then) and any operator topic. With
 `"from_position": N` on subscribe, `requests` and `tokens:<id>` are served from the log:
 every item recorded after position N, then each new one once committed, in log order, each
-once, each payload with its `position` (a request's row as GET /requests gives it; a batch
-of tokens: `call_id`, `seq`, `deltas` of [text, ms]); `{"type": "position", "position"}`
-now and then says how far the log has been read when nothing was for you. Reconnect and
+once, as `{"type": "events", "topic", "payloads": [...]}` (the items of one page of the log),
+each payload with its `position` (a request's row as GET /requests gives it; a batch of
+tokens: `call_id`, `seq`, `deltas` of [text, ms]); `{"type": "position", "position"}` now
+and then says how far the log has been read when nothing was for you. Reconnect and
 subscribe from the last position you saw to miss nothing and get nothing twice."""
 
 MAX_CLIENT_MESSAGE: Final = 64 * 1024

@@ -17,12 +17,13 @@ series are its own traffic; everyone's are the sum of the tenancies' (`atom_acto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from eventstore import RecordedEvent
 
-from .folding import histogram_add, strategy_key, tenancy_of_event
+from .folding import bucket, strategy_key, tenancy_of_event
 
 State = dict[str, Any]
 
@@ -101,7 +102,8 @@ class Series:
     )  # fmt: skip
 
     def initial(self) -> State:
-        return {"clock": None, "tenancies": {}}
+        # clock: the newest minute seen; kept_from: the oldest minute bucket kept.
+        return {"clock": None, "kept_from": None, "tenancies": {}}
 
     def apply(self, state: State, event: RecordedEvent) -> State:
         kind = event.type
@@ -115,60 +117,71 @@ class Series:
         clock = state["clock"]
         if clock is None or minute > clock:
             _advance(state, minute)
-        elif minute <= shift(clock, -HOUR_MINUTES):
+        elif minute < state["kept_from"]:
             # Recorded before the hour the series keep (a clock set back): too old to count.
             return state
-        tenancy = state["tenancies"].setdefault(tenancy_of_event(event), _tenancy())
+        tenancy = _row(state["tenancies"], tenancy_of_event(event), _tenancy)
         data = event.data
-        if kind in ("RequestCompleted", "RequestFailed"):
-            failed = kind == "RequestFailed"
-            for row in (
-                tenancy["minutes"].setdefault(minute, _request_row()),
-                tenancy["five"].setdefault(five_of(minute), _request_row()),
-            ):
-                _request(row, data, failed)
-            strategies = tenancy["strategies"].setdefault(strategy_key(data), {})
-            _strategy(strategies.setdefault(minute, _strategy_row()), data, failed)
+        if kind == "ModelCallCompleted" or kind == "ModelCallFailed" or kind == "BudgetSettled":
+            _call(_row(_row(tenancy["models"], data["model"], dict), minute, _call_row), kind, data)
+            return state
+        failed = kind == "RequestFailed"
+        cost = data.get("cost_pico", 0)
+        latency = None if failed else _bucket_of(data.get("latency_ms"))
+        for row in (
+            _row(tenancy["minutes"], minute, _request_row),
+            _row(tenancy["five"], five_of(minute), _request_row),
+        ):
+            row["requests"] += 1
+            row["cost_pico"] += cost
+            if failed:
+                row["failed"] += 1
+            else:
+                _count(row["latency_ms"], latency)
+                row["prompt_tokens"] += data.get("prompt_tokens", 0)
+                row["completion_tokens"] += data.get("completion_tokens", 0)
+        strategies = _row(tenancy["strategies"], strategy_key(data), dict)
+        row = _row(strategies, minute, _strategy_row)
+        row["requests"] += 1
+        row["cost_pico"] += cost
+        if failed:
+            row["failed"] += 1
         else:
-            models = tenancy["models"].setdefault(data["model"], {})
-            _call(models.setdefault(minute, _call_row()), kind, data)
+            row["fallbacks"] += data.get("fallbacks", 0)
+            row["baseline_pico"] += data.get("baseline_pico", 0)
+            _count(row["latency_ms"], latency)
         return state
 
 
-def _request(row: State, data: dict[str, Any], failed: bool) -> None:
-    row["requests"] += 1
-    row["cost_pico"] += data.get("cost_pico", 0)
-    if failed:
-        row["failed"] += 1
-        return
-    histogram_add(row["latency_ms"], data.get("latency_ms"))
-    row["prompt_tokens"] += data.get("prompt_tokens", 0)
-    row["completion_tokens"] += data.get("completion_tokens", 0)
+def _row(rows: dict[str, Any], key: str, make: Callable[[], State]) -> State:
+    """The row under `key`, made when absent (without building one when present)."""
+    row: State | None = rows.get(key)
+    if row is None:
+        row = rows[key] = make()
+    return row
 
 
-def _strategy(row: State, data: dict[str, Any], failed: bool) -> None:
-    row["requests"] += 1
-    row["cost_pico"] += data.get("cost_pico", 0)
-    if failed:
-        row["failed"] += 1
-        return
-    row["fallbacks"] += data.get("fallbacks", 0)
-    row["baseline_pico"] += data.get("baseline_pico", 0)
-    histogram_add(row["latency_ms"], data.get("latency_ms"))
+def _bucket_of(ms: float | None) -> str | None:
+    return None if ms is None else bucket(ms)
+
+
+def _count(histogram: dict[str, int], key: str | None) -> None:
+    if key is not None:
+        histogram[key] = histogram.get(key, 0) + 1
 
 
 def _call(row: State, kind: str, data: dict[str, Any]) -> None:
     if kind == "BudgetSettled":
         # A call broken off after its first tokens is billed all the same (rule "cut").
         row["cost_pico"] += data["actual_pico"]
-        row["completion_tokens"] += data.get("completion_tokens", 0)
+        row["completion_tokens"] += data.get("completion_tokens") or 0
         return
     row["calls"] += 1
     if kind == "ModelCallFailed":
         row["failed"] += 1
         return
-    histogram_add(row["latency_ms"], data.get("latency_ms"))
-    histogram_add(row["ttft_ms"], data.get("ttft_ms"))
+    _count(row["latency_ms"], _bucket_of(data.get("latency_ms")))
+    _count(row["ttft_ms"], _bucket_of(data.get("ttft_ms")))
     if data.get("tokens_per_s"):
         row["tps_total"] += data["tokens_per_s"]
         row["tps_count"] += 1
@@ -180,6 +193,7 @@ def _advance(state: State, minute: str) -> None:
     """Move the clock to `minute` and drop the buckets that fell out of the windows."""
     state["clock"] = minute
     hour_ago = shift(minute, -HOUR_MINUTES)
+    state["kept_from"] = shift(hour_ago, 1)
     day_ago = five_of(shift(minute, -5 * DAY_BUCKETS))
     for tenancy in state["tenancies"].values():
         _drop_until(tenancy["minutes"], hour_ago)

@@ -72,9 +72,15 @@ export class Live {
   receive(message) {
     if (message.type === "event") {
       const entry = this.topics.get(message.topic);
+      if (entry) entry.handler(message.payload);
+    } else if (message.type === "events") {
+      // A page of the log's items for a topic served from it, in order.
+      const entry = this.topics.get(message.topic);
       if (!entry) return;
-      if (entry.fromLog) entry.position = message.payload.position;
-      entry.handler(message.payload);
+      for (const payload of message.payloads) {
+        entry.position = payload.position;
+        entry.handler(payload);
+      }
     } else if (message.type === "position") {
       // Nothing of ours up to there: resume from it.
       for (const entry of this.topics.values()) {

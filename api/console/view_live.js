@@ -1,9 +1,12 @@
 // Live requests: every request as it arrives and finishes, from the log; click one to watch
-// its tokens come in. Items are kept as they arrive and drawn at most four times a second.
+// its tokens come in. Items are kept as they arrive and drawn at most four times a second,
+// the newest SHOW of them: at a thousand requests a second the page samples the feed, it
+// does not redraw per request.
 import { h, replace, table } from "./dom.js";
 import { clock, ms, shortId, usd } from "./format.js";
 
 const KEEP = 200;
+const SHOW = 50;
 const DRAW_EVERY_MS = 250;
 
 export function mount(root, ctx) {
@@ -22,11 +25,12 @@ export function mount(root, ctx) {
     h("div", { class: "toolbar" }, h("h1", null, "Live requests"), h("span", { class: "grow" }), rate),
     h("div", { class: "split" }, body, watch),
   );
-  const counted = [];
+  const seconds = new Map(); // second -> items received in it, for the rate
 
   function take(item) {
     received += 1;
-    counted.push(Date.now());
+    const second = Math.floor(Date.now() / 1000);
+    seconds.set(second, (seconds.get(second) || 0) + 1);
     const known = rows.get(item.request_id);
     const row = known ? { ...known, ...defined(item) } : { ...item, events: [] };
     row.events = [...(known ? known.events : []), item.position];
@@ -42,12 +46,16 @@ export function mount(root, ctx) {
 
   function draw() {
     drawTimer = null;
-    const now = Date.now();
-    while (counted.length && counted[0] < now - 5000) counted.shift();
-    rate.textContent = `${(counted.length / 5).toFixed(1)} updates/s · ${received} received · newest ${KEEP} shown`;
-    const newest = [...rows.values()].reverse();
+    const now = Math.floor(Date.now() / 1000);
+    let recent = 0;
+    for (const [second, count] of seconds) {
+      if (second < now - 5) seconds.delete(second);
+      else if (second < now) recent += count;
+    }
+    rate.textContent = `${(recent / 5).toFixed(1)} updates/s · ${received} received · newest ${SHOW} shown`;
+    const newest = [...rows.values()].slice(-SHOW).reverse();
     replace(body, table(["time", "request", "state", "model", "strategy", "cost#", "latency#", "prompt"],
-      newest.map(feedRow), { dataset: { testid: "feed-table" } }));
+      newest.map(feedRow), { class: "feed", dataset: { testid: "feed-table" } }));
   }
 
   function feedRow(r) {

@@ -46,8 +46,8 @@ async def _items(
     async with asyncio.timeout(timeout):
         while not until(payloads):
             message = await ws.receive_json()
-            if message["type"] == "event":
-                payloads.append(message["payload"])
+            if message["type"] == "events":
+                payloads += message["payloads"]
     return payloads
 
 
