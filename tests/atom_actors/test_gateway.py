@@ -183,6 +183,13 @@ async def test_deterministic_answers_come_from_the_cache_per_tenant(
         request, Principal(key_id="key-2", role=Role.USER, tenant="globex")
     )
     assert not other_tenant.cached and len(upstream.requests) == 2
+    # A key without a tenant is a tenancy of its own: it shares no answers with another.
+    alone = [Principal(key_id=k, role=Role.USER) for k in ("solo-1", "solo-2")]
+    answers = []
+    for who in (*alone, alone[0]):
+        answers.append(await gateway.process(request, who))
+        await gateway.projections.wait_until(answers[-1].position, timeout=5)
+    assert [a.cached for a in answers] == [False, False, True]
     bypass = ProcessRequest(ASK, CallParams(max_tokens=8, temperature=0.0), "m", use_cache=False)
     assert not (await gateway.process(bypass, USER)).cached
 
