@@ -21,12 +21,14 @@ from ._record import run
 from ._settings import (
     DEFAULT_DB,
     DEFAULT_PRICES,
+    DEFAULT_THRESHOLD,
     STRATEGIES,
     DatasetFormat,
     EvaluationError,
     Price,
     ScorerKind,
     Settings,
+    parse_answer_format,
 )
 
 
@@ -36,22 +38,40 @@ def add_parser(commands: Any) -> None:
         "evaluate",
         help="evaluate routing strategies and ensembles on recorded answers",
         description=(
-            "Learn per-prompt quality from the train part of a recorded dataset, then route "
-            "each test prompt with ATOM's strategies, its five ensemble methods over every "
-            "model, and two baselines, answering from the recorded answers (no network). "
-            "Prints a table of every router with the selected one marked, or with --json one "
-            "JSON object with the selected one's figures at the top; records the run in an "
-            "event log. With two models it reports RouteLLM's PGR, and APGR and CPT of the "
-            "curves traced by a threshold on quality_first's predicted gain of the strong "
-            "model, on random's draw and on prompt_length's length."
+            "Learn per-prompt quality and the cascade's acceptance score from the train part "
+            "of a recorded dataset (any number of models), then route each test prompt with "
+            "ATOM's strategies, the cascade, its five ensemble methods over every model, and "
+            "baselines, answering from the recorded answers (no network). Prints every "
+            "router's accuracy and cost (recorded costs where the data has them, else prices), "
+            "the frontier of cost against accuracy, the cheapest configuration at the best "
+            "single model's accuracy and the best accuracy at its cost; with --json one JSON "
+            "object with the selected router's figures at the top. Records the run in an "
+            "event log. With two models also RouteLLM's PGR, APGR and CPT."
         ),
     )
     add = parser.add_argument
     add(
         "--dataset",
-        required=True,
         metavar="FILE",
-        help="RouteLLM responses CSV (or its directory), or a JSONL file",
+        help="RouteLLM responses CSV (or its directory), or a JSONL file (docs/datasets.md), "
+        "split into a train and a test part",
+    )
+    add("--train", metavar="FILE", help="the prompts to fit on, instead of a split --dataset")
+    add("--test", metavar="FILE", help="the prompts to test on, with --train")
+    add(
+        "--answer-format",
+        default="number",
+        metavar="F",
+        help="how answers are extracted and compared: number (default), choice, text or "
+        "json:FIELD (a dotted path in a JSON reply)",
+    )
+    add(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        metavar="P",
+        help="the cascade's acceptance threshold: a cheaper rung's answer is kept when the "
+        f"learned probability that it is right reaches P (default: {DEFAULT_THRESHOLD:g})",
     )
     add("--format", metavar="FORMAT", help="routellm-csv or jsonl (default: from the file name)")
     add(
@@ -99,7 +119,7 @@ def add_parser(commands: Any) -> None:
     add(
         "--plot",
         metavar="FILE",
-        help="write accuracy against the strong model's share of calls as a PNG (two models)",
+        help="draw accuracy against cost for every router and the frontier, as a PNG",
     )
     add("--json", action="store_true", help="print one JSON object instead of the table")
     add("--db", default=DEFAULT_DB, metavar="PATH",
@@ -151,8 +171,14 @@ def settings_from(options: argparse.Namespace) -> Settings:
     if strategy not in STRATEGIES:
         given = " is required" if strategy is None else f": no {strategy!r}"
         raise EvaluationError(f"--strategy{given}; one of {', '.join(STRATEGIES)}")
+    if not 0.0 <= options.threshold <= 1.0:
+        raise EvaluationError(f"--threshold: {options.threshold:g} is not within [0, 1]")
     return Settings(
-        dataset=Path(options.dataset),
+        dataset=None if options.dataset is None else Path(options.dataset),
+        train=None if options.train is None else Path(options.train),
+        test=None if options.test is None else Path(options.test),
+        answer_format=parse_answer_format(options.answer_format),
+        threshold=options.threshold,
         strategy=strategy,
         ensemble=_one_of(EnsembleMethod, options.ensemble or "majority_vote", "--ensemble"),
         format=None
@@ -170,8 +196,6 @@ def command(options: argparse.Namespace) -> int:
     try:
         settings = settings_from(options)
         prepared = prepare(settings, load(settings))
-        if options.plot and len(prepared.ranked) != 2:
-            raise EvaluationError("--plot needs a dataset of two models")
         if options.plot and importlib.util.find_spec("matplotlib") is None:
             raise EvaluationError("--plot needs matplotlib: pip install matplotlib")
         with ProgressBar("evaluating") as progress:

@@ -28,13 +28,18 @@ def run(prepared: Prepared, db: str, progress: Progress = quiet) -> tuple[Evalua
     EvaluationStarted is committed before the work; the EvaluationDecided events (one per test
     prompt, for the selected router) and EvaluationCompleted follow in one atomic batch.
     """
+    settings = prepared.settings
     evaluation_id = str(uuid.uuid4())
     stream = f"evaluation-{evaluation_id}"
     metadata = {"correlation_id": evaluation_id, "actor": ACTOR}
     started = {
         "evaluation_id": evaluation_id,
         "settings": prepared.settings.to_dict(),
-        "dataset_sha256": _sha256(prepared.settings.dataset),
+        "dataset_sha256": {
+            str(path): _sha256(path)
+            for path in (settings.dataset, settings.train, settings.test)
+            if path is not None
+        },
         "models": list(prepared.ranked),
         "train_size": len(prepared.train),
         "test_size": len(prepared.test),

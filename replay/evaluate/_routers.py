@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import random
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
+from atom_actors.acceptance import AcceptanceModel, ScoredRung, fit_acceptance
+from atom_actors.answers import AnswerFormat
+from atom_actors.cascade import (
+    AcceptanceScorer,
+    Attempt,
+    Policy,
+    RungView,
+    learned,
+    run_cascade,
+    view_of,
+)
 from atom_actors.catalog import ModelSpec
 from atom_actors.combiners import MemberAnswer, combine
 from atom_actors.cost import estimate_message_tokens
@@ -25,7 +38,7 @@ from atom_actors.snapshot import (
 from atom_actors.strategies import route
 
 from ._dataset import Case
-from ._settings import CAPABILITY, MAX_TOKENS, NUMBER, PROMPT_LENGTH, RANDOM, EvaluationError
+from ._settings import CAPABILITY, CASCADE, MAX_TOKENS, PROMPT_LENGTH, RANDOM, EvaluationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +52,26 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Point:
+    """One setting of a router's knob and what the router then gave on the test part."""
+
+    knob: float
+    accuracy: float
+    cost_pico: int
+
+
+@dataclass(frozen=True, slots=True)
 class Routed:
-    """A router's outcomes on the test part, and the per-prompt gains its threshold sweeps."""
+    """A router's outcomes on the test part (at its default setting), and along its knob.
+
+    `gains` (two models) order the prompts for the strong model, so a threshold on them traces
+    RouteLLM's curve; `sweep` holds the points of cost against accuracy the knob reaches.
+    """
 
     name: str
     outcomes: tuple[Outcome, ...]
     gains: tuple[float, ...] | None = None
+    sweep: tuple[Point, ...] = ()
 
 
 def snapshot_of(
@@ -91,16 +118,49 @@ def strategy_router(
         outcomes.append(_single(case, decision.chosen.model, {"route": decision.to_dict()}))
         decisions.append(decision)
     gains = None
-    if strategy is Strategy.QUALITY_FIRST and len(ranked) == 2:
-        weak, strong = ranked
-        gains = tuple(_quality(d, strong) - _quality(d, weak) for d in decisions)
-    return Routed(strategy.value, tuple(outcomes), gains)
+    sweep: tuple[Point, ...] = ()
+    if strategy is Strategy.QUALITY_FIRST:
+        qualities = [{c.model: c.quality for c in d.candidates} for d in decisions]
+        sweep = utility_sweep(cases, qualities)
+        if len(ranked) == 2:
+            weak, strong = ranked
+            gains = tuple(q[strong] - q[weak] for q in qualities)
+    return Routed(strategy.value, tuple(outcomes), gains, sweep)
+
+
+# The knob of quality_first with any number of models: a price on cost, in quality per the
+# dearest model's mean cost. 0 buys the best predicted quality; past 10^3 the cheapest model.
+PRICES_OF_COST: Final = (0.0, *(10 ** (e / 10) for e in range(-30, 31)), math.inf)
+
+
+def utility_sweep(
+    cases: Sequence[Case], qualities: Sequence[Mapping[str, float]]
+) -> tuple[Point, ...]:
+    """For each price of cost λ, every prompt to the model with the most q - λ x cost / max."""
+    models = sorted(cases[0].costs)
+    mean = {m: statistics.fmean(case.costs[m] for case in cases) for m in models}
+    top = max(mean.values()) or 1.0
+    points = []
+    for price in PRICES_OF_COST:
+        score = cost = 0.0
+        for case, quality in zip(cases, qualities, strict=True):
+            if math.isinf(price):
+                pick = min(models, key=lambda m: (mean[m], -quality[m], m))
+            else:
+                pick = max(models, key=lambda m: (quality[m] - price * mean[m] / top, -mean[m], m))
+            score += case.scores[pick]
+            cost += case.costs[pick]
+        points.append(Point(price, score / len(cases), int(cost)))
+    return tuple(points)
 
 
 def ensemble_router(
-    method: EnsembleMethod, cases: Sequence[Case], snapshots: Sequence[RouteSnapshot]
+    method: EnsembleMethod,
+    cases: Sequence[Case],
+    snapshots: Sequence[RouteSnapshot],
+    fmt: AnswerFormat,
 ) -> Routed:
-    """The ensemble strategy over every model, its members' final numbers combined by `method`."""
+    """The ensemble strategy over every model, its members' answers combined by `method`."""
     outcomes = []
     for case, snapshot in zip(cases, snapshots, strict=True):
         spec = EnsembleSpec(method, size=len(snapshot.catalog))
@@ -108,8 +168,11 @@ def ensemble_router(
         plan = decision.ensemble
         if plan is None or not plan.members:
             raise EvaluationError(f"ensemble: no member chosen: {decision.reason}")
-        members = [MemberAnswer(m, m, case.texts[m], _quality(decision, m)) for m in plan.members]
-        result = combine(method, members, NUMBER)
+        members = [
+            MemberAnswer(m, m, case.texts[m], _quality(decision, m), case.logprobs[m])
+            for m in plan.members
+        ]
+        result = combine(method, members, fmt)
         # The member that speaks for the result gave its answer, hence its score.
         score = case.scores[result.chosen] if result.chosen is not None else 0.0
         detail = {"route": decision.to_dict(), "ensemble": result.to_dict()}
@@ -150,3 +213,127 @@ def prompt_length_router(
 def model_router(model: str, cases: Sequence[Case]) -> Routed:
     """Every prompt to one model."""
     return Routed(f"model:{model}", tuple(_single(case, model, {}) for case in cases))
+
+
+# The cascade: the ladder route() plans, run by cascade.run_cascade over the recorded answers.
+
+# The sweep visits the acceptance probabilities' quantiles over the test rungs below the top:
+# 0 accepts every first answer, above 1 nothing below the top of the ladder.
+QUANTILES: Final = 40
+
+
+def thresholds(probabilities: Sequence[float]) -> tuple[float, ...]:
+    """0, the probabilities at each 1/QUANTILES quantile, and 1.01: the knob's settings."""
+    ordered = sorted(probabilities)
+    inner = (
+        {ordered[len(ordered) * j // QUANTILES] for j in range(1, QUANTILES)} if ordered else set()
+    )
+    return (0.0, *sorted(inner - {0.0}), 1.01)
+
+
+def global_snapshot(catalog: tuple[ModelSpec, ...], train: Sequence[Case]) -> RouteSnapshot:
+    """Each model's learned quality as its accuracy over the train part, as the log would say."""
+    figures = {
+        spec.name: ModelFigures(
+            quality={
+                CAPABILITY: Evidence(math.fsum(c.scores[spec.name] for c in train), len(train))
+            }
+        )
+        for spec in catalog
+    }
+    return RouteSnapshot(catalog=catalog, figures=figures)
+
+
+def ladder_of(snapshot: RouteSnapshot, case: Case) -> tuple[RouteDecision, list[tuple[str, ...]]]:
+    """The cascade route() plans for the prompt, and its rungs' models."""
+    decision = route(snapshot, _request(case, Strategy.CASCADE))
+    if decision.cascade is None or not decision.cascade.rungs:
+        raise EvaluationError(f"cascade: no ladder: {decision.reason}")
+    return decision, [rung.models for rung in decision.cascade.rungs]
+
+
+def _attempts(case: Case, step: int, models: Sequence[str]) -> list[Attempt]:
+    """The recorded replies of rung `step`'s models: what asking them would have given."""
+    return [
+        Attempt(step=step, model=m, text=case.texts[m], mean_logprob=case.logprobs[m])
+        for m in models
+    ]
+
+
+def fit_cascade(
+    train: Sequence[Case], snapshot: RouteSnapshot, fmt: AnswerFormat
+) -> AcceptanceModel | None:
+    """The acceptance model, fitted on every rung below the top of each train prompt's ladder;
+    None when every ladder has one rung, so nothing is ever accepted early."""
+    history = []
+    for case in train:
+        _, ladder = ladder_of(snapshot, case)
+        for step, models in enumerate(ladder[:-1]):
+            rung = view_of(case.prompt, fmt, step, _attempts(case, step, models))
+            speaker = rung.speaker.model if rung.speaker is not None else models[0]
+            history.append(ScoredRung(rung=rung, score=case.scores[speaker]))
+    return fit_acceptance(history) if history else None
+
+
+class _Remembered:
+    """The acceptance model's probability per prompt and rung, computed once for the sweep."""
+
+    def __init__(self, model: AcceptanceScorer) -> None:
+        self._model = model
+        self._known: dict[tuple[str, int], float] = {}
+
+    def probability(self, rung: RungView) -> float:
+        key = (rung.prompt, rung.step)
+        if key not in self._known:
+            self._known[key] = self._model.probability(rung)
+        return self._known[key]
+
+
+def cascade_router(
+    cases: Sequence[Case],
+    snapshot: RouteSnapshot,
+    acceptance: AcceptanceScorer | None,
+    fmt: AnswerFormat,
+    threshold: float,
+    ranked: Sequence[str],
+) -> Routed:
+    """Each prompt up its ladder until the learned acceptance check passes, at `threshold` and
+    along its quantiles; with two models, the weak answer's probability orders the escalations."""
+    remembered = None if acceptance is None else _Remembered(acceptance)
+    ladders = [ladder_of(snapshot, case) for case in cases]
+
+    def run_at(t: float) -> list[Outcome]:
+        policy = Policy(fmt, () if remembered is None else (learned(remembered, t),))
+        outcomes = []
+        for case, (decision, ladder) in zip(cases, ladders, strict=True):
+            done = run_cascade(ladder, policy, case.prompt, functools.partial(_attempts, case))
+            speaker = done.accepted.speaker or done.attempts[-1]
+            detail = {"route": decision.to_dict(), "cascade": [s.to_dict() for s in done.steps]}
+            models = tuple(a.model for a in done.attempts)
+            cost = sum(case.costs[m] for m in models)
+            outcomes.append(Outcome(models, case.scores[speaker.model], cost, detail))
+        return outcomes
+
+    outcomes = run_at(threshold)
+    below_top = [
+        remembered.probability(view_of(case.prompt, fmt, step, _attempts(case, step, models)))
+        for case, (_, ladder) in zip(cases, ladders, strict=True)
+        for step, models in enumerate(ladder[:-1])
+        if remembered is not None
+    ]
+    sweep = []
+    for t in thresholds(below_top):
+        at = run_at(t)
+        accuracy = statistics.fmean(o.score for o in at)
+        sweep.append(Point(t, accuracy, sum(o.cost_pico for o in at)))
+    gains = None
+    if (
+        remembered is not None
+        and len(ranked) == 2
+        and all(ladder == [(ranked[0],), (ranked[1],)] for _, ladder in ladders)
+    ):
+        gains = tuple(
+            -remembered.probability(view_of(case.prompt, fmt, 0, _attempts(case, 0, ranked[:1])))
+            for case in cases
+        )
+    return Routed(CASCADE, tuple(outcomes), gains, tuple(sweep))

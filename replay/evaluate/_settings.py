@@ -14,7 +14,11 @@ from atom_actors.snapshot import EnsembleMethod, Strategy
 RANDOM: Final = "random"
 PROMPT_LENGTH: Final = "prompt_length"
 STRATEGIES: Final = (*(s.value for s in Strategy), RANDOM, PROMPT_LENGTH)
+CASCADE: Final = "cascade"
 DEFAULT_DB: Final = "atom-eval.db"
+# The cascade's acceptance threshold when none is given: the least that reached the strong
+# model's accuracy on the train halves of the shared GSM8K data (docs/architecture.md).
+DEFAULT_THRESHOLD: Final = 0.85
 CAPABILITY: Final = "reasoning"
 # The answer allowance of each request's reservation; recorded GSM8K answers run far shorter.
 MAX_TOKENS: Final = 1024
@@ -54,11 +58,36 @@ DEFAULT_PRICES: Final[Mapping[str, Price]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """One evaluation's parameters."""
+def parse_answer_format(text: str) -> AnswerFormat:
+    """ "number", "choice", "text" or "json:FIELD" as an AnswerFormat."""
+    kind, colon, path = text.partition(":")
+    try:
+        answer_kind = AnswerKind(kind)
+    except ValueError:
+        answer_kind = None
+    if (
+        answer_kind is None
+        or (answer_kind is AnswerKind.JSON) != bool(path)
+        or (colon and answer_kind is not AnswerKind.JSON)
+    ):
+        raise EvaluationError(
+            f"--answer-format: {text!r} is not one of number, choice, text, json:FIELD"
+        )
+    return AnswerFormat(answer_kind, path or None)
 
-    dataset: Path
+
+def format_name(fmt: AnswerFormat) -> str:
+    """The --answer-format spelling of a format."""
+    return f"json:{fmt.field}" if fmt.kind is AnswerKind.JSON else fmt.kind.value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """One evaluation's parameters: a dataset to split, or a train and a test file."""
+
+    dataset: Path | None = None
+    train: Path | None = None
+    test: Path | None = None
     strategy: str
     ensemble: EnsembleMethod = EnsembleMethod.MAJORITY_VOTE
     format: DatasetFormat | None = None
@@ -66,6 +95,21 @@ class Settings:
     seed: int = 0
     prices: Mapping[str, Price] = field(default_factory=dict)
     scorer: ScorerKind = ScorerKind.REFERENCE
+    answer_format: AnswerFormat = NUMBER
+    threshold: float = DEFAULT_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if (self.dataset is None) == (self.train is None and self.test is None):
+            raise EvaluationError("give --dataset, or --train and --test, not both")
+        if self.dataset is None and (self.train is None or self.test is None):
+            raise EvaluationError("--train and --test go together")
+
+    @property
+    def source(self) -> str:
+        """The data, as the report names it."""
+        if self.dataset is not None:
+            return str(self.dataset)
+        return f"{self.train} (train), {self.test} (test)"
 
     @property
     def selected(self) -> str:
@@ -74,12 +118,16 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "dataset": str(self.dataset),
+            "dataset": None if self.dataset is None else str(self.dataset),
+            "train": None if self.train is None else str(self.train),
+            "test": None if self.test is None else str(self.test),
             "format": self.format and self.format.value,
             "strategy": self.strategy,
             "ensemble": self.ensemble.value,
-            "split": f"{self.split[0]}:{self.split[1]}",
+            "split": None if self.dataset is None else f"{self.split[0]}:{self.split[1]}",
             "seed": self.seed,
             "prices": {model: str(price) for model, price in self.prices.items()},
             "scorer": self.scorer.value,
+            "answer_format": format_name(self.answer_format),
+            "threshold": self.threshold,
         }

@@ -215,8 +215,10 @@ def test_the_table_marks_the_selected_strategy_and_states_its_assumptions(
     )
     assert code == 0
     selected = next(line for line in out.splitlines() if line.startswith("*"))
+    # cost%, parity, best@cost, then strong share, PGR, APGR, CPT50, CPT80.
     assert selected.split() == [
-        "*", "quality_first", "75.0%", "0.0044", "50.0%", "1.000", "0.750", "25.0%", "40.0%",
+        "*", "quality_first", "75.0%", "0.0044", "55.0%", "55.0%", "75.0%",
+        "50.0%", "1.000", "0.750", "25.0%", "40.0%",
     ]  # fmt: skip
     assert "weak (1/1, 25.0%), strong (10/10, 75.0%)" in out
     assert "agrees with the dataset's flags on 87.5%" in out
