@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from atom_actors.answers import AnswerFormat
+from atom_actors.answers import AnswerFormat, AnswerKind
 from atom_actors.catalog import ModelSpec
 from atom_actors.cost import PICO_PER_USD, cost_pico
 from atom_actors.datasets import (
@@ -145,9 +146,24 @@ def _score(item: RecordedItem, model: str, scorer: ScorerKind, fmt: AnswerFormat
             raise EvaluationError(f"--scorer recorded: an answer of {model} has no correctness")
         return 1.0 if answer.correct else 0.0
     try:
-        return ReferenceScorer().score(ScoreInput(answer.text, fmt=fmt, expected=item.gold))
+        expected = _expected(item.gold, fmt)
+        return ReferenceScorer().score(ScoreInput(answer.text, fmt=fmt, expected=expected))
     except ScoreUnavailable as exc:
         raise EvaluationError(f"--scorer {exc} (try --scorer recorded)") from None
+
+
+def _expected(gold: str | None, fmt: AnswerFormat) -> str | None:
+    """The gold answer as a reply would give it: a JSON answer's gold may be the field's value
+    alone ("4"), which is then placed at the field's path."""
+    if gold is None or fmt.kind is not AnswerKind.JSON or fmt.extract(gold) is not None:
+        return gold
+    try:
+        value: object = json.loads(gold)
+    except ValueError:
+        value = gold
+    for key in reversed((fmt.field or "").split(".")):
+        value = {key: value}
+    return json.dumps(value)
 
 
 def case_of(
