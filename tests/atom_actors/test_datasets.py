@@ -210,3 +210,15 @@ def test_a_dataset_survives_the_jsonl_round_trip(tmp_path: Path) -> None:
     assert [(i.prompt, i.gold, dict(i.answers)) for i in again.items] == [
         (i.prompt, i.gold, dict(i.answers)) for i in ds.items
     ]
+
+
+def test_the_documented_jsonl_example_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "datasets.md").read_text("utf-8")
+    example = doc.split("```json\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.jsonl"
+    path.write_text(json.dumps(json.loads(example)) + "\n", encoding="utf-8")
+    ds = load_jsonl(path)
+    assert ds.models == ("small", "medium", "large")
+    large = ds.items[0].answers["large"]
+    assert (large.cost_usd, large.completion_tokens, large.tokens_estimated) == (0.004, 6, False)
+    assert ds.items[0].answers["medium"].mean_logprob == -0.21
