@@ -43,11 +43,13 @@ def cached(model_path: Path) -> dict[str, list[float]]:
 
 
 def embed(
-    texts: Sequence[str], model_path: Path, threads: int = 1
+    texts: Sequence[str], model_path: Path, threads: int = 1, reverse: bool = False
 ) -> tuple[list[list[float]], float]:
     """Each text's embedding, computing the missing ones; and the seconds spent computing."""
     known = cached(model_path)
     missing = list(dict.fromkeys(t for t in texts if _key(t) not in known))
+    if reverse:  # a second process can fill the cache from the other end
+        missing.reverse()
     spent = 0.0
     if missing:
         import llama_cpp
@@ -79,12 +81,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dataset", help="a recorded dataset whose prompts to embed")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reverse", action="store_true", help="embed the last prompts first")
     options = parser.parse_args()
     from atom_actors.datasets import load_dataset
     from atom_actors.providers.llamacpp import default_model_path
 
     prompts = [item.prompt for item in load_dataset(options.dataset).items]
-    _, spent = embed(prompts, default_model_path(), options.threads)
+    _, spent = embed(prompts, default_model_path(), options.threads, options.reverse)
     print(orjson.dumps({"prompts": len(prompts), "seconds": round(spent, 1)}).decode())
 
 

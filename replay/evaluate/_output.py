@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from atom_actors.answers import AnswerKind
@@ -43,6 +44,19 @@ def _config(config: Config | None, best: Config) -> str:
     return (
         f"{config.name}: {_percent(config.accuracy)} for {to_usd(config.cost_pico):.4f} USD{share}"
     )
+
+
+# The table shows this many points of the frontier, evenly spaced; --json gives them all.
+_SHOWN = 8
+
+
+def _frontier(edge: Sequence[Config]) -> str:
+    shown = sorted({round(i * (len(edge) - 1) / (_SHOWN - 1)) for i in range(_SHOWN)})
+    points = "; ".join(
+        f"{edge[i].name} {_percent(edge[i].accuracy)} {to_usd(edge[i].cost_pico):.4f}"
+        for i in shown
+    )
+    return points if len(shown) == len(edge) else f"{points} ({len(shown)} of {len(edge)} points)"
 
 
 def table(evaluation: Evaluation, evaluation_id: str, db: str) -> str:
@@ -103,11 +117,7 @@ def table(evaluation: Evaluation, evaluation_id: str, db: str) -> str:
         f"best single model  {_config(best, best)}",
         f"parity             {_config(evaluation.parity, best)}",
         f"best at its cost   {_config(evaluation.within, best)}",
-        "frontier           "
-        + "; ".join(
-            f"{c.name} {_percent(c.accuracy)} {to_usd(c.cost_pico):.4f}"
-            for c in evaluation.frontier
-        ),
+        f"frontier           {_frontier(evaluation.frontier)}",
         "",
         "* selected. cost%: of the best single model's cost. parity: the cheapest setting of the"
         " router at least as accurate",

@@ -330,6 +330,11 @@ def test_routellm_gsm8k(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     assert by_scorer["test_size"] + by_scorer["train_size"] == 1307  # 12 contaminated removed
     assert by_scorer["apgr"] > by_scorer["prompt_length_apgr"] > by_scorer["random_apgr"]
     assert by_scorer["random_apgr"] == pytest.approx(0.5, abs=0.05)
+    # The cascade reads the weak answer, the router only the prompt: the cascade's curve is higher.
+    assert by_scorer["cascade_apgr"] > by_scorer["apgr"] + 0.05
+    frontier = [config["config"] for config in by_scorer["frontier"]]
+    assert frontier[-1].startswith("quality_first")
+    assert sum(name.startswith("cascade") for name in frontier) > len(frontier) / 2
 
     by_flags = _json(capsys, *common, "--scorer", "recorded")
     assert by_flags["weak_accuracy"] == pytest.approx(0.637, abs=0.02)
