@@ -158,6 +158,7 @@ def experiments(embed_threads: int) -> dict[str, Any]:
         ("length+tfidf_knn (ATOM today)", ex.tfidf_knn()),
         ("length+tfidf_knn, k and prior by train CV", ex.cross_validated(grid)),
         ("hand features, calibrated logistic difference", ex.calibrated_difference(ex.hand, 10.0)),
+        ("hand-feature line + tfidf knn residuals", ex.features_knn(ex.hand, ex.tfidf, l2=100.0)),
         ("tfidf, calibrated logistic difference", ex.calibrated_difference(ex.tfidf, 3.0)),
         ("tfidf, preference (RouteLLM MF, two models)", ex.preference(ex.tfidf, 3.0)),
         ("gemma, length+knn residuals", ex.neighbours(embed)),

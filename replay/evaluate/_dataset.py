@@ -22,6 +22,7 @@ from atom_actors.datasets import (
 from atom_actors.scorers import ReferenceScorer, ScoreInput, ScoreUnavailable
 
 from ._settings import (
+    AGREEMENT_CASCADE,
     CAPABILITY,
     DEFAULT_PRICES,
     PROMPT_LENGTH,
@@ -219,6 +220,8 @@ def prepare(settings: Settings, parts: tuple[RecordedDataset, RecordedDataset]) 
     ranked = rank_by_strength(train, catalog)
     if len(ranked) != 2 and settings.strategy == PROMPT_LENGTH:
         raise EvaluationError("prompt_length needs a dataset of two models")
+    if len(ranked) < 3 and settings.strategy == AGREEMENT_CASCADE:
+        raise EvaluationError(f"{AGREEMENT_CASCADE} needs a dataset of three models or more")
     recorded = sum(
         answer.cost_usd is not None for item in test_part.items for answer in item.answers.values()
     )

@@ -24,6 +24,7 @@ from .._routellm import Curve, threshold_curve
 from ._dataset import Case, Prepared
 from ._routers import (
     Routed,
+    agreement_router,
     cascade_router,
     ensemble_router,
     fit_cascade,
@@ -263,6 +264,8 @@ def evaluate(prepared: Prepared, progress: Progress = quiet) -> Evaluation:
     ladder_snapshot = global_snapshot(prepared.catalog, train)
     acceptance = fit_cascade(train, ladder_snapshot, fmt)
     add(cascade_router(test, ladder_snapshot, acceptance, fmt, settings.threshold, ranked))
+    if len(ranked) >= 3:
+        routers.append(agreement_router(test, ladder_snapshot, fmt))
     routers.append(random_router(test, ranked, settings.seed))
     if len(ranked) == 2:
         routers.append(prompt_length_router(test, train, ranked))

@@ -144,6 +144,9 @@ def plot(evaluation: Evaluation, path: Path) -> None:
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(8, 5.5))
+    # Up to 20 routers, each in a colour of its own.
+    palette = pyplot.get_cmap("tab20")
+    axes.set_prop_cycle(color=[palette(i) for i in range(20)])
     for row in evaluation.rows:
         costs = [to_usd(c.cost_pico) for c in row.configs]
         accuracies = [c.accuracy for c in row.configs]

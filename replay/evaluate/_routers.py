@@ -17,8 +17,10 @@ from atom_actors.cascade import (
     Attempt,
     Policy,
     RungView,
+    agreement,
     learned,
     run_cascade,
+    validity,
     view_of,
 )
 from atom_actors.catalog import ModelSpec
@@ -27,6 +29,7 @@ from atom_actors.cost import estimate_message_tokens
 from atom_actors.prompt_quality import Prediction
 from atom_actors.quality import Evidence
 from atom_actors.snapshot import (
+    CascadeSpec,
     EnsembleMethod,
     EnsembleSpec,
     ModelFigures,
@@ -38,7 +41,15 @@ from atom_actors.snapshot import (
 from atom_actors.strategies import route
 
 from ._dataset import Case
-from ._settings import CAPABILITY, CASCADE, MAX_TOKENS, PROMPT_LENGTH, RANDOM, EvaluationError
+from ._settings import (
+    AGREEMENT_CASCADE,
+    CAPABILITY,
+    CASCADE,
+    MAX_TOKENS,
+    PROMPT_LENGTH,
+    RANDOM,
+    EvaluationError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +97,17 @@ def snapshot_of(
     return RouteSnapshot(catalog=catalog, figures=figures)
 
 
-def _request(case: Case, strategy: Strategy, ensemble: EnsembleSpec | None = None) -> RouteRequest:
+def _request(
+    case: Case,
+    strategy: Strategy,
+    ensemble: EnsembleSpec | None = None,
+    cascade: CascadeSpec | None = None,
+) -> RouteRequest:
     prompt_tokens = estimate_message_tokens([{"role": "user", "content": case.prompt}])
     return RouteRequest(
-        CAPABILITY, prompt_tokens, MAX_TOKENS, strategy, ensemble=ensemble or EnsembleSpec()
-    )
+        CAPABILITY, prompt_tokens, MAX_TOKENS, strategy, ensemble=ensemble or EnsembleSpec(),
+        cascade=cascade or CascadeSpec(),
+    )  # fmt: skip
 
 
 def _single(case: Case, model: str, detail: Mapping[str, Any]) -> Outcome:
@@ -244,9 +261,11 @@ def global_snapshot(catalog: tuple[ModelSpec, ...], train: Sequence[Case]) -> Ro
     return RouteSnapshot(catalog=catalog, figures=figures)
 
 
-def ladder_of(snapshot: RouteSnapshot, case: Case) -> tuple[RouteDecision, list[tuple[str, ...]]]:
+def ladder_of(
+    snapshot: RouteSnapshot, case: Case, spec: CascadeSpec | None = None
+) -> tuple[RouteDecision, list[tuple[str, ...]]]:
     """The cascade route() plans for the prompt, and its rungs' models."""
-    decision = route(snapshot, _request(case, Strategy.CASCADE))
+    decision = route(snapshot, _request(case, Strategy.CASCADE, cascade=spec))
     if decision.cascade is None or not decision.cascade.rungs:
         raise EvaluationError(f"cascade: no ladder: {decision.reason}")
     return decision, [rung.models for rung in decision.cascade.rungs]
@@ -289,6 +308,27 @@ class _Remembered:
         return self._known[key]
 
 
+def _climb(
+    case: Case, decision: RouteDecision, ladder: Sequence[tuple[str, ...]], policy: Policy
+) -> Outcome:
+    done = run_cascade(ladder, policy, case.prompt, functools.partial(_attempts, case))
+    speaker = done.accepted.speaker or done.attempts[-1]
+    detail = {"route": decision.to_dict(), "cascade": [s.to_dict() for s in done.steps]}
+    models = tuple(a.model for a in done.attempts)
+    return Outcome(models, case.scores[speaker.model], sum(case.costs[m] for m in models), detail)
+
+
+def agreement_router(cases: Sequence[Case], snapshot: RouteSnapshot, fmt: AnswerFormat) -> Routed:
+    """The cascade that starts with the two cheapest models and keeps their answer when they
+    agree, else climbs one model at a time, each judged valid or not (three models or more)."""
+    policy = Policy(fmt, (agreement(), validity(fmt)))
+    outcomes = []
+    for case in cases:
+        decision, ladder = ladder_of(snapshot, case, CascadeSpec(first=2))
+        outcomes.append(_climb(case, decision, ladder, policy))
+    return Routed(AGREEMENT_CASCADE, tuple(outcomes))
+
+
 def cascade_router(
     cases: Sequence[Case],
     snapshot: RouteSnapshot,
@@ -304,15 +344,10 @@ def cascade_router(
 
     def run_at(t: float) -> list[Outcome]:
         policy = Policy(fmt, () if remembered is None else (learned(remembered, t),))
-        outcomes = []
-        for case, (decision, ladder) in zip(cases, ladders, strict=True):
-            done = run_cascade(ladder, policy, case.prompt, functools.partial(_attempts, case))
-            speaker = done.accepted.speaker or done.attempts[-1]
-            detail = {"route": decision.to_dict(), "cascade": [s.to_dict() for s in done.steps]}
-            models = tuple(a.model for a in done.attempts)
-            cost = sum(case.costs[m] for m in models)
-            outcomes.append(Outcome(models, case.scores[speaker.model], cost, detail))
-        return outcomes
+        return [
+            _climb(case, decision, ladder, policy)
+            for case, (decision, ladder) in zip(cases, ladders, strict=True)
+        ]
 
     outcomes = run_at(threshold)
     below_top = [

@@ -13,8 +13,9 @@ from atom_actors.snapshot import EnsembleMethod, Strategy
 
 RANDOM: Final = "random"
 PROMPT_LENGTH: Final = "prompt_length"
-STRATEGIES: Final = (*(s.value for s in Strategy), RANDOM, PROMPT_LENGTH)
 CASCADE: Final = "cascade"
+AGREEMENT_CASCADE: Final = "cascade:agreement"
+STRATEGIES: Final = (*(s.value for s in Strategy), AGREEMENT_CASCADE, RANDOM, PROMPT_LENGTH)
 DEFAULT_DB: Final = "atom-eval.db"
 # The cascade's acceptance threshold when none is given: on the shared GSM8K data, the least
 # threshold at which the cascade matched the strong model's accuracy, found inside the train

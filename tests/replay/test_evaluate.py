@@ -263,6 +263,7 @@ def test_a_terminal_sees_progress_and_a_pipe_does_not(
         (["--ensemble", "median"], "--ensemble: no 'median'"),
         (["--strategy", "cost_first", "--ensemble", "consensus"], "--ensemble goes with"),
         (["--strategy", "random", "--scorer", "judge"], "--scorer: no 'judge'"),
+        (["--strategy", "cascade:agreement"], "cascade:agreement needs a dataset of three models"),
         (["--strategy", "random", "--prices", "weak=cheap"], "--prices: 'weak=cheap'"),
         (["--strategy", "random", "--prices", "other=1/1"], "the dataset has no model other"),
         (["--strategy", "random", "--prices", "weak=-1/1"], "--prices: 'weak=-1/1'"),

@@ -68,12 +68,19 @@ def test_three_synthetic_models_give_the_figures_worked_out_by_hand(
     vote = rows["ensemble:majority_vote"]
     assert (vote["accuracy"], vote["cost_usd"]) == (0.9, pytest.approx(1.0))
     assert report["best_single_model"] == {"model": "large", "accuracy": 0.9, "cost_usd": 0.8}
-    # Nested errors: no router can tell the prompts apart, so nothing beats large at its price.
-    assert report["parity"]["cost_share"] == pytest.approx(1.0)
+    # Small and medium agree only where both are right (20 prompts); on the other 20 large is
+    # asked, and is right on 16: 36 of 40, 0.9, for 40 x (0.001 + 0.004) + 20 x 0.02 = 0.6 USD.
+    agreed = rows["cascade:agreement"]
+    assert (agreed["accuracy"], agreed["cost_usd"]) == (0.9, pytest.approx(0.6))
+    assert agreed["calls"] == {"small": 40, "medium": 40, "large": 20}
+    assert report["parity"] == {
+        "config": "cascade:agreement", "accuracy": 0.9, "cost_usd": pytest.approx(0.6),
+        "cost_share": pytest.approx(0.75),
+    }  # fmt: skip
     assert report["best_within_cost"]["accuracy"] == 0.9
     edge = [(c["accuracy"], c["cost_usd"]) for c in report["frontier"]]
     assert edge[0] == (0.5, pytest.approx(0.04))
-    assert edge[-1] == (0.9, pytest.approx(0.8))
+    assert edge[-1] == (0.9, pytest.approx(0.6))
     assert report["weak_accuracy"] is None and report["rows"]["random"]["apgr"] is None
 
 
