@@ -30,9 +30,18 @@ from atom_actors.answers import AnswerKind
 from atom_actors.cascade import RungView
 
 FEATURES: Final = (
-    "bias", "valid", "marked", "whole", "arithmetic_errors", "length", "prompt_length",
-    "share", "several", "confidence", "has_confidence",
-)  # fmt: skip
+    "bias",
+    "valid",
+    "marked",
+    "whole",
+    "arithmetic_errors",
+    "length",
+    "prompt_length",
+    "share",
+    "several",
+    "confidence",
+    "has_confidence",
+)
 DEFAULT_L2: Final = 1.0
 _CUE = re.compile(r"####|(?i:answer)\s*(?i:is)?\s*:")
 _CALCULATOR = re.compile(r"<<([^<>=]+)=([^<>]+)>>")
@@ -40,9 +49,11 @@ _EQUATION = re.compile(
     r"(\d[\d.,]*\s*(?:[-+*/x\u00d7]\s*\d[\d.,]*\s*)+)=\s*\$?(-?\d[\d,]*(?:\.\d+)?)"
 )
 _OPERATORS: Final[dict[type[ast.operator], Callable[[float, float], float]]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
     ast.Div: operator.truediv,
-}  # fmt: skip
+}
 
 
 def arithmetic(expression: str) -> float | None:

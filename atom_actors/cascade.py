@@ -68,14 +68,30 @@ def view_of(prompt: str, fmt: AnswerFormat, step: int, attempts: Sequence[Attemp
     extracted = tuple(None if a.error is not None else fmt.extract(a.text) for a in mine)
     votes = Counter(x for x in extracted if x is not None)
     if not votes:
-        return RungView(prompt=prompt, fmt=fmt, step=step, attempts=mine, answer=None,
-                        speaker=None, share=0.0, extracted=extracted)  # fmt: skip
+        return RungView(
+            prompt=prompt,
+            fmt=fmt,
+            step=step,
+            attempts=mine,
+            answer=None,
+            speaker=None,
+            share=0.0,
+            extracted=extracted,
+        )
     # The most votes; among equals the answer given first, so the rung's order settles it.
     top = max(votes.values())
     answer = next(x for x in extracted if x is not None and votes[x] == top)
     speaker = mine[extracted.index(answer)]
-    return RungView(prompt=prompt, fmt=fmt, step=step, attempts=mine, answer=answer,
-                    speaker=speaker, share=top / len(mine), extracted=extracted)  # fmt: skip
+    return RungView(
+        prompt=prompt,
+        fmt=fmt,
+        step=step,
+        attempts=mine,
+        answer=answer,
+        speaker=speaker,
+        share=top / len(mine),
+        extracted=extracted,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +104,12 @@ class Verdict:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "passed": self.passed, "value": self.value,
-                "reason": self.reason}  # fmt: skip
+        return {
+            "check": self.check,
+            "passed": self.passed,
+            "value": self.value,
+            "reason": self.reason,
+        }
 
 
 Check = Callable[[RungView], Verdict]
@@ -230,10 +250,21 @@ def decide(
             if accepted
             else "top of the ladder, " + _because(verdicts, accepted)
         )
-        return Step(action=Action.ACCEPT, step=step, answer=rung.answer, speaker=rung.speaker,
-                    verdicts=verdicts, reason=why)  # fmt: skip
-    return Step(action=Action.CALL, step=step + 1, models=tuple(ladder[step + 1]),
-                verdicts=verdicts, reason="escalate: " + _because(verdicts, accepted))  # fmt: skip
+        return Step(
+            action=Action.ACCEPT,
+            step=step,
+            answer=rung.answer,
+            speaker=rung.speaker,
+            verdicts=verdicts,
+            reason=why,
+        )
+    return Step(
+        action=Action.CALL,
+        step=step + 1,
+        models=tuple(ladder[step + 1]),
+        verdicts=verdicts,
+        reason="escalate: " + _because(verdicts, accepted),
+    )
 
 
 def _because(verdicts: Sequence[Verdict], accepted: bool) -> str:

@@ -55,10 +55,15 @@ def embed(
         import llama_cpp
 
         model = llama_cpp.Llama(
-            model_path=str(model_path), embedding=True, n_ctx=1024, n_batch=1024,
-            n_ubatch=1024, n_threads=threads, verbose=False,
+            model_path=str(model_path),
+            embedding=True,
+            n_ctx=1024,
+            n_batch=1024,
+            n_ubatch=1024,
+            n_threads=threads,
+            verbose=False,
             pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-        )  # fmt: skip
+        )
         path = cache_path(model_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("ab") as out:

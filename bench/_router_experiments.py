@@ -48,9 +48,14 @@ class Result:
 
 
 def measure(
-    name: str, predictor: Predictor, dataset: RecordedDataset, seeds: Sequence[int],
-    weak: str, strong: str, score: Scores,
-) -> Result:  # fmt: skip
+    name: str,
+    predictor: Predictor,
+    dataset: RecordedDataset,
+    seeds: Sequence[int],
+    weak: str,
+    strong: str,
+    score: Scores,
+) -> Result:
     """The predictor's APGR and CPT on the test half of each seed's 50:50 split."""
     apgrs, cpt50s, cpt80s = [], [], []
     for seed in seeds:
@@ -65,8 +70,9 @@ def measure(
     return Result(name, tuple(apgrs), tuple(cpt50s), tuple(cpt80s))
 
 
-def _apgr(gains: Sequence[float], items: Sequence[RecordedItem], weak: str, strong: str,
-          score: Scores) -> float:  # fmt: skip
+def _apgr(
+    gains: Sequence[float], items: Sequence[RecordedItem], weak: str, strong: str, score: Scores
+) -> float:
     return threshold_curve(
         gains, [score(i, weak) for i in items], [score(i, strong) for i in items]
     ).apgr()
@@ -76,10 +82,16 @@ def _apgr(gains: Sequence[float], items: Sequence[RecordedItem], weak: str, stro
 
 
 def tfidf_knn(neighbours: int = 40, offset_prior: float = 20.0) -> Predictor:
-    def predict(train: Sequence[RecordedItem], test: Sequence[RecordedItem], weak: str,
-                strong: str, score: Scores) -> list[float]:  # fmt: skip
-        examples = [ScoredPrompt(i.prompt, {weak: score(i, weak), strong: score(i, strong)})
-                    for i in train]  # fmt: skip
+    def predict(
+        train: Sequence[RecordedItem],
+        test: Sequence[RecordedItem],
+        weak: str,
+        strong: str,
+        score: Scores,
+    ) -> list[float]:
+        examples = [
+            ScoredPrompt(i.prompt, {weak: score(i, weak), strong: score(i, strong)}) for i in train
+        ]
         quality = fit_prompt_quality(examples, neighbours, offset_prior)
         out = []
         for item in test:
@@ -93,8 +105,13 @@ def tfidf_knn(neighbours: int = 40, offset_prior: float = 20.0) -> Predictor:
 def cross_validated(grid: Sequence[tuple[str, Predictor]]) -> Predictor:
     """The grid's predictor with the best APGR over 2 folds of the train half, refitted on it."""
 
-    def predict(train: Sequence[RecordedItem], test: Sequence[RecordedItem], weak: str,
-                strong: str, score: Scores) -> list[float]:  # fmt: skip
+    def predict(
+        train: Sequence[RecordedItem],
+        test: Sequence[RecordedItem],
+        weak: str,
+        strong: str,
+        score: Scores,
+    ) -> list[float]:
         half = len(train) // 2
         folds = [(train[:half], train[half:]), (train[half:], train[:half])]
         best = max(
@@ -115,13 +132,17 @@ def hand_features(text: str) -> list[float]:
     """Length, how many numbers and which kinds, sentences, and words that signal fractions."""
     numbers = re.findall(r"\d+(?:\.\d+)?", text)
     return [
-        math.log1p(len(text)), len(numbers), len(set(numbers)), sum("." in n for n in numbers),
-        text.count("%"), sum(float(n) >= 100 for n in numbers),
+        math.log1p(len(text)),
+        len(numbers),
+        len(set(numbers)),
+        sum("." in n for n in numbers),
+        text.count("%"),
+        sum(float(n) >= 100 for n in numbers),
         len(re.findall(r"[.?!]\s", text)),
         float(bool(re.search(r"half|third|quarter|fraction|percent", text, re.I))),
         float(bool(re.search(r"each|every|per", text, re.I))),
         max((len(n) for n in numbers), default=0),
-    ]  # fmt: skip
+    ]
 
 
 def tfidf_matrix(train: Sequence[str], test: Sequence[str]) -> tuple[Matrix, Matrix]:
@@ -195,8 +216,13 @@ def embedded(embed: Embed) -> Featurise:
 def calibrated_difference(features: Featurise, l2: float) -> Predictor:
     """P(strong right) - P(weak right), each a calibrated logistic model of the features."""
 
-    def predict(train: Sequence[RecordedItem], test: Sequence[RecordedItem], weak: str,
-                strong: str, score: Scores) -> list[float]:  # fmt: skip
+    def predict(
+        train: Sequence[RecordedItem],
+        test: Sequence[RecordedItem],
+        weak: str,
+        strong: str,
+        score: Scores,
+    ) -> list[float]:
         a, b = features(train, test)
         ys = np.array([score(i, strong) for i in train])
         yw = np.array([score(i, weak) for i in train])
@@ -209,8 +235,13 @@ def preference(features: Featurise, l2: float) -> Predictor:
     """RouteLLM's matrix factorisation with two models: a logistic model of which one wins,
     learnt from the prompts where exactly one is right (ties carry no preference)."""
 
-    def predict(train: Sequence[RecordedItem], test: Sequence[RecordedItem], weak: str,
-                strong: str, score: Scores) -> list[float]:  # fmt: skip
+    def predict(
+        train: Sequence[RecordedItem],
+        test: Sequence[RecordedItem],
+        weak: str,
+        strong: str,
+        score: Scores,
+    ) -> list[float]:
         a, b = features(train, test)
         margin = np.array([score(i, strong) - score(i, weak) for i in train])
         decided = margin != 0
@@ -223,8 +254,13 @@ def preference(features: Featurise, l2: float) -> Predictor:
 def neighbours(embed: Embed, k: int = 40, prior: float = 20.0) -> Predictor:
     """prompt_quality's neighbour residuals with cosine over the embeddings instead of TF-IDF."""
 
-    def predict(train: Sequence[RecordedItem], test: Sequence[RecordedItem], weak: str,
-                strong: str, score: Scores) -> list[float]:  # fmt: skip
+    def predict(
+        train: Sequence[RecordedItem],
+        test: Sequence[RecordedItem],
+        weak: str,
+        strong: str,
+        score: Scores,
+    ) -> list[float]:
         a, b = embed([i.prompt for i in train]), embed([i.prompt for i in test])
         a = a / np.linalg.norm(a, axis=1, keepdims=True)
         b = b / np.linalg.norm(b, axis=1, keepdims=True)
@@ -247,8 +283,13 @@ def clusters(embed: Embed, count: int = 16, prior: float = 10.0, seed: int = 0) 
     """Per (prompt cluster, model) success rates, shrunk toward the model's mean: k-means over
     the embeddings, then the strong model's rate minus the weak one's in the prompt's cluster."""
 
-    def predict(train: Sequence[RecordedItem], test: Sequence[RecordedItem], weak: str,
-                strong: str, score: Scores) -> list[float]:  # fmt: skip
+    def predict(
+        train: Sequence[RecordedItem],
+        test: Sequence[RecordedItem],
+        weak: str,
+        strong: str,
+        score: Scores,
+    ) -> list[float]:
         a, b = embed([i.prompt for i in train]), embed([i.prompt for i in test])
         a = a / np.linalg.norm(a, axis=1, keepdims=True)
         b = b / np.linalg.norm(b, axis=1, keepdims=True)
@@ -266,10 +307,12 @@ def clusters(embed: Embed, count: int = 16, prior: float = 10.0, seed: int = 0) 
         gains = np.zeros(len(test))
         for model, sign in ((strong, 1.0), (weak, -1.0)):
             y = np.array([score(i, model) for i in train])
-            rate = np.array([
-                (y[assigned == c].sum() + prior * y.mean()) / ((assigned == c).sum() + prior)
-                for c in range(count)
-            ])  # fmt: skip
+            rate = np.array(
+                [
+                    (y[assigned == c].sum() + prior * y.mean()) / ((assigned == c).sum() + prior)
+                    for c in range(count)
+                ]
+            )
             gains += sign * rate[test_assigned]
         return list(gains)
 
@@ -279,21 +322,32 @@ def clusters(embed: Embed, count: int = 16, prior: float = 10.0, seed: int = 0) 
 def rank_average(*predictors: Predictor) -> Predictor:
     """The mean of each predictor's rank of the prompt: a blend that needs no common scale."""
 
-    def predict(train: Sequence[RecordedItem], test: Sequence[RecordedItem], weak: str,
-                strong: str, score: Scores) -> list[float]:  # fmt: skip
+    def predict(
+        train: Sequence[RecordedItem],
+        test: Sequence[RecordedItem],
+        weak: str,
+        strong: str,
+        score: Scores,
+    ) -> list[float]:
         ranks = [np.argsort(np.argsort(p(train, test, weak, strong, score))) for p in predictors]
         return list(np.mean(ranks, axis=0))
 
     return predict
 
 
-def features_knn(features: Featurise, near: Featurise, k: int = 40, prior: float = 20.0,
-                 l2: float = 10.0) -> Predictor:  # fmt: skip
+def features_knn(
+    features: Featurise, near: Featurise, k: int = 40, prior: float = 20.0, l2: float = 10.0
+) -> Predictor:
     """prompt_quality's shape with a richer line: a ridge regression over `features` per model,
     plus the residuals of the k nearest train prompts by cosine over `near`, shrunk by `prior`."""
 
-    def predict(train: Sequence[RecordedItem], test: Sequence[RecordedItem], weak: str,
-                strong: str, score: Scores) -> list[float]:  # fmt: skip
+    def predict(
+        train: Sequence[RecordedItem],
+        test: Sequence[RecordedItem],
+        weak: str,
+        strong: str,
+        score: Scores,
+    ) -> list[float]:
         a, b = features(train, test)
         a1, b1 = np.hstack([np.ones((len(a), 1)), a]), np.hstack([np.ones((len(b), 1)), b])
         na, nb = near(train, test)

@@ -165,9 +165,11 @@ def experiments(embed_threads: int) -> dict[str, Any]:
         ("gemma, calibrated logistic difference", ex.calibrated_difference(gemma_features, 100.0)),
         ("gemma, preference (RouteLLM MF, two models)", ex.preference(gemma_features, 100.0)),
         ("gemma, (cluster, model) rates, 16 clusters", ex.clusters(embed)),
-        ("rank blend: tfidf_knn + gemma logistic",
-         ex.rank_average(ex.tfidf_knn(), ex.calibrated_difference(gemma_features, 100.0))),
-    ]  # fmt: skip
+        (
+            "rank blend: tfidf_knn + gemma logistic",
+            ex.rank_average(ex.tfidf_knn(), ex.calibrated_difference(gemma_features, 100.0)),
+        ),
+    ]
     results = {}
     for name, predictor in candidates:
         result = ex.measure(name, predictor, dataset, SEEDS, weak, strong, score)

@@ -212,9 +212,13 @@ class Evaluation:
                 "accuracy": self.best.accuracy,
                 "cost_usd": to_usd(self.best.cost_pico),
             },
-            "parity": None if parity is None else {
-                **parity.to_dict(), "cost_share": parity.cost_pico / self.best.cost_pico
-                if self.best.cost_pico else None,
+            "parity": None
+            if parity is None
+            else {
+                **parity.to_dict(),
+                "cost_share": parity.cost_pico / self.best.cost_pico
+                if self.best.cost_pico
+                else None,
             },
             "best_within_cost": None if within is None else within.to_dict(),
             "frontier": [config.to_dict() for config in self.frontier],
@@ -226,10 +230,12 @@ class Evaluation:
             "answers_with_estimated_tokens": self.tokens_estimated,
             "answers_with_recorded_cost": self.recorded_costs,
             "answers": self.answers,
-            "prices_usd_per_mtok": {spec.name: [spec.input_usd_per_mtok, spec.output_usd_per_mtok]
-                                    for spec in self.catalog},
+            "prices_usd_per_mtok": {
+                spec.name: [spec.input_usd_per_mtok, spec.output_usd_per_mtok]
+                for spec in self.catalog
+            },
             "rows": {row.name: row.to_dict() for row in self.rows},
-        }  # fmt: skip
+        }
 
 
 Progress = Callable[[int, int], None]

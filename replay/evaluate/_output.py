@@ -62,8 +62,10 @@ def _frontier(edge: Sequence[Config]) -> str:
 def table(evaluation: Evaluation, evaluation_id: str, db: str) -> str:
     """The readable report: the context, one line per router, and what the columns mean."""
     settings = evaluation.settings
-    prices = {spec.name: Price(spec.input_usd_per_mtok, spec.output_usd_per_mtok)
-              for spec in evaluation.catalog}  # fmt: skip
+    prices = {
+        spec.name: Price(spec.input_usd_per_mtok, spec.output_usd_per_mtok)
+        for spec in evaluation.catalog
+    }
     models = ", ".join(
         f"{model} ({prices[model]}, {_percent(evaluation.row(f'model:{model}').accuracy)})"
         for model in evaluation.ranked
@@ -158,8 +160,15 @@ def plot(evaluation: Evaluation, path: Path) -> None:
         else:
             axes.plot(costs[0], accuracies[0], "o", label=label)
     edge = evaluation.frontier
-    axes.step([to_usd(c.cost_pico) for c in edge], [c.accuracy for c in edge], where="post",
-              color="black", linewidth=1.0, linestyle="--", label="frontier")  # fmt: skip
+    axes.step(
+        [to_usd(c.cost_pico) for c in edge],
+        [c.accuracy for c in edge],
+        where="post",
+        color="black",
+        linewidth=1.0,
+        linestyle="--",
+        label="frontier",
+    )
     axes.set_xlabel(f"cost of the {evaluation.test_size} test prompts, USD")
     axes.set_ylabel("accuracy")
     axes.set_title(f"Routing on {evaluation.settings.source}")

@@ -105,9 +105,13 @@ def _request(
 ) -> RouteRequest:
     prompt_tokens = estimate_message_tokens([{"role": "user", "content": case.prompt}])
     return RouteRequest(
-        CAPABILITY, prompt_tokens, MAX_TOKENS, strategy, ensemble=ensemble or EnsembleSpec(),
+        CAPABILITY,
+        prompt_tokens,
+        MAX_TOKENS,
+        strategy,
+        ensemble=ensemble or EnsembleSpec(),
         cascade=cascade or CascadeSpec(),
-    )  # fmt: skip
+    )
 
 
 def _single(case: Case, model: str, detail: Mapping[str, Any]) -> Outcome:
