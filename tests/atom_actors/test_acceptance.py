@@ -6,7 +6,7 @@ import math
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atom_actors.acceptance import (
@@ -66,6 +66,7 @@ def test_a_bias_alone_learns_the_success_rate() -> None:
     assert 1 / (1 + math.exp(-weights[0])) == pytest.approx(0.75, abs=1e-6)
 
 
+@settings(deadline=None)  # each example is a Newton fit; no test asserts timings
 @given(st.floats(-2, 2), st.floats(-2, 2))
 def test_the_fit_recovers_the_weights_that_generated_the_probabilities(a: float, b: float) -> None:
     # Fractional targets equal to the true probabilities make the true weights the exact optimum.

@@ -168,7 +168,7 @@ def test_run_cascade_asks_each_rung_it_is_told_to_and_no_more() -> None:
     assert outcome.accepted.to_dict()["speaker"] == "mid"
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(
     st.lists(
         st.lists(st.sampled_from(["#### 1", "#### 2", "nothing"]), min_size=1, max_size=3),

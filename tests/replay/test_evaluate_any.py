@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atom_actors.datasets import SyntheticModel, synthesize, to_jsonl
@@ -240,6 +240,7 @@ configs = st.lists(
 )
 
 
+@settings(deadline=None)
 @given(configs)
 def test_the_frontier_holds_exactly_the_undominated_configurations(
     given_configs: list[Config],
@@ -253,6 +254,7 @@ def test_the_frontier_holds_exactly_the_undominated_configurations(
         assert a.cost_pico < b.cost_pico and a.accuracy < b.accuracy
 
 
+@settings(deadline=None)
 @given(configs, st.floats(0, 1), st.integers(0, 100))
 def test_parity_and_best_within_cost_answer_the_buyers_questions(
     given_configs: list[Config], accuracy: float, cost: int
