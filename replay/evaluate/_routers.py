@@ -333,6 +333,28 @@ def agreement_router(cases: Sequence[Case], snapshot: RouteSnapshot, fmt: Answer
     return Routed(AGREEMENT_CASCADE, tuple(outcomes))
 
 
+@dataclass(frozen=True, slots=True)
+class _Rung:
+    """A rung below the top as the learned check sees it: whether its reply holds an answer,
+    the acceptance probability, and what the rung costs and scores when it speaks."""
+
+    answered: bool
+    probability: float
+    cost_pico: int
+    score: float
+
+
+def _climbed(rungs: Sequence[_Rung], top: tuple[int, float], t: float) -> tuple[int, float]:
+    """Cost and score of one prompt's cascade at threshold t: the learned check passes on the
+    first rung with an answer and a probability of at least t, else the top rung speaks."""
+    cost = 0
+    for rung in rungs:
+        cost += rung.cost_pico
+        if rung.answered and rung.probability >= t:
+            return cost, rung.score
+    return cost + top[0], top[1]
+
+
 def cascade_router(
     cases: Sequence[Case],
     snapshot: RouteSnapshot,
@@ -341,38 +363,41 @@ def cascade_router(
     threshold: float,
     ranked: Sequence[str],
 ) -> Routed:
-    """Each prompt up its ladder until the learned acceptance check passes, at `threshold` and
-    along its quantiles; with two models, the weak answer's probability orders the escalations."""
+    """Each prompt up its ladder (one model a rung) until the learned acceptance check passes:
+    run by `run_cascade` at `threshold`, and along the probabilities' quantiles from each rung's
+    probability, computed once (what `learned` compares). With two models, the weak answer's
+    probability orders the escalations."""
     remembered = None if acceptance is None else _Remembered(acceptance)
     ladders = [ladder_of(snapshot, case) for case in cases]
-
-    def run_at(t: float) -> list[Outcome]:
-        policy = Policy(fmt, () if remembered is None else (learned(remembered, t),))
-        return [
-            _climb(case, decision, ladder, policy)
-            for case, (decision, ladder) in zip(cases, ladders, strict=True)
-        ]
-
-    outcomes = run_at(threshold)
-    below_top = [
-        remembered.probability(view_of(case.prompt, fmt, step, _attempts(case, step, models)))
-        for case, (_, ladder) in zip(cases, ladders, strict=True)
-        for step, models in enumerate(ladder[:-1])
-        if remembered is not None
-    ]
+    policy = Policy(fmt, () if remembered is None else (learned(remembered, threshold),))
+    outcomes = tuple(
+        _climb(case, decision, ladder, policy)
+        for case, (decision, ladder) in zip(cases, ladders, strict=True)
+    )
+    climbs = []
+    for case, (_, ladder) in zip(cases, ladders, strict=True):
+        rungs = []
+        for step, models in enumerate(ladder[:-1]):
+            view = view_of(case.prompt, fmt, step, _attempts(case, step, models))
+            p = 0.0 if remembered is None else remembered.probability(view)
+            speaker = view.speaker.model if view.speaker is not None else models[0]
+            cost = sum(case.costs[m] for m in models)
+            rungs.append(_Rung(view.answer is not None and remembered is not None, p, cost,
+                               case.scores[speaker]))  # fmt: skip
+        top = ladder[-1]
+        climbs.append((rungs, (sum(case.costs[m] for m in top), case.scores[top[0]])))
+    probabilities = [r.probability for rungs, _ in climbs for r in rungs]
     sweep = []
-    for t in thresholds(below_top):
-        at = run_at(t)
-        accuracy = statistics.fmean(o.score for o in at)
-        sweep.append(Point(t, accuracy, sum(o.cost_pico for o in at)))
+    for t in sorted({*thresholds(probabilities), threshold}):
+        at = [_climbed(rungs, top, t) for rungs, top in climbs]
+        accuracy = statistics.fmean(score for _, score in at)
+        sweep.append(Point(t, accuracy, sum(cost for cost, _ in at)))
     gains = None
     if (
         remembered is not None
         and len(ranked) == 2
         and all(ladder == [(ranked[0],), (ranked[1],)] for _, ladder in ladders)
     ):
-        gains = tuple(
-            -remembered.probability(view_of(case.prompt, fmt, 0, _attempts(case, 0, ranked[:1])))
-            for case in cases
-        )
-    return Routed(CASCADE, tuple(outcomes), gains, tuple(sweep))
+        # A weak reply with no answer is never kept: it goes to the strong model first.
+        gains = tuple(-rungs[0].probability if rungs[0].answered else 1.0 for rungs, _ in climbs)
+    return Routed(CASCADE, outcomes, gains, tuple(sweep))

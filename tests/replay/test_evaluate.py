@@ -333,6 +333,9 @@ def test_routellm_gsm8k(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     assert by_scorer["random_apgr"] == pytest.approx(0.5, abs=0.05)
     # The cascade reads the weak answer, the router only the prompt: the cascade's curve is higher.
     assert by_scorer["cascade_apgr"] > by_scorer["apgr"] + 0.05
+    cascade = by_scorer["rows"]["cascade"]
+    (default,) = [p for p in cascade["sweep"] if p["config"] == "cascade@0.76"]
+    assert (default["accuracy"], default["cost_usd"]) == (cascade["accuracy"], cascade["cost_usd"])
     frontier = [config["config"] for config in by_scorer["frontier"]]
     assert frontier[-1].startswith("quality_first")
     assert sum(name.startswith("cascade") for name in frontier) > len(frontier) / 2

@@ -109,6 +109,11 @@ def test_the_cascade_climbs_the_ladder_as_far_as_its_threshold_sends_it(
     assert (report["accuracy"], report["cost_usd"]) == (accuracy, pytest.approx(cost))
     assert report["calls"] == calls
     assert report["cascade_threshold"] == float(threshold)
+    # The sweep, worked out from each rung's probability, agrees with the loop at the default.
+    (point,) = [
+        p for p in report["rows"]["cascade"]["sweep"] if p["config"] == f"cascade@{threshold}"
+    ]
+    assert (point["accuracy"], point["cost_usd"]) == (accuracy, pytest.approx(cost))
 
 
 def test_every_cascade_step_is_on_the_record(
