@@ -113,7 +113,8 @@ def add_parser(commands: Any) -> None:
         "--scorer",
         default=ScorerKind.REFERENCE.value,
         metavar="SCORER",
-        help="reference: the answer, extracted as --answer-format says, against the gold (default); "
+        help="reference: the answer, extracted as --answer-format says, against the gold "
+        "(default); "
         "recorded: the dataset's own correctness flags",
     )
     add(
