@@ -2,43 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from atom_actors.principal import ROLE_LABELS, Principal, Role
 
-class Role(enum.IntEnum):
-    """Roles in order: each may do everything the ones below it may."""
-
-    VIEWER = 1
-    USER = 2
-    OPERATOR = 3
-    ADMIN = 4
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-    @classmethod
-    def parse(cls, label: str) -> Role:
-        """The role named `label` (viewer, user, operator, admin); ValueError otherwise."""
-        try:
-            return cls[label.upper()]
-        except KeyError:
-            raise ValueError(f"unknown role {label!r}") from None
-
-
-ROLE_LABELS = tuple(role.label for role in Role)
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The key a request was authenticated with."""
-
-    key_id: str
-    role: Role
-    name: str
-    tenant: str | None = None
+__all__ = ["ROLE_LABELS", "Principal", "Role", "permits", "presented_key"]
 
 
 def permits(role: Role, needed: Role) -> bool:

@@ -1,4 +1,4 @@
-"""The `atom` command: serve the gateway, manage keys, replay the event log."""
+"""The `atom` command: serve the gateway, manage keys and budgets, replay the event log."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from eventstore import EventStore, EventStoreError, LogReader
+import orjson
+
+from eventstore import EventStoreError, LogReader, open_reader, open_store
 
 from .auth import ROLE_LABELS, Role
+from .budgets import PERIODS, BadBudget, Budget, budget_stream, cleared, parse_scope, read_budgets
+from .budgets import rows as budget_rows
 from .eventloop import LOOPS
-from .keys import PERIODS, Budget, UnknownKey, issue, read_records, revoke
+from .keys import UnknownKey, issue, read_records, revoke
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +54,25 @@ def _parser() -> argparse.ArgumentParser:
     revoking = actions.add_parser("revoke", help="revoke a key by its id")
     revoking.add_argument("--db", default="./atom.db", help="event log file (default: ./atom.db)")
     revoking.add_argument("key_id", metavar="KEY_ID")
+
+    budgets = commands.add_parser("budgets", help="set, list and clear spending limits")
+    doing = budgets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    setting = doing.add_parser("set", help="set a scope's limit (it replaces any earlier one)")
+    setting.add_argument("--db", default="./atom.db", help="event log file (default: ./atom.db)")
+    setting.add_argument("--scope", required=True, help="global, tenant:NAME or key:KEY_ID")
+    setting.add_argument("--usd", required=True, type=float, metavar="N", help="the limit in USD")
+    setting.add_argument(
+        "--period",
+        choices=PERIODS,
+        default="total",
+        help="all time, or each UTC day or month (default: total)",
+    )
+    showing = doing.add_parser("list", help="limit, spent, reserved and period start per scope")
+    showing.add_argument("--db", default="./atom.db", help="event log file (default: ./atom.db)")
+    showing.add_argument("--json", action="store_true", help="print the rows as JSON")
+    clearing = doing.add_parser("clear", help="lift a scope's limit")
+    clearing.add_argument("--db", default="./atom.db", help="event log file (default: ./atom.db)")
+    clearing.add_argument("--scope", required=True, help="global, tenant:NAME or key:KEY_ID")
 
     commands.add_parser("replay", help="verify, export and import the event log")
     return parser
@@ -116,8 +139,12 @@ def _create_key(options: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"atom keys create: {exc}", file=sys.stderr)
         return 2
-    issued = issue(Role.parse(options.role), options.name, tenant=options.tenant, budget=budget)
-    with EventStore(options.db) as store:
+    try:
+        issued = issue(Role.parse(options.role), options.name, tenant=options.tenant, budget=budget)
+    except ValueError as exc:
+        print(f"atom keys create: --tenant: {exc}", file=sys.stderr)
+        return 2
+    with open_store(options.db) as store:
         store.append_batch(issued.parts)
     print(f"key_id: {issued.key_id}")
     print(f"role: {options.role}")
@@ -133,7 +160,7 @@ def _create_key(options: argparse.Namespace) -> int:
 
 
 def _list_keys(options: argparse.Namespace) -> int:
-    with LogReader(options.db) as reader:
+    with open_reader(options.db) as reader:
         records = read_records(reader)
     print(f"{'KEY_ID':<16}  {'ROLE':<8}  {'TENANT':<16}  {'REVOKED':<7}  NAME")
     for r in records:
@@ -143,7 +170,7 @@ def _list_keys(options: argparse.Namespace) -> int:
 
 
 def _revoke_key(options: argparse.Namespace) -> int:
-    with EventStore(options.db, create=False) as store:
+    with open_store(options.db, create=False) as store:
         try:
             done = revoke(store, options.key_id)
         except UnknownKey:
@@ -162,6 +189,69 @@ def _keys(options: argparse.Namespace) -> int:
         return 2
 
 
+def _known_scope(store: LogReader, scope: str) -> None:
+    """A key's scope must name a key the log holds: a typo would limit nobody."""
+    if scope.startswith("key:") and scope.removeprefix("key:") not in {
+        r.key_id for r in read_records(store)
+    }:
+        raise BadBudget("scope", f"no key {scope.removeprefix('key:')!r} in this log")
+
+
+def _set_budget(options: argparse.Namespace) -> int:
+    budget = Budget(options.usd, options.period)
+    scope = parse_scope(options.scope)
+    with open_store(options.db) as store:
+        _known_scope(store, scope)
+        [position] = store.append(budget_stream(scope), [budget.event(scope, None)])
+    print(f"{scope}: {budget.usd:g} USD ({budget.period}), at log position {position}")
+    return 0
+
+
+def _list_budgets(options: argparse.Namespace) -> int:
+    with open_reader(options.db) as reader:
+        rows = budget_rows(read_budgets(reader))
+    if options.json:
+        print(orjson.dumps(rows).decode())
+        return 0
+    header = ("SCOPE", "PERIOD", "SINCE", "LIMIT", "SPENT", "RESERVED", "REMAINING")
+    table = [header] + [
+        (
+            r["scope"],
+            r["period"],
+            r["period_start"] or "-",
+            *(f"{r[k]:.6f}" for k in ("limit_usd", "spent_usd", "reserved_usd", "remaining_usd")),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _clear_budget(options: argparse.Namespace) -> int:
+    scope = parse_scope(options.scope)
+    with open_store(options.db) as store:
+        if scope not in read_budgets(store)["limits"]:
+            print(f"atom budgets clear: {scope} has no limit", file=sys.stderr)
+            return 1
+        [position] = store.append(budget_stream(scope), [cleared(scope, None)])
+    print(f"{scope}: no limit from log position {position}")
+    return 0
+
+
+def _budgets(options: argparse.Namespace) -> int:
+    action = {"set": _set_budget, "list": _list_budgets, "clear": _clear_budget}[options.action]
+    try:
+        return action(options)
+    except BadBudget as exc:
+        print(f"atom budgets {options.action}: --{exc.field}: {exc}", file=sys.stderr)
+        return 2
+    except EventStoreError as exc:
+        print(f"atom budgets {options.action}: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `atom` with `argv` (default: the process's arguments); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -174,4 +264,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = _parser().parse_args(args)
     if options.command == "serve":
         return _serve(options)
+    if options.command == "budgets":
+        return _budgets(options)
     return _keys(options)

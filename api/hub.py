@@ -4,6 +4,9 @@ Every subscriber has a bounded queue. Publishing appends to the queues of the ma
 subscribers and returns at once; a subscriber whose queue is full has fallen behind and is
 cut (close code 4008) rather than slowing the publisher or anyone else. Call `publish` from
 the event loop's thread: it is cheap when nobody listens to the topic.
+
+The requests' news (`requests`, `tokens:<id>`) is published by the gateway alone, each item
+for its tenancy's subscribers: these are system topics, which no client may publish to.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ import orjson
 
 CLOSE_SLOW_CONSUMER: Final = 4008
 CLOSE_GOING_AWAY: Final = 1001
+SYSTEM_TOPICS: Final = frozenset({"requests"})
+SYSTEM_PREFIXES: Final = ("tokens:",)
+
+
+def is_system_topic(topic: str) -> bool:
+    """Whether only the gateway publishes to `topic` (a client could forge a tenant's news)."""
+    return topic in SYSTEM_TOPICS or topic.startswith(SYSTEM_PREFIXES)
+
 
 Filter = Mapping[str, Any]
 OnClose = Callable[[int, str], None]
@@ -40,18 +51,34 @@ def matches(filter_: Filter, payload: Mapping[str, Any]) -> bool:
     return all(k in payload and json_equal(payload[k], v) for k, v in filter_.items())
 
 
+@dataclass(slots=True)
+class _Counts:
+    """Messages queued, sent and dropped, and slow clients cut, for one audience."""
+
+    queued: int = 0
+    sent: int = 0
+    dropped: int = 0
+    cut: int = 0
+
+
 class Subscriber:
     """One client's bounded queue of encoded messages; its writer drains it with `take`.
 
-    `audience` is what it may see of the requests' news: only that audience's (its tenant's),
-    or everything when None (operators).
+    `audience` is what it may see of the requests' news: only that tenancy's, or everything
+    when None (operators).
     """
 
     def __init__(
-        self, number: int, limit: int, on_close: OnClose, audience: str | None = None
+        self,
+        number: int,
+        limit: int,
+        on_close: OnClose,
+        audience: str | None = None,
+        counts: _Counts | None = None,
     ) -> None:
         self.number = number
         self.audience = audience
+        self.counts = counts or _Counts()
         self.topics: dict[str, Filter] = {}
         self.close_code: int | None = None
         self.close_reason = ""
@@ -130,18 +157,20 @@ class StreamHub:
         self._subscribers: set[Subscriber] = set()
         self._numbers = itertools.count(1)
         self._published = self._sent = self._dropped = self._cut = 0
+        self._audiences: dict[str | None, _Counts] = {}
 
     def connect(self, on_close: OnClose, audience: str | None = None) -> Subscriber:
         """A new subscriber that sees `audience`'s news (None: all); `on_close(code, reason)`
         runs when the hub closes it."""
-        subscriber = Subscriber(next(self._numbers), self.queue_limit, on_close, audience)
+        counts = self._audiences.setdefault(audience, _Counts())
+        subscriber = Subscriber(next(self._numbers), self.queue_limit, on_close, audience, counts)
         self._subscribers.add(subscriber)
         return subscriber
 
     def disconnect(self, subscriber: Subscriber) -> None:
         """Forget a subscriber whose client has gone."""
         self._forget(subscriber)
-        self._dropped += subscriber.close(1000, "disconnected")
+        self._drop(subscriber, subscriber.close(1000, "disconnected"))
 
     def subscribe(self, subscriber: Subscriber, topics: Iterable[str], filter_: Filter) -> None:
         """Subscribe to each topic; a topic already subscribed gets the new filter."""
@@ -185,6 +214,7 @@ class StreamHub:
                 message = orjson.dumps(event).decode()
             if subscriber.push(message):
                 delivered += 1
+                subscriber.counts.queued += 1
             else:
                 slow.append(subscriber)
         for subscriber in slow:
@@ -196,16 +226,18 @@ class StreamHub:
         if not subscriber.closed and not subscriber.push(orjson.dumps(message).decode()):
             self._cut_slow(subscriber)
 
-    def count_sent(self, messages: int) -> None:
+    def count_sent(self, subscriber: Subscriber, messages: int) -> None:
         """Called by writers for the messages they have written to their client."""
         self._sent += messages
+        subscriber.counts.sent += messages
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         for subscriber in list(self._subscribers):
             self._forget(subscriber)
-            self._dropped += subscriber.close(code, reason)
+            self._drop(subscriber, subscriber.close(code, reason))
 
     def stats(self) -> HubStats:
+        """Every connection's figures, as operators see them."""
         return HubStats(
             connections=len(self._subscribers),
             subscriptions={topic: len(subs) for topic, subs in self._topics.items()},
@@ -215,11 +247,34 @@ class StreamHub:
             slow_clients_cut=self._cut,
         )
 
+    def stats_of(self, audience: str) -> HubStats:
+        """The figures of one audience's own connections: what was queued for them, sent,
+        dropped and cut, and the topics they hold."""
+        mine = [s for s in self._subscribers if s.audience == audience]
+        subscriptions: dict[str, int] = {}
+        for subscriber in mine:
+            for topic in subscriber.topics:
+                subscriptions[topic] = subscriptions.get(topic, 0) + 1
+        counts = self._audiences.get(audience, _Counts())
+        return HubStats(
+            connections=len(mine),
+            subscriptions=subscriptions,
+            published=counts.queued,
+            sent=counts.sent,
+            dropped=counts.dropped,
+            slow_clients_cut=counts.cut,
+        )
+
+    def _drop(self, subscriber: Subscriber, messages: int) -> None:
+        self._dropped += messages
+        subscriber.counts.dropped += messages
+
     def _cut_slow(self, subscriber: Subscriber) -> None:
         self._forget(subscriber)
         self._cut += 1
+        subscriber.counts.cut += 1
         # The message that did not fit is lost as well as the ones still queued.
-        self._dropped += 1 + subscriber.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+        self._drop(subscriber, 1 + subscriber.close(CLOSE_SLOW_CONSUMER, "slow consumer"))
 
     def _forget(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)

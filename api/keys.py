@@ -1,21 +1,20 @@
 """API keys: issued at random, kept only as sha256 hashes in the log, folded into a key ring.
 
 A key's story lives in stream `apikey-<key_id>` (ApiKeyIssued, then maybe ApiKeyRevoked);
-its budget, if any, in `budget-key:<key_id>` (BudgetSet with scope `key:<key_id>`).
+its budget, if any, in `budget-key:<key_id>` (see budgets.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from atom_actors.cost import from_usd
-from atom_actors.events import ApiKeyIssued, ApiKeyRevoked, BudgetSet
+from atom_actors.events import ApiKeyIssued, ApiKeyRevoked
+from atom_actors.principal import check_tenant
 from eventstore import (
     NO_STREAM,
     EventStore,
@@ -27,9 +26,9 @@ from eventstore import (
 )
 
 from .auth import Principal, Role
+from .budgets import Budget, budget_stream
 
 KEY_PREFIX: Final = "atom_"
-PERIODS: Final = ("total", "day", "month")
 
 KeyState = dict[str, Any]
 """The projection's JSON state: {"keys": {key_id: record}, "hashes": {key_hash: key_id}}."""
@@ -51,10 +50,6 @@ def budget_scope(key_id: str) -> str:
     return f"key:{key_id}"
 
 
-def budget_stream(key_id: str) -> str:
-    return f"budget-{budget_scope(key_id)}"
-
-
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
     """What the log says about a key; never the key itself."""
@@ -73,7 +68,7 @@ class KeyRecord:
             role = Role.parse(self.role)
         except ValueError:
             return None
-        return Principal(self.key_id, role, self.name, self.tenant)
+        return Principal(key_id=self.key_id, role=role, name=self.name, tenant=self.tenant)
 
 
 class KeysProjection:
@@ -134,18 +129,6 @@ def lookup(state: KeyState, key: str) -> KeyRecord | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Budget:
-    usd: float
-    period: str = "total"
-
-    def __post_init__(self) -> None:
-        if not math.isfinite(self.usd) or self.usd < 0:
-            raise ValueError(f"a budget must be a finite amount of USD >= 0, got {self.usd!r}")
-        if self.period not in PERIODS:
-            raise ValueError(f"a budget period is one of {', '.join(PERIODS)}")
-
-
-@dataclass(frozen=True, slots=True)
 class IssuedKey:
     """A new key and the atomic batch that records it; the key is shown once, then lost."""
 
@@ -162,13 +145,18 @@ def issue(
     budget: Budget | None = None,
     by: str | None = None,
 ) -> IssuedKey:
-    """A fresh key with the events that record it (its budget in the same batch)."""
+    """A fresh key with the events that record it (its budget in the same batch); ValueError
+    for a tenant name that is not one."""
+    if tenant is not None:
+        check_tenant(tenant)
     key, key_id = new_key(), secrets.token_hex(8)
-    issued = ApiKeyIssued(key_id, hash_key(key), role.label, name, tenant, by)
+    issued = ApiKeyIssued(
+        key_id=key_id, key_hash=hash_key(key), role=role.label, name=name, tenant=tenant, by=by
+    )
     parts = [StreamAppend(key_stream(key_id), [issued.new(actor=by or "cli")], NO_STREAM)]
     if budget is not None:
-        limit = BudgetSet(budget_scope(key_id), from_usd(budget.usd), budget.period)
-        parts.append(StreamAppend(budget_stream(key_id), [limit.new(actor=by or "cli")]))
+        scope = budget_scope(key_id)
+        parts.append(StreamAppend(budget_stream(scope), [budget.event(scope, by)]))
     return IssuedKey(key, key_id, tuple(parts))
 
 
@@ -186,7 +174,7 @@ def revoke(store: EventStore, key_id: str, *, by: str | None = None) -> bool:
     # Expecting the version we read makes two racing revocations record one event.
     store.append(
         key_stream(key_id),
-        [ApiKeyRevoked(key_id, by).new(actor=by or "cli")],
+        [ApiKeyRevoked(key_id=key_id, by=by).new(actor=by or "cli")],
         history[-1].stream_version,
     )
     return True

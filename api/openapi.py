@@ -96,6 +96,12 @@ def _operation(route: Route) -> dict[str, Any]:
     }
     if route.description:
         operation["description"] = route.description
+    parameters = re.findall(r"\{(\w+)\}", route.path)
+    if parameters:
+        operation["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in parameters
+        ]
     if route.role is None:
         operation["security"] = []
     else:

@@ -23,6 +23,8 @@ from .validation import Schema, validator
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PRINCIPAL: Final = web.RequestKey("atom.principal", Principal)
+CATCH_UP_S: Final = 5.0
+"""How long an unknown key waits for the key ring to read the log up to its head."""
 BODY: Final[web.RequestKey[Mapping[str, Any]]] = web.RequestKey("atom.body", dict)
 
 
@@ -60,11 +62,19 @@ def json_response(
     )
 
 
-def authenticate(request: web.Request, services: Services, *, session_token: bool) -> Principal:
-    """The principal behind the request's key (or session token); Unauthorized otherwise."""
+async def authenticate(
+    request: web.Request, services: Services, *, session_token: bool
+) -> Principal:
+    """The principal behind the request's key (or session token); Unauthorized otherwise.
+
+    A key unknown to the ring may have been made a moment ago by another process (`atom keys
+    create`, another node): the ring reads the log up to its head before refusing it.
+    """
     key = presented_key(request.headers)
     if key is not None:
         record = services.keys.find(key)
+        if record is None and await services.projections.catch_up(timeout=CATCH_UP_S):
+            record = services.keys.find(key)
         if record is None:
             raise Unauthorized("unknown API key")
         principal = record.principal()
@@ -117,9 +127,9 @@ def guarded(route: Route) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         services = services_of(request)
         if route.role is not None:
-            principal = authenticate(request, services, session_token=route.websocket)
+            principal = await authenticate(request, services, session_token=route.websocket)
             require(principal, route.role)
-            services.limiter.check(principal.key_id)
+            services.limiter.check(principal.api_key_id)
             request[PRINCIPAL] = principal
         if route.body is not None:
             request[BODY] = await read_json(request, route.body, services.limits.max_body_bytes)

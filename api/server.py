@@ -22,7 +22,7 @@ from atom_actors.config import Config
 from atom_actors.gateway import Gateway
 from atom_actors.projections import all_projections
 from atom_actors.system import ActorSystem
-from eventstore import EventStore
+from eventstore import open_store
 
 from .app import create_app
 from .auth import Role
@@ -55,6 +55,7 @@ def with_gateway(services: Services) -> Services:
         services.projections,
         publish=hub.publish,
         listening=hub.listening,
+        reservation_ttl_s=services.config.reservation_ttl_s,
     )
     # Cleanup hooks run in reverse: the gateway's background work ends before the projections.
     services.on_cleanup.append(gateway.drain)
@@ -111,7 +112,7 @@ async def serve(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    store = EventStore(config.db_path, durability=config.durability)
+    store = open_store(config.db_path, durability=config.durability)
     try:
         actors = ActorSystem(store, config.models)
         # Starting only spawns the actors: local models load on their own threads meanwhile.

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from atom_actors.config import Config
 from atom_actors.gateway import Gateway
+from atom_actors.projections import Budgets
 from atom_actors.system import ActorSystem
 from eventstore import EventStore, LiveProjections, Projection
 
@@ -87,7 +88,11 @@ def build_services(
     metrics = Metrics()
     _count_hub(metrics, hub)
     _count_log(metrics, store)
-    live = LiveProjections(store, [KeysProjection(), *projections])
+    # The keys and the budgets are the API's own to read (auth, admin routes), models or not.
+    own: list[Projection[Any]] = [KeysProjection()]
+    if not any(p.name == Budgets.name for p in projections):
+        own.append(Budgets())
+    live = LiveProjections(store, [*own, *projections])
 
     async def follow_the_log() -> None:
         await live.start()
@@ -104,7 +109,7 @@ def build_services(
         limiter=RateLimiter(limits.rate),
         sessions=SessionSigner(),
         metrics=metrics,
-        log_probe=LogProbe(store.path),
+        log_probe=LogProbe(store),
         actors=actors,
         on_startup=[follow_the_log],
         on_cleanup=[live.stop],

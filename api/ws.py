@@ -88,7 +88,7 @@ class _Session:
             while batch := await subscriber.take():
                 for message in batch:
                     await self._ws.send_str(message)
-                    self._hub.count_sent(1)
+                    self._hub.count_sent(subscriber, 1)
 
     def _handle(self, kind: WSMsgType, data: Any) -> None:
         try:

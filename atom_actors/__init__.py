@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .catalog import ModelSpec
     from .config import Config, ConfigError, load_config
-    from .gateway import Gateway, GatewayError, Principal, ProcessRequest, ProcessResult
+    from .gateway import Gateway
+    from .principal import Principal, Role
+    from .request import GatewayError, ProcessRequest, ProcessResult
     from .system import ActorSystem
 
 _WHERE = {
@@ -20,11 +22,12 @@ _WHERE = {
     "Config": "config",
     "ConfigError": "config",
     "Gateway": "gateway",
-    "GatewayError": "gateway",
+    "GatewayError": "request",
     "ModelSpec": "catalog",
-    "Principal": "gateway",
-    "ProcessRequest": "gateway",
-    "ProcessResult": "gateway",
+    "Principal": "principal",
+    "ProcessRequest": "request",
+    "ProcessResult": "request",
+    "Role": "principal",
     "load_config": "config",
 }
 
@@ -38,6 +41,7 @@ __all__ = [
     "Principal",
     "ProcessRequest",
     "ProcessResult",
+    "Role",
     "load_config",
 ]
 

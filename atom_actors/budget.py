@@ -17,11 +17,12 @@ from typing import Any
 
 from eventstore import new_event_id
 
+from .cost import Settlement
 from .events import BudgetReserved, BudgetSettled
 from .projections import current_period
 
 RESERVATION_TTL_S = 900.0
-"""An unsettled reservation (its process crashed) stops counting after this long."""
+"""An unsettled reservation (its process crashed) stops counting after this long, by default."""
 
 
 class BudgetExceeded(Exception):
@@ -35,16 +36,6 @@ class BudgetExceeded(Exception):
         self.scope = scope
         self.amount_pico = amount_pico
         self.headroom_pico = headroom_pico
-
-
-def scopes_of(key_id: str | None, tenant: str | None) -> list[str]:
-    """The scopes a request spends in: always global, then its key's and its tenant's."""
-    scopes = ["global"]
-    if key_id:
-        scopes.append(f"key:{key_id}")
-    if tenant:
-        scopes.append(f"tenant:{tenant}")
-    return scopes
 
 
 def headroom(
@@ -102,10 +93,13 @@ class BudgetBook:
         state: Callable[[], Mapping[str, Any]],
         position: Callable[[], int],
         clock: Callable[[], float] = time.time,
+        *,
+        reservation_ttl_s: float = RESERVATION_TTL_S,
     ) -> None:
         self._state = state
         self._position = position
         self._clock = clock
+        self._ttl_s = reservation_ttl_s
         self._pending: dict[str, _Pending] = {}
         # (log position of the settlement, reservation id): the earliest folded comes first,
         # so forgetting what the projection now holds costs nothing while nothing is due.
@@ -149,27 +143,31 @@ class BudgetBook:
         reservation = Reservation(new_event_id(), request_id, scopes, amount_pico, model)
         self._pending[reservation.reservation_id] = _Pending(scopes, amount_pico)
         event = BudgetReserved(
-            request_id,
-            reservation.reservation_id,
-            scopes,
-            amount_pico,
-            model,
-            round(self._clock() + RESERVATION_TTL_S, 3),
+            request_id=request_id,
+            reservation_id=reservation.reservation_id,
+            scopes=scopes,
+            amount_pico=amount_pico,
+            model=model,
+            expires_at=round(self._clock() + self._ttl_s, 3),
         )
         return reservation, event
 
-    def settle(self, reservation: Reservation, actual_pico: int) -> BudgetSettled:
-        """Replace the reservation by the real cost; the caller appends the event."""
+    def settle(self, reservation: Reservation, settlement: Settlement) -> BudgetSettled:
+        """Replace the reservation by the call's cost; the caller appends the event."""
         pending = self._pending.get(reservation.reservation_id)
         if pending is not None:
             pending.settled = True
-            pending.amount = actual_pico
+            pending.amount = settlement.cost_pico
         return BudgetSettled(
-            reservation.request_id,
-            reservation.reservation_id,
-            reservation.scopes,
-            reservation.amount_pico,
-            actual_pico,
+            request_id=reservation.request_id,
+            reservation_id=reservation.reservation_id,
+            scopes=reservation.scopes,
+            reserved_pico=reservation.amount_pico,
+            actual_pico=settlement.cost_pico,
+            model=reservation.model,
+            rule=settlement.rule.value,
+            prompt_tokens=settlement.prompt_tokens,
+            completion_tokens=settlement.completion_tokens,
         )
 
     def settled_at(self, reservation: Reservation, position: int) -> None:

@@ -22,7 +22,7 @@ from eventstore import BufferedStream, EventStore, EventStoreError, new_event_id
 from . import bridge
 from ._threads import stream_blocking
 from .catalog import ModelSpec
-from .cost import cost_pico
+from .cost import Settlement, output_bound, prompt_bound, prompt_size, settle
 from .directory import Directory
 from .events import (
     ModelCallCompleted,
@@ -74,19 +74,29 @@ class CallFailed(Exception):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallResult:
     call_id: str
     model: str
     text: str
-    prompt_tokens: int
-    completion_tokens: int
+    settlement: Settlement
     finish_reason: str
-    cost_pico: int
     latency_ms: float
     ttft_ms: float | None
     tokens_per_s: float | None
     mean_logprob: float | None
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.settlement.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.settlement.completion_tokens
+
+    @property
+    def cost_pico(self) -> int:
+        return self.settlement.cost_pico
 
 
 class _TokenLog:
@@ -117,7 +127,7 @@ class _TokenLog:
             self._timer = None
         if not self._buffer:
             return
-        event = TokensStreamed(self._call_id, self._seq, self._buffer)
+        event = TokensStreamed(call_id=self._call_id, seq=self._seq, deltas=self._buffer)
         self._seq += len(self._buffer)
         self._buffer = []
         self._log.add(event.new(**self._metadata))
@@ -230,7 +240,11 @@ class _Call:
 
         self.ticket.on_abort(on_abort)
         started = ModelCallStarted(
-            self.request_id, self.ticket.call_id, self.spec.name, self.spec.provider, self.attempt
+            request_id=self.request_id,
+            call_id=self.ticket.call_id,
+            model=self.spec.name,
+            provider=self.spec.provider,
+            attempt=self.attempt,
         )
         self.log.add(started.new(**self.metadata))
         self.tokens = _TokenLog(self.log, self.ticket.call_id, self.metadata)
@@ -238,6 +252,7 @@ class _Call:
         self.first: float | None = None
         self.got_first = asyncio.Event()
         self.count = 0
+        self.streamed_tokens = 0
         error: ProviderError | None = None
         try:
             if self.owned:
@@ -269,7 +284,7 @@ class _Call:
         finally:
             active = False
         if error is None:
-            return await self._completed(text, finish)
+            return await self._completed(text, finish, messages, params)
         await self._failed(error)
         raise CallFailed(
             self.spec.name,
@@ -337,6 +352,7 @@ class _Call:
             deltas = (item,) if isinstance(item, Delta) else item.items
             parts.extend([delta.text for delta in deltas])
             self.count += len(deltas)
+            self.streamed_tokens += sum([delta.token_bound for delta in deltas])
             tokens.add(deltas, now_ms)
             if on_delta is not None:
                 for delta in deltas:
@@ -345,41 +361,55 @@ class _Call:
             raise ProviderError(ErrorKind.UPSTREAM_ERROR, "the stream ended without a finish")
         return "".join(parts), finish
 
-    async def _completed(self, text: str, finish: Finish) -> CallResult:
+    async def _completed(
+        self, text: str, finish: Finish, messages: Sequence[Message], params: CallParams
+    ) -> CallResult:
         latency_ms = (time.perf_counter() - self.t0) * 1000
-        usage = finish.usage
+        spec, usage = self.spec, finish.usage
+        settlement = settle(
+            spec,
+            completed=True,
+            reported=None if usage is None else (usage.prompt_tokens, usage.completion_tokens),
+            # Counted only when the provider reported no usage.
+            prompt_tokens_bound=0
+            if usage is not None
+            else prompt_bound(spec, prompt_size(messages, params.response_format)),
+            streamed_tokens=self.streamed_tokens,
+            max_tokens=output_bound(spec, params.max_tokens),
+        )
         first = self.first
         generating_s = (latency_ms - (first or 0.0)) / 1000
         tokens_per_s = (
-            usage.completion_tokens / generating_s if generating_s > 0 and self.count > 1 else None
+            settlement.completion_tokens / generating_s
+            if generating_s > 0 and self.count > 1
+            else None
         )
         result = CallResult(
-            self.ticket.call_id,
-            self.spec.name,
-            text,
-            usage.prompt_tokens,
-            usage.completion_tokens,
-            finish.finish_reason,
-            cost_pico(self.spec, usage.prompt_tokens, usage.completion_tokens),
-            latency_ms,
-            first,
-            tokens_per_s,
-            finish.mean_logprob,
+            call_id=self.ticket.call_id,
+            model=spec.name,
+            text=text,
+            settlement=settlement,
+            finish_reason=finish.finish_reason,
+            latency_ms=latency_ms,
+            ttft_ms=first,
+            tokens_per_s=tokens_per_s,
+            mean_logprob=finish.mean_logprob,
         )
         completed = ModelCallCompleted(
-            self.request_id,
-            result.call_id,
-            result.model,
-            self.attempt,
-            result.prompt_tokens,
-            result.completion_tokens,
-            result.cost_pico,
-            round(latency_ms, 3),
-            None if first is None else round(first, 3),
-            None if tokens_per_s is None else round(tokens_per_s, 3),
-            result.finish_reason,
-            text,
-            result.mean_logprob,
+            request_id=self.request_id,
+            call_id=result.call_id,
+            model=result.model,
+            attempt=self.attempt,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost_pico=result.cost_pico,
+            latency_ms=round(latency_ms, 3),
+            ttft_ms=None if first is None else round(first, 3),
+            tokens_per_s=None if tokens_per_s is None else round(tokens_per_s, 3),
+            finish_reason=result.finish_reason,
+            text=text,
+            mean_logprob=result.mean_logprob,
+            rule=settlement.rule.value,
         )
         self._release(Outcome.OK)
         await self._record(completed)
@@ -389,16 +419,16 @@ class _Call:
         neutral = error.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CANCELLED)
         self._release(Outcome.NEUTRAL if neutral else Outcome.FAILED)
         failed = ModelCallFailed(
-            self.request_id,
-            self.ticket.call_id,
-            self.spec.name,
-            self.attempt,
-            error.kind.value,
-            error.message,
-            error.retryable,
-            round((time.perf_counter() - self.t0) * 1000, 3),
-            error.status,
-            self.count,
+            request_id=self.request_id,
+            call_id=self.ticket.call_id,
+            model=self.spec.name,
+            attempt=self.attempt,
+            kind=error.kind.value,
+            message=error.message,
+            retryable=error.retryable,
+            latency_ms=round((time.perf_counter() - self.t0) * 1000, 3),
+            status=error.status,
+            completion_tokens=self.streamed_tokens,
         )
         await self._record(failed)
 

@@ -46,6 +46,11 @@ class ModelSpec:
     timeout_connect_s: float = 10.0
     timeout_first_token_s: float = 60.0
     timeout_total_s: float = 600.0
+    # The max_tokens ATOM sends when the client gives none: what a call's answer is bounded
+    # by, and so what its reservation counts.
+    max_output_tokens: int = 4096
+    # The most one image costs this model in tokens; None: its provider's documented maximum.
+    max_image_tokens: int | None = None
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The list-price cost of a call with this usage."""
@@ -91,5 +96,5 @@ def default_catalog(local_model_path: str | None = None) -> tuple[ModelSpec, ...
         ModelSpec("llama-3-70b", "llamacpp", "llama-3-70b", no_images, 0.0, 0.0, 8192, 1,
                   0.78, path=os.path.expanduser("~/.cache/atom/llama-3-70b.gguf")),
         ModelSpec("gemma-3-270m", "llamacpp", "gemma-3-270m", _TEXT, 0.0, 0.0, 4096, 1, 0.2,
-                  path=local_model_path),
+                  path=local_model_path, max_output_tokens=256),
     )  # fmt: skip

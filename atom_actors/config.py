@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .budget import RESERVATION_TTL_S
 from .catalog import ADMISSION, CAPABILITIES, PROVIDERS, ModelSpec, default_catalog
 
 
@@ -20,13 +21,17 @@ class Config:
     """Everything ATOM reads at start."""
 
     db_path: str = "atom.db"
+    """The event log's location: an SQLite file's path, or a postgresql:// URL."""
     durability: str = "full"
     host: str = "127.0.0.1"
     port: int = 8080
     models: tuple[ModelSpec, ...] = field(default_factory=tuple)
     source: str = "embedded defaults"
+    reservation_ttl_s: float = RESERVATION_TTL_S
+    """How long a reservation a crash left unsettled counts against its budgets."""
 
 
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _REQUIRED = ("name", "provider", "model", "input_usd_per_mtok", "output_usd_per_mtok")
 _MODEL_FIELDS = {f.name for f in fields(ModelSpec)}
 
@@ -98,6 +103,9 @@ def _model(entry: object, index: int, source: str) -> ModelSpec:
     if prior > 1.0:
         raise ConfigError(f"{_where(source, label, 'quality_prior')}: must be in [0, 1]")
     values["quality_prior"] = prior
+    for key in ("max_output_tokens", "max_image_tokens"):
+        if key in entry:
+            values[key] = _number(entry[key], _where(source, label, key), minimum=1, integer=True)
     for key in ("timeout_connect_s", "timeout_first_token_s", "timeout_total_s"):
         if key in entry:
             values[key] = float(_number(entry[key], _where(source, label, key), minimum=0.001))
@@ -107,15 +115,24 @@ def _model(entry: object, index: int, source: str) -> ModelSpec:
 def parse_config(document: Mapping[str, Any], source: str, defaults: Config) -> Config:
     """Validate a parsed TOML document; anything it leaves out comes from `defaults`."""
     for section in document:
-        if section not in ("log", "server", "models"):
+        if section not in ("log", "server", "budgets", "models"):
             raise ConfigError(f"{source}: unknown section {section!r}")
     log = document.get("log", {})
     server = document.get("server", {})
     if not isinstance(log, Mapping) or not isinstance(server, Mapping):
         raise ConfigError(f"{source}: [log] and [server] must be tables")
+    if "path" in log and "url" in log:
+        raise ConfigError(f"{source}: log: fields 'path' and 'url': give one, not both")
     db_path = log.get("path", defaults.db_path)
     if not isinstance(db_path, str) or not db_path:
         raise ConfigError(f"{source}: log: field 'path': expected a non-empty string")
+    if "url" in log:
+        # The log in PostgreSQL, shared by every node that names it; `path` is an SQLite file.
+        db_path = log["url"]
+        if not isinstance(db_path, str) or not db_path.startswith(_POSTGRES_SCHEMES):
+            raise ConfigError(
+                f"{source}: log: field 'url': expected a postgresql:// URL, got {db_path!r}"
+            )
     durability = log.get("durability", defaults.durability)
     if durability not in ("full", "normal"):
         raise ConfigError(f"{source}: log: field 'durability': must be 'full' or 'normal'")
@@ -124,6 +141,19 @@ def parse_config(document: Mapping[str, Any], source: str, defaults: Config) -> 
         raise ConfigError(f"{source}: server: field 'host': expected a non-empty string")
     port = _number(server.get("port", defaults.port), f"{source}: server: field 'port'",
                    minimum=0, integer=True)  # fmt: skip
+    budgets = document.get("budgets", {})
+    if not isinstance(budgets, Mapping):
+        raise ConfigError(f"{source}: [budgets] must be a table")
+    for key in budgets:
+        if key != "reservation_ttl_s":
+            raise ConfigError(f"{source}: budgets: field {key!r}: unknown field")
+    ttl = float(
+        _number(
+            budgets.get("reservation_ttl_s", defaults.reservation_ttl_s),
+            f"{source}: budgets: field 'reservation_ttl_s'",
+            minimum=1,
+        )
+    )
     entries = document.get("models")
     if entries is None:
         models = defaults.models
@@ -135,7 +165,7 @@ def parse_config(document: Mapping[str, Any], source: str, defaults: Config) -> 
         for name in names:
             if names.count(name) > 1:
                 raise ConfigError(f"{_where(source, name, 'name')}: defined twice")
-    return Config(db_path, durability, host, port, models, source)
+    return Config(db_path, durability, host, port, models, source, ttl)
 
 
 def load_config(path: str | None, *, local_model_path: str | None = None) -> Config:

@@ -26,12 +26,13 @@ from typing import Any, TypeVar
 
 import orjson
 
+from .cost import estimate_tokens
+
 ROUTELLM_RESPONSES = "gsm8k_responses.csv"
 ROUTELLM_CONTAMINATED = "contaminated_prompts.jsonl"
 ROUTELLM_GOLD = "gsm8k_test.jsonl"
 _RESPONSE_SUFFIX = "_response"
 _GOLD_MARKER = "#### "
-_CHARS_PER_TOKEN = 4
 
 _T = TypeVar("_T")
 
@@ -94,11 +95,6 @@ class RecordedDataset:
         if model not in self.models:
             raise KeyError(f"model {model!r} is not in this dataset (models: {self.models})")
         return (item.answers[model] for item in self.items if model in item.answers)
-
-
-def estimate_tokens(text: str) -> int:
-    """ceil(characters / 4): the estimate used when the data carries no token count."""
-    return math.ceil(len(text) / _CHARS_PER_TOKEN)
 
 
 def load_dataset(path: str | Path) -> RecordedDataset:

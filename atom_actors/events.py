@@ -22,7 +22,7 @@ def _field_names(cls: type[DomainEvent]) -> tuple[str, ...]:
     return names
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DomainEvent:
     """Base of every event type; `TYPE` is the name stored in the log."""
 
@@ -45,7 +45,7 @@ def model_stream(model: str) -> str:
     return f"model-{model}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestReceived(DomainEvent):
     TYPE: ClassVar[str] = "RequestReceived"
     request_id: str
@@ -64,7 +64,7 @@ class RequestReceived(DomainEvent):
     answer_field: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RouteDecided(DomainEvent):
     TYPE: ClassVar[str] = "RouteDecided"
     request_id: str
@@ -77,7 +77,7 @@ class RouteDecided(DomainEvent):
     ensemble: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelCallStarted(DomainEvent):
     TYPE: ClassVar[str] = "ModelCallStarted"
     request_id: str
@@ -87,7 +87,7 @@ class ModelCallStarted(DomainEvent):
     attempt: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TokensStreamed(DomainEvent):
     """Consecutive deltas of one call: [text, ms since the call started, logprob or None]."""
 
@@ -97,7 +97,7 @@ class TokensStreamed(DomainEvent):
     deltas: list[list[Any]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelCallCompleted(DomainEvent):
     TYPE: ClassVar[str] = "ModelCallCompleted"
     request_id: str
@@ -113,9 +113,12 @@ class ModelCallCompleted(DomainEvent):
     finish_reason: str
     text: str
     mean_logprob: float | None = None
+    # How its cost was set (cost.SettleRule): "usage", as the provider reported it, or
+    # "counted", the prompt's bound and the tokens streamed, for a provider that reports none.
+    rule: str = "usage"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelCallFailed(DomainEvent):
     TYPE: ClassVar[str] = "ModelCallFailed"
     request_id: str
@@ -127,10 +130,11 @@ class ModelCallFailed(DomainEvent):
     retryable: bool
     latency_ms: float
     status: int | None = None
+    # Tokens streamed before it failed: as the provider counted them, else bounded by bytes.
     completion_tokens: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestCompleted(DomainEvent):
     TYPE: ClassVar[str] = "RequestCompleted"
     request_id: str
@@ -154,7 +158,7 @@ class RequestCompleted(DomainEvent):
     capability: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestFailed(DomainEvent):
     TYPE: ClassVar[str] = "RequestFailed"
     request_id: str
@@ -164,9 +168,11 @@ class RequestFailed(DomainEvent):
     tried: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
     strategy: str | None = None
+    # What its calls cost all the same (a stream broken off is billed): its settlements' sum.
+    cost_pico: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelHealthChanged(DomainEvent):
     TYPE: ClassVar[str] = "ModelHealthChanged"
     model: str
@@ -175,7 +181,7 @@ class ModelHealthChanged(DomainEvent):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ActorRestarted(DomainEvent):
     TYPE: ClassVar[str] = "ActorRestarted"
     actor: str
@@ -184,7 +190,7 @@ class ActorRestarted(DomainEvent):
     error: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BudgetSet(DomainEvent):
     """A spending limit for a scope: "global", "key:<id>" or "tenant:<name>"."""
 
@@ -194,7 +200,15 @@ class BudgetSet(DomainEvent):
     period: str  # "total", "day" or "month"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetCleared(DomainEvent):
+    """A scope's limit lifted: it spends without one from now on."""
+
+    TYPE: ClassVar[str] = "BudgetCleared"
+    scope: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BudgetReserved(DomainEvent):
     TYPE: ClassVar[str] = "BudgetReserved"
     request_id: str
@@ -205,17 +219,24 @@ class BudgetReserved(DomainEvent):
     expires_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BudgetSettled(DomainEvent):
+    """A reservation replaced by the call's cost, with the rule that set it (cost.SettleRule)
+    and the token counts it was computed from."""
+
     TYPE: ClassVar[str] = "BudgetSettled"
     request_id: str
     reservation_id: str
     scopes: list[str]
     reserved_pico: int
     actual_pico: int
+    model: str | None = None
+    rule: str = "usage"
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BudgetRejected(DomainEvent):
     TYPE: ClassVar[str] = "BudgetRejected"
     request_id: str
@@ -224,7 +245,7 @@ class BudgetRejected(DomainEvent):
     headroom_pico: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EnsembleCombined(DomainEvent):
     TYPE: ClassVar[str] = "EnsembleCombined"
     request_id: str
@@ -233,7 +254,7 @@ class EnsembleCombined(DomainEvent):
     members: list[dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScoreRecorded(DomainEvent):
     """A score in [0, 1] for a call's answer (subject_kind "call") or a request's."""
 
@@ -247,9 +268,12 @@ class ScoreRecorded(DomainEvent):
     scorer_version: str
     score: float
     detail: str = ""
+    # Feedback: the key that gave it, and the score of that key's it replaces, if any.
+    by: str | None = None
+    replaces: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScoreFailed(DomainEvent):
     """A scorer could not grade an answer (the judge failed, or its reply held no grade)."""
 
@@ -260,7 +284,7 @@ class ScoreFailed(DomainEvent):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CacheHit(DomainEvent):
     TYPE: ClassVar[str] = "CacheHit"
     request_id: str
@@ -268,7 +292,7 @@ class CacheHit(DomainEvent):
     cache_key: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StreamEventPublished(DomainEvent):
     TYPE: ClassVar[str] = "StreamEventPublished"
     topic: str
@@ -276,7 +300,7 @@ class StreamEventPublished(DomainEvent):
     by: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApiKeyIssued(DomainEvent):
     """A key was created; only its sha256 is kept, never the key itself."""
 
@@ -289,7 +313,7 @@ class ApiKeyIssued(DomainEvent):
     by: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApiKeyRevoked(DomainEvent):
     TYPE: ClassVar[str] = "ApiKeyRevoked"
     key_id: str
@@ -310,6 +334,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         ModelHealthChanged,
         ActorRestarted,
         BudgetSet,
+        BudgetCleared,
         BudgetReserved,
         BudgetSettled,
         BudgetRejected,

@@ -389,8 +389,12 @@ class ModelActor(pykka.ThreadingActor):
     def _announce(self, previous: Circuit, circuit: Circuit, reason: str) -> None:
         """Put a change of health on the record, before any caller is refused for it."""
         if circuit.state is not previous.state:
-            event = ModelHealthChanged(self.spec.name, previous.state.value, circuit.state.value,
-                                       reason)  # fmt: skip
+            event = ModelHealthChanged(
+                model=self.spec.name,
+                previous=previous.state.value,
+                current=circuit.state.value,
+                reason=reason,
+            )
             self._store.append(model_stream(self.spec.name), [event.new()])
 
     def _status(self) -> ModelStatus:

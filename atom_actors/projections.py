@@ -4,6 +4,10 @@ Each is an eventstore Projection (`initial()`, `apply(state, event) -> state`) o
 state, so it can be stored with its checkpoint, rebuilt from position 0 and compared.
 Latencies are kept as log-scale histograms (buckets 10% wide), so percentiles need no raw
 samples and a fold stays small however long the log grows.
+
+What belongs to a tenancy (its calls, spend, requests and failures) is also kept per tenancy,
+read from the `tenancy` its events carry in their metadata, so that a tenant's reads show its
+own traffic and nobody else's.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from atom_actors.principal import INTERNAL
 from eventstore import RecordedEvent
 
 State = dict[str, Any]
@@ -47,6 +52,30 @@ def _add(histogram: dict[str, int], ms: float | None) -> None:
         histogram[key] = histogram.get(key, 0) + 1
 
 
+def tenancy_of_event(event: RecordedEvent) -> str:
+    """The tenancy an event belongs to; events from before tenancies were recorded, and those
+    of no request, are the installation's own (`internal`)."""
+    tenancy = event.metadata.get("tenancy")
+    return tenancy if isinstance(tenancy, str) else INTERNAL
+
+
+def _spend_row(state: State, tenancy: str, name: str) -> State:
+    """A tenancy's calls, errors, tokens and cost at one model."""
+    rows: State = state["tenancies"].setdefault(tenancy, {})
+    row: State | None = rows.get(name)
+    if row is None:
+        row = rows[name] = {
+            "calls": 0,
+            "completed": 0,
+            "failed": 0,
+            "errors": {},
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cost_pico": 0,
+        }
+    return row
+
+
 def _model(state: State, name: str) -> State:
     row: State | None = state["models"].get(name)
     if row is None:
@@ -70,23 +99,30 @@ def _model(state: State, name: str) -> State:
 
 class Performance:
     """Per model: calls, errors by kind, latency, time to first token, speed, tokens, cost,
-    quality by capability (from ScoreRecorded) and circuit health."""
+    quality by capability (from ScoreRecorded) and circuit health; per tenancy and model, the
+    calls, errors, tokens and cost.
+
+    A model's cost is that of its completed calls and of its calls broken off after their
+    first tokens (a BudgetSettled by the rule "cut"), which a provider bills all the same.
+    A feedback score that replaces a key's earlier one takes its place in the quality.
+    """
 
     name = "performance"
-    version = 1
+    version = 2
     # The event types the fold reads; the live runner skips the others.
     types = frozenset(
-        {"ModelCallStarted", "ModelCallCompleted", "ModelCallFailed", "ScoreRecorded",
-         "ModelHealthChanged"}
+        {"ModelCallStarted", "ModelCallCompleted", "ModelCallFailed", "BudgetSettled",
+         "ScoreRecorded", "ModelHealthChanged"}
     )  # fmt: skip
 
     def initial(self) -> State:
-        return {"models": {}}
+        return {"models": {}, "tenancies": {}}
 
     def apply(self, state: State, event: RecordedEvent) -> State:
         kind, data = event.type, event.data
         if kind == "ModelCallStarted":
             _model(state, data["model"])["calls"] += 1
+            _spend_row(state, tenancy_of_event(event), data["model"])["calls"] += 1
         elif kind == "ModelCallCompleted":
             row = _model(state, data["model"])
             row["completed"] += 1
@@ -95,70 +131,101 @@ class Performance:
             if data["tokens_per_s"]:
                 row["tps_total"] += data["tokens_per_s"]
                 row["tps_count"] += 1
-            row["prompt_tokens"] += data["prompt_tokens"]
-            row["completion_tokens"] += data["completion_tokens"]
-            row["cost_pico"] += data["cost_pico"]
+            spend = _spend_row(state, tenancy_of_event(event), data["model"])
+            spend["completed"] += 1
+            for target in (row, spend):
+                _spend(target, data["prompt_tokens"], data["completion_tokens"], data["cost_pico"])
+        elif kind == "BudgetSettled" and data.get("rule") == "cut" and data.get("model"):
+            prompt, completion = data["prompt_tokens"], data["completion_tokens"]
+            for target in (
+                _model(state, data["model"]),
+                _spend_row(state, tenancy_of_event(event), data["model"]),
+            ):
+                _spend(target, prompt, completion, data["actual_pico"])
         elif kind == "ModelCallFailed":
-            row = _model(state, data["model"])
-            row["failed"] += 1
-            row["errors"][data["kind"]] = row["errors"].get(data["kind"], 0) + 1
+            for target in (
+                _model(state, data["model"]),
+                _spend_row(state, tenancy_of_event(event), data["model"]),
+            ):
+                target["failed"] += 1
+                target["errors"][data["kind"]] = target["errors"].get(data["kind"], 0) + 1
         elif kind == "ScoreRecorded" and data.get("model"):
             quality = _model(state, data["model"])["quality"]
+            replaces = data.get("replaces")
             for capability in {data.get("capability") or "text_generation", "*"}:
                 total, count = quality.get(capability, (0.0, 0))
-                quality[capability] = [total + data["score"], count + 1]
+                if replaces is None:
+                    quality[capability] = [total + data["score"], count + 1]
+                else:
+                    quality[capability] = [total + data["score"] - replaces, count]
         elif kind == "ModelHealthChanged":
             _model(state, data["model"])["health"] = data["current"]
         return state
 
 
+def _spend(row: State, prompt_tokens: int, completion_tokens: int, cost_pico: int) -> None:
+    row["prompt_tokens"] += prompt_tokens
+    row["completion_tokens"] += completion_tokens
+    row["cost_pico"] += cost_pico
+
+
 class Orchestration:
     """Per strategy and ensemble method: requests, fallbacks, agreement, cost, latency, and the
-    savings against always using the dearest eligible model."""
+    savings against always using the dearest eligible model; the same per tenancy."""
 
     name = "orchestration"
-    version = 1
+    version = 2
     # The event types the fold reads; the live runner skips the others.
     types = frozenset({"RequestCompleted", "RequestFailed"})
 
     def initial(self) -> State:
-        return {"strategies": {}, "requests": {"completed": 0, "failed": 0, "cached": 0}}
+        return {**_outcomes(), "tenancies": {}}
 
     def apply(self, state: State, event: RecordedEvent) -> State:
-        kind, data = event.type, event.data
-        if kind not in ("RequestCompleted", "RequestFailed"):
+        if event.type not in ("RequestCompleted", "RequestFailed"):
             return state
-        key = data.get("strategy") or "direct"
-        if data.get("ensemble_method"):
-            key = f"ensemble:{data['ensemble_method']}"
-        row = state["strategies"].setdefault(
-            key,
-            {
-                "requests": 0,
-                "failed": 0,
-                "fallbacks": 0,
-                "agreement_total": 0.0,
-                "agreement_count": 0,
-                "cost_pico": 0,
-                "baseline_pico": 0,
-                "latency_ms": {},
-            },
-        )
-        row["requests"] += 1
-        if kind == "RequestFailed":
-            row["failed"] += 1
-            state["requests"]["failed"] += 1
-            return state
-        state["requests"]["completed"] += 1
-        state["requests"]["cached"] += bool(data.get("cached"))
-        row["fallbacks"] += data.get("fallbacks", 0)
-        if data.get("agreement") is not None:
-            row["agreement_total"] += data["agreement"]
-            row["agreement_count"] += 1
-        row["cost_pico"] += data["cost_pico"]
-        row["baseline_pico"] += data.get("baseline_pico", 0)
-        _add(row["latency_ms"], data["latency_ms"])
+        tenancy = state["tenancies"].setdefault(tenancy_of_event(event), _outcomes())
+        for target in (state, tenancy):
+            _outcome(target, event.type, event.data)
         return state
+
+
+def _outcomes() -> State:
+    return {"strategies": {}, "requests": {"completed": 0, "failed": 0, "cached": 0}}
+
+
+def _outcome(state: State, kind: str, data: Mapping[str, Any]) -> None:
+    key = data.get("strategy") or "direct"
+    if data.get("ensemble_method"):
+        key = f"ensemble:{data['ensemble_method']}"
+    row = state["strategies"].setdefault(
+        key,
+        {
+            "requests": 0,
+            "failed": 0,
+            "fallbacks": 0,
+            "agreement_total": 0.0,
+            "agreement_count": 0,
+            "cost_pico": 0,
+            "baseline_pico": 0,
+            "latency_ms": {},
+        },
+    )
+    row["requests"] += 1
+    # A failed request may have cost money all the same (a stream broken off is billed).
+    row["cost_pico"] += data.get("cost_pico", 0)
+    if kind == "RequestFailed":
+        row["failed"] += 1
+        state["requests"]["failed"] += 1
+        return
+    state["requests"]["completed"] += 1
+    state["requests"]["cached"] += bool(data.get("cached"))
+    row["fallbacks"] += data.get("fallbacks", 0)
+    if data.get("agreement") is not None:
+        row["agreement_total"] += data["agreement"]
+        row["agreement_count"] += 1
+    row["baseline_pico"] += data.get("baseline_pico", 0)
+    _add(row["latency_ms"], data["latency_ms"])
 
 
 def period_keys(recorded_at: str) -> list[str]:
@@ -181,7 +248,7 @@ class Budgets:
     name = "budgets"
     version = 1
     # The event types the fold reads; the live runner skips the others.
-    types = frozenset({"BudgetSet", "BudgetReserved", "BudgetSettled"})
+    types = frozenset({"BudgetSet", "BudgetCleared", "BudgetReserved", "BudgetSettled"})
 
     def initial(self) -> State:
         return {"limits": {}, "spent": {}, "reserved": {}}
@@ -190,6 +257,8 @@ class Budgets:
         kind, data = event.type, event.data
         if kind == "BudgetSet":
             state["limits"][data["scope"]] = [data["limit_pico"], data["period"]]
+        elif kind == "BudgetCleared":
+            state["limits"].pop(data["scope"], None)
         elif kind == "BudgetReserved":
             state["reserved"][data["reservation_id"]] = [
                 data["scopes"],
@@ -241,31 +310,32 @@ class Cache:
 
 
 class Failures:
-    """The most recent failed requests and calls, for the dashboard."""
+    """The most recent failed requests and calls, for the dashboard: overall and per tenancy."""
 
     name = "failures"
-    version = 1
+    version = 2
     # The event types the fold reads; the live runner skips the others.
     types = frozenset({"RequestFailed", "ModelCallFailed"})
     keep = 20
 
     def initial(self) -> State:
-        return {"recent": []}
+        return {"recent": [], "tenancies": {}}
 
     def apply(self, state: State, event: RecordedEvent) -> State:
         if event.type in ("RequestFailed", "ModelCallFailed"):
             data = event.data
-            state["recent"].append(
-                {
-                    "type": event.type,
-                    "request_id": data.get("request_id"),
-                    "model": data.get("model"),
-                    "kind": data.get("kind"),
-                    "message": data.get("message"),
-                    "at": event.recorded_at,
-                }
-            )
-            del state["recent"][: -self.keep]
+            failure = {
+                "type": event.type,
+                "request_id": data.get("request_id"),
+                "model": data.get("model"),
+                "kind": data.get("kind"),
+                "message": data.get("message"),
+                "at": event.recorded_at,
+            }
+            tenancy = state["tenancies"].setdefault(tenancy_of_event(event), [])
+            for recent in (state["recent"], tenancy):
+                recent.append(failure)
+                del recent[: -self.keep]
         return state
 
 

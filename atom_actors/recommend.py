@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from atom_actors.cost import format_usd, from_usd, to_usd
+from atom_actors.cost import PromptSize, format_usd, from_usd, to_usd
 from atom_actors.snapshot import (
     Candidate,
     Exclusion,
@@ -141,7 +141,7 @@ def recommend(task: Task, snapshot: RouteSnapshot) -> Recommendation:
     """
     request = RouteRequest(
         capability=task.capability,
-        prompt_tokens=task.prompt_tokens,
+        prompt=PromptSize.of_tokens(task.prompt_tokens),
         max_tokens=task.answer_tokens,
         min_quality=task.min_quality,
         max_cost_usd=task.budget_usd,

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from atom_actors.catalog import ModelSpec
+from atom_actors.cost import PromptSize
 from atom_actors.quality import Evidence
 
 
@@ -73,11 +74,14 @@ class CascadeSpec:
 
 @dataclass(frozen=True, slots=True)
 class RouteRequest:
-    """One request as routing sees it; allow=None allows every model, an empty set none."""
+    """One request as routing sees it; allow=None allows every model, an empty set none.
+
+    max_tokens None is each model's own max_output_tokens, which ATOM then sends upstream.
+    """
 
     capability: str
-    prompt_tokens: int
-    max_tokens: int
+    prompt: PromptSize
+    max_tokens: int | None = None
     strategy: Strategy = Strategy.QUALITY_FIRST
     allow: frozenset[str] | None = None
     deny: frozenset[str] = frozenset()
@@ -88,8 +92,10 @@ class RouteRequest:
     cascade: CascadeSpec = CascadeSpec()
 
     def __post_init__(self) -> None:
-        if self.prompt_tokens < 0 or self.max_tokens < 1:
-            raise ValueError("prompt_tokens must be >= 0 and max_tokens >= 1")
+        if self.prompt.estimate < 0 or self.prompt.bound < 0 or self.prompt.images < 0:
+            raise ValueError("a prompt's sizes must be >= 0")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
         if self.min_quality is not None and not 0.0 <= self.min_quality <= 1.0:
             raise ValueError(f"min_quality must be in [0, 1], got {self.min_quality}")
         if self.max_cost_usd is not None and not self.max_cost_usd >= 0.0:

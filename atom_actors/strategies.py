@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Final
 
 from atom_actors.catalog import ModelSpec
-from atom_actors.cost import format_usd, from_usd, reservation_pico, to_usd
+from atom_actors.cost import call_reservation, format_usd, from_usd, output_bound, to_usd
 from atom_actors.quality import Evidence, estimate, learned_quality
 from atom_actors.snapshot import (
     Candidate,
@@ -47,7 +47,7 @@ def assess(spec: ModelSpec, snapshot: RouteSnapshot, request: RouteRequest) -> C
     """The model's expected quality, cost and latency for this request, with a score of 0."""
     figures = snapshot.figures_of(spec.name)
     quality = estimate(spec.quality_prior, figures.quality, request.capability)
-    reservation = reservation_pico(spec, request.prompt_tokens, request.max_tokens)
+    reservation = call_reservation(spec, request.prompt, request.max_tokens)
     return Candidate(
         model=spec.name,
         score=0.0,
@@ -55,7 +55,7 @@ def assess(spec: ModelSpec, snapshot: RouteSnapshot, request: RouteRequest) -> C
         quality_evidence=quality.evidence,
         expected_cost_usd=to_usd(reservation),
         reservation_pico=reservation,
-        expected_latency_ms=expected_latency_ms(figures, request.max_tokens),
+        expected_latency_ms=expected_latency_ms(figures, output_bound(spec, request.max_tokens)),
     )
 
 
@@ -159,7 +159,7 @@ def exclusion_reason(spec: ModelSpec, snapshot: RouteSnapshot, request: RouteReq
         return f"unavailable: {snapshot.unavailable[name]}"
     if request.capability not in spec.capabilities:
         return f"capability: lacks {request.capability}"
-    needed = request.prompt_tokens + request.max_tokens
+    needed = request.prompt.estimate + output_bound(spec, request.max_tokens)
     if needed > spec.context_window:
         return f"context: needs {needed} > {spec.context_window}"
     if snapshot.health_of(name) is Health.OPEN:
@@ -199,7 +199,7 @@ def route(snapshot: RouteSnapshot, request: RouteRequest) -> RouteDecision:
     headroom = None if snapshot.headroom_usd is None else from_usd(snapshot.headroom_usd)
     affordable: list[ModelSpec] = []
     for spec in passing:
-        reservation = reservation_pico(spec, request.prompt_tokens, request.max_tokens)
+        reservation = call_reservation(spec, request.prompt, request.max_tokens)
         if headroom is not None and reservation > headroom:
             reasons[spec.name] = (
                 f"budget: reservation {format_usd(to_usd(reservation))}"

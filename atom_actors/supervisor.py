@@ -141,13 +141,15 @@ class Supervisor(pykka.ThreadingActor):
                 f"model {name!r} is down: {len(recent)} crashes within "
                 f"{self._policy.window_s:g}s (last: {message.error})"
             )
-            down = ModelHealthChanged(name, "crashed", "down", reason)
+            down = ModelHealthChanged(model=name, previous="crashed", current="down", reason=reason)
             # On the record before anyone can be refused for it.
             self._store.append(stream, [down.new(actor="supervisor")])
             self._directory.absent(name, Refusal.DOWN, reason)
             return
         delay = self._policy.delay(len(recent))
-        restarted = ActorRestarted(f"model:{name}", len(recent), delay, message.error)
+        restarted = ActorRestarted(
+            actor=f"model:{name}", restarts=len(recent), delay_s=delay, error=message.error
+        )
         self._store.append(stream, [restarted.new(actor="supervisor")])
         self._directory.absent(
             name, Refusal.CRASHED, f"model {name!r} crashed ({message.error}); restarting"

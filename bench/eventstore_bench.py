@@ -1,27 +1,46 @@
 """Event store throughput and latency; prints one JSON line last.
 
-.venv/bin/python bench/eventstore_bench.py [--events 500000] [--dir /tmp]
+.venv/bin/python bench/eventstore_bench.py [--events 500000] [--dir /tmp] [--db postgresql://...]
+
+Without --db every measurement writes a new SQLite file; with a PostgreSQL URL, a new schema
+of that database each (dropped at the end), and `raw_sqlite_eps` is then the same ceiling on
+PostgreSQL: a plain COPY of the same rows in one transaction.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import platform
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
 import orjson
+import psycopg
 
-from eventstore import Durability, EventStore, NewEvent, ProjectionRunner, RecordedEvent
+from eventstore import (
+    Durability,
+    NewEvent,
+    ProjectionRunner,
+    RecordedEvent,
+    Row,
+    is_postgres,
+    open_store,
+)
 from eventstore._chain import GENESIS, event_hash
+from eventstore._pg_schema import create_log
 from eventstore._schema import connect
+from eventstore.reader import COLUMNS
 
 
 def _event(i: int) -> NewEvent:
@@ -37,16 +56,9 @@ def _event(i: int) -> NewEvent:
     )
 
 
-def _batches(n: int, batch: int) -> list[tuple[str, list[NewEvent]]]:
-    """The workload both measurements write: batches of `batch` events over 50 streams."""
-    events = [_event(i) for i in range(n)]
-    return [(f"s{i // batch % 50}", events[i : i + batch]) for i in range(0, n, batch)]
-
-
-def raw_sqlite_eps(path: str, n: int, batch: int = 100) -> float:
-    """The local ceiling: plain executemany of the same rows into the same schema, one commit."""
-    conn = connect(path)
-    rows = []
+def _rows(n: int, batch: int) -> list[Row]:
+    """The rows `_batches` would store, hashed and chained, for the raw ceiling."""
+    rows: list[Row] = []
     previous = GENESIS
     versions: dict[str, int] = {}
     position = 0
@@ -63,6 +75,29 @@ def raw_sqlite_eps(path: str, n: int, batch: int = 100) -> float:
             rows.append(
                 (position, stream, version, e.event_id, e.type, 1, data, meta, at, previous)
             )
+    return rows
+
+
+def _batches(n: int, batch: int) -> list[tuple[str, list[NewEvent]]]:
+    """The workload both measurements write: batches of `batch` events over 50 streams."""
+    events = [_event(i) for i in range(n)]
+    return [(f"s{i // batch % 50}", events[i : i + batch]) for i in range(0, n, batch)]
+
+
+def raw_eps(location: str, n: int, batch: int = 100) -> float:
+    """The local ceiling: the same rows into the same schema by the plainest bulk insert
+    (SQLite's executemany, PostgreSQL's COPY), in one transaction."""
+    rows = _rows(n, batch)
+    if is_postgres(location):
+        create_log(location, create=True)
+        with psycopg.connect(location) as pg:
+            start = time.perf_counter()
+            with pg.cursor() as cursor, cursor.copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            pg.commit()
+            return n / (time.perf_counter() - start)
+    conn = connect(location)
     start = time.perf_counter()
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
@@ -75,7 +110,7 @@ def raw_sqlite_eps(path: str, n: int, batch: int = 100) -> float:
 def batch_append_eps(path: str, n: int, batch: int = 100, window: int = 32) -> float:
     """Batches of `batch` events, up to `window` batches in flight, durability full."""
     batches = _batches(n, batch)
-    with EventStore(path) as store:
+    with open_store(path) as store:
         start = time.perf_counter()
         pending: list[Future[list[int]]] = []
         for stream, events in batches:
@@ -92,7 +127,7 @@ def concurrent_appends(
 ) -> dict[str, float]:
     """`appenders` threads, one event per append, each with up to `window` appends in flight."""
     latencies: list[list[float]] = [[] for _ in range(appenders)]
-    with EventStore(path, durability=durability) as store:
+    with open_store(path, durability=durability) as store:
         barrier = threading.Barrier(appenders + 1)
 
         def run(k: int) -> None:
@@ -150,7 +185,7 @@ class _Spend:
 
 
 def rebuild_eps(path: str, n: int) -> float:
-    with EventStore(path, durability=Durability.NORMAL) as store:
+    with open_store(path, durability=Durability.NORMAL) as store:
         events = [_event(i) for i in range(n)]
         pending = [
             store.append_future(f"s{i // 1000}", events[i : i + 1000]) for i in range(0, n, 1000)
@@ -166,6 +201,83 @@ def rebuild_eps(path: str, n: int) -> float:
         return n / elapsed
 
 
+_PROCESS = """
+import sys, threading, time
+from eventstore import NewEvent, open_store
+location, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open_store(location) as store:
+    events = [NewEvent("ModelCallCompleted", {"i": i}) for i in range(count)]
+    sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
+    def run(k):
+        pending = []
+        for i in range(k, count, 4):
+            pending.append(store.append_future(f"{name}-{k}-{i % 20}", [events[i]]))
+            if len(pending) >= 32:
+                pending.pop(0).result()
+        for f in pending:
+            f.result()
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+"""
+
+
+def processes_eps(location: str, processes: int, per_process: int = 20_000) -> float:
+    """Several OS processes, each a store with 4 appenders, appending to one log at once: what
+    the table lock that keeps positions in commit order costs when writers contend."""
+    open_store(location).close()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PROCESS, location, f"p{k}", str(per_process)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(processes)
+    ]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    start = time.perf_counter()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    for child in children:
+        assert child.wait() == 0
+    return processes * per_process / (time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _logs(url: str | None, directory: str) -> Iterator[Callable[[str], str]]:
+    """Where each measurement's new log goes: a file, or a schema of the PostgreSQL database."""
+    if url is None:
+        yield lambda name: os.path.join(directory, name)
+        return
+    schemas: list[str] = []
+
+    def schema(name: str) -> str:
+        schema = "bench_" + name.removesuffix(".db")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            conn.execute(f"CREATE SCHEMA {schema}")
+        schemas.append(schema)
+        joiner = "&" if "?" in url else "?"
+        return f"{url}{joiner}options=-csearch_path%3D{schema}"
+
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for name in schemas:
+                conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+def _server(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return f"PostgreSQL {row[0] if row else '?'}"
+
+
 def _timed(label: str, fn: Callable[[], Any]) -> Any:
     start = time.perf_counter()
     result = fn()
@@ -176,14 +288,11 @@ def _timed(label: str, fn: Callable[[], Any]) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=500_000, help="events for the rebuild")
-    parser.add_argument("--dir", default=None, help="where the databases go")
+    parser.add_argument("--dir", default=None, help="where the SQLite databases go")
+    parser.add_argument("--db", default=None, help="a postgresql:// URL: measure PostgreSQL")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=args.dir) as d:
-
-        def p(name: str) -> str:
-            return os.path.join(d, name)
-
-        raw = _timed("raw_sqlite_eps", lambda: raw_sqlite_eps(p("raw.db"), 100_000))
+    with tempfile.TemporaryDirectory(dir=args.dir) as d, _logs(args.db, d) as p:
+        raw = _timed("raw_sqlite_eps", lambda: raw_eps(p("raw.db"), 100_000))
         batch = _timed("batch_append_eps", lambda: batch_append_eps(p("batch.db"), 100_000))
         full = _timed(
             "concurrent (8 appenders, window 32, full)",
@@ -194,9 +303,15 @@ def main() -> None:
             lambda: concurrent_appends(p("c2.db"), 8, 1000, 1, Durability.FULL),
         )
         rebuild = _timed("rebuild_eps", lambda: rebuild_eps(p("rebuild.db"), args.events))
+        for processes in (1, 2, 4):
+            _timed(
+                f"processes_eps ({processes} x 4 appenders, window 32, full)",
+                functools.partial(processes_eps, p(f"multi{processes}.db"), processes),
+            )
+        database = f"SQLite {sqlite3.sqlite_version}" if args.db is None else _server(args.db)
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
+        f"Python {platform.python_version()}, {database}",
         "raw_sqlite_eps": round(raw),
         "batch_append_eps": round(batch),
         "batch_vs_raw": round(batch / raw, 3),

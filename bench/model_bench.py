@@ -24,7 +24,7 @@ from atom_actors.providers import CallParams, Finish, local_threads
 from atom_actors.providers._prompt import TRANSCRIPT_STOPS, transcript
 from atom_actors.providers.llamacpp import LlamaCppProvider, default_model_path
 from atom_actors.system import ActorSystem
-from eventstore import EventStore
+from eventstore import SQLiteStore
 
 MESSAGES = [{"role": "user", "content": "Tell me a long story about a dragon who learns to sing."}]
 
@@ -66,7 +66,7 @@ def provider_tps(tokens: int, runs: int, threads: int) -> float:
 
 async def actor_figures(tokens: int, runs: int, hops: int, threads: int) -> dict[str, float]:
     """The same prompt through a ModelActor with every token logged, and trivial round trips."""
-    with tempfile.TemporaryDirectory() as d, EventStore(os.path.join(d, "bench.db")) as store:
+    with tempfile.TemporaryDirectory() as d, SQLiteStore(os.path.join(d, "bench.db")) as store:
         (gemma,) = [
             m for m in default_catalog(str(default_model_path())) if m.name == "gemma-3-270m"
         ]

@@ -1,27 +1,41 @@
-"""ATOM's append-only event log: an SQLite store, subscriptions, projections, verification."""
+"""ATOM's append-only event log on SQLite or PostgreSQL: stores, subscriptions, projections,
+verification. `open_store` and `open_reader` pick the backend by the log's location."""
 
+from ._buffered import BufferedStream
+from ._open import is_postgres, open_reader, open_store
+from ._projection_table import SQLiteProjectionTable
+from ._protocol import EventStore, LogReader, ProjectionTable
 from ._schema import LOG_FORMAT, Durability
+from ._writer import WriterStats
 from .errors import (
+    ConcurrentRunner,
     DuplicateEventConflict,
     EventStoreError,
     LogFormatTooNew,
+    LogUnavailable,
     NotAnEventLog,
     StoreClosed,
     UpcastError,
     WrongExpectedVersion,
 )
-from .events import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_event_id
+from .events import (
+    ANY,
+    NO_STREAM,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    new_event_id,
+)
 from .projection import (
-    ConcurrentRunner,
     LiveProjections,
     Projection,
     ProjectionRunner,
-    ProjectionTable,
     canonical,
     fold,
 )
-from .reader import LogReader, Row
-from .store import BufferedStream, EventStore, StreamAppend, WriterStats
+from .reader import Row, SQLiteReader
+from .store import SQLiteStore
 from .subscription import Subscription
 from .upcasting import Upcasters
 from .verify import VerifyReport, verify_rows
@@ -40,6 +54,7 @@ __all__ = [
     "LiveProjections",
     "LogFormatTooNew",
     "LogReader",
+    "LogUnavailable",
     "NewEvent",
     "NotAnEventLog",
     "Projection",
@@ -47,6 +62,9 @@ __all__ = [
     "ProjectionTable",
     "RecordedEvent",
     "Row",
+    "SQLiteProjectionTable",
+    "SQLiteReader",
+    "SQLiteStore",
     "StoreClosed",
     "StreamAppend",
     "Subscription",
@@ -57,6 +75,9 @@ __all__ = [
     "WrongExpectedVersion",
     "canonical",
     "fold",
+    "is_postgres",
     "new_event_id",
+    "open_reader",
+    "open_store",
     "verify_rows",
 ]

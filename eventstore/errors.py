@@ -28,7 +28,13 @@ class DuplicateEventConflict(EventStoreError):
 
 
 class NotAnEventLog(EventStoreError):
-    """The file is missing, is not SQLite, or is an SQLite file without an ATOM event log."""
+    """The file is missing, is not SQLite, or the file or PostgreSQL database holds no ATOM
+    event log."""
+
+
+class LogUnavailable(EventStoreError):
+    """The log's database cannot be reached: the server is down, refuses us, or has no such
+    database (ATOM creates a log's tables, never a database)."""
 
 
 class LogFormatTooNew(EventStoreError):
@@ -41,3 +47,7 @@ class StoreClosed(EventStoreError):
 
 class UpcastError(EventStoreError):
     """An event's stored schema version has no upcaster path to the current one."""
+
+
+class ConcurrentRunner(EventStoreError):
+    """Another runner moved this projection's checkpoint under our feet."""

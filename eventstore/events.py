@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -70,6 +70,8 @@ class NewEvent:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     event_id: str = field(default_factory=new_event_id)
     schema_version: int = 1
+    recorded_at: str | None = None
+    """Set only when moving a log (`atom replay import`); the writer stamps its clock otherwise."""
 
 
 class RecordedEvent(NamedTuple):
@@ -97,3 +99,12 @@ class RecordedEvent(NamedTuple):
     def causation_id(self) -> str | None:
         value = self.metadata.get("causation_id")
         return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """One stream's part of an atomic batch that may span several streams."""
+
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: ExpectedVersion = ANY

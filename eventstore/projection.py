@@ -5,31 +5,22 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from .errors import EventStoreError
+from ._projection_table import SQLiteProjectionTable
+from ._protocol import EventStore, ProjectionTable
+from .errors import ConcurrentRunner, EventStoreError
 from .events import RecordedEvent
-from .store import EventStore
 from .subscription import POLL_INTERVAL, Subscription
 
 S = TypeVar("S")
 
 # Rows a live projection decodes at once when it is behind: bounds the memory a burst takes.
 _LIVE_PAGE = 256
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS projections (
-    name     TEXT PRIMARY KEY,
-    version  INTEGER NOT NULL,
-    position INTEGER NOT NULL,
-    state    TEXT    NOT NULL
-)
-"""
 
 
 class Projection(Protocol[S]):
@@ -72,81 +63,9 @@ def canonical(state: Any) -> bytes:
     return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
 
 
-class ConcurrentRunner(EventStoreError):
-    """Another runner moved this projection's checkpoint under our feet."""
-
-
-class ProjectionTable:
-    """Where projections keep their state and checkpoint: one row each, in an SQLite file."""
-
-    def __init__(self, path: str) -> None:
-        self._conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._conn.execute("PRAGMA busy_timeout = 30000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        # The state can always be rebuilt from the log, so its commits need not reach the disk.
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute(_DDL)
-        self._lock = threading.Lock()
-
-    def load(self, projection: Projection[Any]) -> tuple[int, Any]:
-        """The stored (checkpoint, state); (0, initial state) when absent or of another version."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT version, position, state FROM projections WHERE name = ?",
-                (projection.name,),
-            ).fetchone()
-        if row is None or row[0] != projection.version:
-            return 0, projection.initial()
-        return int(row[1]), orjson.loads(row[2])
-
-    def save(
-        self, projection: Projection[Any], stored_position: int, position: int, state: bytes
-    ) -> None:
-        """Store state and checkpoint together, if the checkpoint is still `stored_position`."""
-        self.save_many([(projection, stored_position, position, state)])
-
-    def save_many(self, saves: Sequence[tuple[Projection[Any], int, int, bytes]]) -> None:
-        """Several projections' (projection, stored_position, position, state) in one
-        transaction: one hold of the log file's write lock, which the log's writer waits for."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for projection, stored_position, position, state in saves:
-                    row = self._conn.execute(
-                        "SELECT version, position FROM projections WHERE name = ?",
-                        (projection.name,),
-                    ).fetchone()
-                    if (
-                        row is not None
-                        and row[0] == projection.version
-                        and row[1] != stored_position
-                    ):
-                        raise ConcurrentRunner(
-                            f"projection {projection.name!r}: checkpoint moved from "
-                            f"{stored_position} to {row[1]} by another runner"
-                        )
-                    self._conn.execute(
-                        "INSERT INTO projections (name, version, position, state) "
-                        "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                        "version = excluded.version, position = excluded.position, "
-                        "state = excluded.state",
-                        (projection.name, projection.version, position, state.decode()),
-                    )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-
-    def stored(self) -> dict[str, tuple[int, int, bytes]]:
-        """Every stored projection: name -> (version, checkpoint, state bytes)."""
-        with self._lock:
-            rows = self._conn.execute("SELECT name, version, position, state FROM projections")
-            return {name: (v, p, state.encode()) for name, v, p, state in rows}
-
-    def close(self) -> None:
-        self._conn.close()
+def _table(store: EventStore, db_path: str | None) -> ProjectionTable:
+    """The table beside the log, or one in the SQLite file at `db_path`."""
+    return store.projection_table() if db_path is None else SQLiteProjectionTable(db_path)
 
 
 class ProjectionRunner:
@@ -167,7 +86,7 @@ class ProjectionRunner:
         self._store = store
         self.projection = projection
         self._page_size = page_size
-        self._table = ProjectionTable(db_path or store.path)
+        self._table = _table(store, db_path)
         self._lock = threading.Lock()
         self._advanced = threading.Condition()
         self.position, self.state = self._table.load(projection)
@@ -187,7 +106,7 @@ class ProjectionRunner:
             stored = self.position
             self.state = fold(self.projection, events, self.state)
             self.position = events[-1].position
-            self._table.save(self.projection, stored, self.position, canonical(self.state))
+            self._table.save_many([(self.projection, stored, self.position, canonical(self.state))])
         with self._advanced:
             self._advanced.notify_all()
 
@@ -261,7 +180,7 @@ class LiveProjections:
         self._types: frozenset[str] | None = frozenset()
         for _, _, types in self._folds:
             self._types = None if types is None or self._types is None else self._types | types
-        self._table = ProjectionTable(db_path or store.path)
+        self._table = _table(store, db_path)
         self._save_every_s = save_every_s
         self._states: dict[str, Any] = {}
         self._positions: dict[str, int] = {}
@@ -331,6 +250,14 @@ class LiveProjections:
                 self._positions[name] = position
         self.position = max(self.position, position)
 
+    async def catch_up(self, timeout: float | None = None) -> bool:
+        """Wait until every projection includes the log's head as it is now, another
+        process's commits included (read what anyone has written)."""
+        head = await asyncio.to_thread(self._store.head)
+        if self._subscription is not None and self.position < head:
+            self._subscription.poke()
+        return await self.wait_until(head, timeout)
+
     async def wait_until(self, position: int, timeout: float | None = None) -> bool:
         """Wait until every projection includes `position` (read your own writes)."""
         if self.position >= position:
@@ -356,7 +283,18 @@ class LiveProjections:
                     saves.append((projection, self._saved[name], position, state))
             if not saves:
                 return
-            await asyncio.to_thread(self._table.save_many, saves)
+            try:
+                await asyncio.to_thread(self._table.save_many, saves)
+            except ConcurrentRunner:
+                # Another process follows the same log and saved first (several gateways on
+                # one PostgreSQL log). Its states are folds of the same events, as good as
+                # ours at their checkpoints: take those as saved, and save over them next time.
+                stored = await asyncio.to_thread(self._table.stored)
+                for projection, _, _, _ in saves:
+                    version, checkpoint, _ = stored.get(projection.name, (None, 0, b""))
+                    if version == projection.version:
+                        self._saved[projection.name] = checkpoint
+                return
             for projection, _, position, _ in saves:
                 self._saved[projection.name] = position
 

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final
+from typing import Any, Final, Self
 
 import orjson
 
@@ -27,33 +27,33 @@ Row = tuple[int, str, int, str, str, int, str, str, str, str]
 """A stored event exactly as in the table, in COLUMNS order."""
 
 
-class LogReader:
-    """Read access to an event log, safe from any thread; opening it changes nothing."""
+class RowReader:
+    """What every backend's reader derives from four queries: decoding, paging, asyncio."""
 
-    def __init__(self, path: str, *, upcasters: Upcasters | None = None) -> None:
-        self.path = str(path)
-        check_log(self.path)
+    location: str
+
+    def __init__(self, *, upcasters: Upcasters | None = None) -> None:
         self.upcasters = upcasters or Upcasters()
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eventstore-read")
 
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA query_only = 1")
-            # Reads are scans and look-ups by index; the OS caches the file. A small cache per
-            # connection keeps a long-running reader's memory from growing with the log.
-            conn.execute(f"PRAGMA cache_size = -{_READER_CACHE_KIB}")
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+    # The four queries a backend answers.
+
+    def head(self) -> int:
+        """The last committed position in the log (0 when empty), whoever wrote it."""
+        raise NotImplementedError
+
+    def stream_version(self, stream_id: str) -> int:
+        """The stream's last version, or NO_STREAM."""
+        raise NotImplementedError
+
+    def _stream_rows(self, stream_id: str, from_version: int) -> list[Row]:
+        raise NotImplementedError
+
+    def read_rows(self, after: int = 0, limit: int = READ_PAGE) -> list[Row]:
+        """Up to `limit` stored rows with positions greater than `after`, in order, undecoded."""
+        raise NotImplementedError
+
+    # Derived from them.
 
     def to_event(self, row: Row) -> RecordedEvent:
         """A stored row as an event, decoded and upcast."""
@@ -76,56 +76,13 @@ class LogReader:
             h,
         )
 
-    def head(self) -> int:
-        """The last committed position in the log (0 when empty), whoever wrote it."""
-        row = self._reader().execute("SELECT max(position) FROM events").fetchone()
-        return int(row[0] or 0)
-
-    def stream_version(self, stream_id: str) -> int:
-        """The stream's last version, or NO_STREAM."""
-        row = (
-            self._reader()
-            .execute("SELECT max(stream_version) FROM events WHERE stream_id = ?", (stream_id,))
-            .fetchone()
-        )
-        return NO_STREAM if row[0] is None else int(row[0])
-
     def read_stream(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:
         """The stream's events in version order, starting at `from_version`."""
-        rows = (
-            self._reader()
-            .execute(
-                f"SELECT {COLUMNS} FROM events WHERE stream_id = ? AND stream_version >= ? "
-                "ORDER BY stream_version",
-                (stream_id, from_version),
-            )
-            .fetchall()
-        )
-        return [self.to_event(row) for row in rows]
+        return [self.to_event(row) for row in self._stream_rows(stream_id, from_version)]
 
     def read_page(self, after: int = 0, limit: int = READ_PAGE) -> list[RecordedEvent]:
         """Up to `limit` events with positions greater than `after`, in order."""
-        rows = (
-            self._reader()
-            .execute(
-                f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                (after, limit),
-            )
-            .fetchall()
-        )
-        return [self.to_event(row) for row in rows]
-
-    def read_rows(self, after: int = 0, limit: int = READ_PAGE) -> list[Row]:
-        """Up to `limit` stored rows with positions greater than `after`, in order, undecoded."""
-        rows: list[Row] = (
-            self._reader()
-            .execute(
-                f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                (after, limit),
-            )
-            .fetchall()
-        )
-        return rows
+        return [self.to_event(row) for row in self.read_rows(after, limit)]
 
     def read_all(self, after: int = 0, *, until: int | None = None) -> Iterator[RecordedEvent]:
         """Every event after position `after` (up to `until`), read page by page."""
@@ -141,12 +98,8 @@ class LogReader:
 
     def iter_raw(self, after: int = 0) -> Iterator[Row]:
         """Rows exactly as stored, without decoding or upcasting (for verify and export)."""
-        conn = self._reader()
         while True:
-            rows: list[Row] = conn.execute(
-                f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                (after, READ_PAGE),
-            ).fetchall()
+            rows = self.read_rows(after, READ_PAGE)
             yield from rows
             if len(rows) < READ_PAGE:
                 return
@@ -169,13 +122,92 @@ class LogReader:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
 
-    def __enter__(self) -> LogReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SQLiteReader(RowReader):
+    """Read access to an event log in an SQLite file, safe from any thread."""
+
+    def __init__(self, path: str, *, upcasters: Upcasters | None = None) -> None:
+        self.location = self.path = str(path)
+        check_log(self.path)
+        super().__init__(upcasters=upcasters)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA query_only = 1")
+            # Reads are scans and look-ups by index; the OS caches the file. A small cache per
+            # connection keeps a long-running reader's memory from growing with the log.
+            conn.execute(f"PRAGMA cache_size = -{_READER_CACHE_KIB}")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def head(self) -> int:
+        row = self._reader().execute("SELECT max(position) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def stream_version(self, stream_id: str) -> int:
+        row = (
+            self._reader()
+            .execute("SELECT max(stream_version) FROM events WHERE stream_id = ?", (stream_id,))
+            .fetchone()
+        )
+        return NO_STREAM if row[0] is None else int(row[0])
+
+    def _stream_rows(self, stream_id: str, from_version: int) -> list[Row]:
+        rows: list[Row] = (
+            self._reader()
+            .execute(
+                f"SELECT {COLUMNS} FROM events WHERE stream_id = ? AND stream_version >= ? "
+                "ORDER BY stream_version",
+                (stream_id, from_version),
+            )
+            .fetchall()
+        )
+        return rows
+
+    def read_rows(self, after: int = 0, limit: int = READ_PAGE) -> list[Row]:
+        rows: list[Row] = (
+            self._reader()
+            .execute(
+                f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                (after, limit),
+            )
+            .fetchall()
+        )
+        return rows
+
+    def stored_projections(self) -> dict[str, tuple[int, int, bytes]]:
+        """The projections saved in the log's file (name -> version, checkpoint, state)."""
+        conn = self._reader()
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'projections'"
+        ).fetchone()
+        if not exists:
+            return {}
+        rows: list[tuple[Any, ...]] = conn.execute(
+            "SELECT name, version, position, state FROM projections"
+        ).fetchall()
+        return {name: (v, p, state.encode()) for name, v, p, state in rows}
+
+    def close(self) -> None:
+        super().close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()

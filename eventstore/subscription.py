@@ -7,9 +7,9 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator, Collection, Iterator
 
+from ._protocol import EventStore
 from .events import RecordedEvent
 from .reader import READ_PAGE
-from .store import EventStore
 
 POLL_INTERVAL = 0.1
 """How often a caught-up subscriber looks for events written by other processes."""
@@ -38,9 +38,19 @@ class Subscription:
         self._closed = threading.Event()
         # Event types to decode and give (None: all); asynchronous iteration only.
         self._types = None if types is None else frozenset(types)
+        # poke() asks the pages' loop to read the file now, not at the next poll.
+        self._wake: asyncio.Event | None = None
+        self._poked = False
 
     def close(self) -> None:
         self._closed.set()
+
+    def poke(self) -> None:
+        """Read the file for another process's commits now rather than at the next poll;
+        from the loop that iterates the pages."""
+        self._poked = True
+        if self._wake is not None:
+            self._wake.set()
 
     @property
     def closed(self) -> bool:
@@ -74,7 +84,7 @@ class Subscription:
         moves past the others, so the last position tells how far the log has been read.
         """
         loop = asyncio.get_running_loop()
-        wake = asyncio.Event()
+        wake = self._wake = asyncio.Event()
         types = self._types
 
         def on_commit(_head: int) -> None:
@@ -88,6 +98,7 @@ class Subscription:
             while not self._closed.is_set():
                 # Clear before reading: a commit landing after the read still wakes us.
                 wake.clear()
+                polled, self._poked = polled or self._poked, False
                 # This store's own commits are read from memory (they wake us); another
                 # process's only from the file, when the poll interval has passed.
                 rows = None if polled else self._store.recent_rows(after, self._page_size)

@@ -7,7 +7,7 @@ from typing import BinaryIO
 
 import orjson
 
-from eventstore import LogReader, Row
+from eventstore import Row, open_reader
 
 
 def export_lines(rows: Iterable[Row]) -> Iterator[bytes]:
@@ -32,5 +32,5 @@ def export_lines(rows: Iterable[Row]) -> Iterator[bytes]:
 
 def export_log(path: str, out: BinaryIO, start: int = 1) -> None:
     """Write the events of the log at `path`, from position `start` on, to `out`."""
-    with LogReader(path) as store:
+    with open_reader(path) as store:
         out.writelines(export_lines(store.iter_raw(after=start - 1)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -50,7 +51,9 @@ def _expect(line: int, key: str, ok: bool, what: str) -> None:
 
 
 def parse_line(line: int, raw: bytes) -> tuple[str, NewEvent]:
-    """The stream and event a line holds; keys the log assigns (position, hash...) are ignored."""
+    """The stream and event a line holds. recorded_at is kept, so that a log exported into an
+    empty one is the same log, hash for hash; the other keys the log assigns (position,
+    stream_version, hash) are ignored."""
     try:
         obj: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -64,6 +67,7 @@ def parse_line(line: int, raw: bytes) -> tuple[str, NewEvent]:
     metadata = obj.get("metadata", {})
     schema_version = obj.get("schema_version", 1)
     event_id = obj.get("event_id")
+    recorded_at = obj.get("recorded_at")
     _expect(line, "stream_id", isinstance(stream_id, str) and stream_id != "", "a non-empty string")
     _expect(line, "type", isinstance(type_, str) and type_ != "", "a non-empty string")
     _expect(line, "data", isinstance(data, dict), "an object")
@@ -80,9 +84,20 @@ def parse_line(line: int, raw: bytes) -> tuple[str, NewEvent]:
         event_id is None or (isinstance(event_id, str) and event_id != ""),
         "a non-empty string",
     )
+    _expect(line, "recorded_at", recorded_at is None or _is_time(recorded_at), "an ISO 8601 time")
     if event_id is None:
         event_id = derived_event_id(line, [stream_id, type_, schema_version, data, metadata])
-    return stream_id, NewEvent(type_, data, metadata, event_id, schema_version)
+    return stream_id, NewEvent(type_, data, metadata, event_id, schema_version, recorded_at)
+
+
+def _is_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def import_lines(

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from eventstore import EventStore, EventStoreError, LogFormatTooNew, NotAnEventLog
+from eventstore import EventStoreError, LogFormatTooNew, NotAnEventLog, open_store
 
 from . import evaluate, rebuild, rescore, stats, stream, trace
 from ._export import export_log
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="atom replay", description="Work on an ATOM event log without a running server."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    db_help = f"the event log file (default: {_DEFAULT_DB})"
+    db_help = f"the event log: an SQLite file or a postgresql:// URL (default: {_DEFAULT_DB})"
 
     verify = commands.add_parser(
         "verify",
@@ -62,9 +62,11 @@ def _parser() -> argparse.ArgumentParser:
         "import",
         help="append events from JSON Lines, idempotently",
         description=(
-            "Each line needs stream_id, type and data; event_id, metadata and schema_version "
-            "are optional, other keys are ignored. A line without an event_id gets a uuid5 of "
-            "its line number and content, so importing the same file twice adds nothing."
+            "Each line needs stream_id, type and data; event_id, metadata, schema_version and "
+            "recorded_at are optional, other keys are ignored. A line without an event_id gets "
+            "a uuid5 of its line number and content, so importing the same file twice adds "
+            "nothing. An export imported into an empty log (SQLite or PostgreSQL) is the same "
+            "log, hash for hash."
         ),
     )
     import_.add_argument("--db", default=_DEFAULT_DB, help=f"{db_help}; created when missing")
@@ -98,7 +100,7 @@ def _input(name: str) -> BinaryIO:
 
 
 def _import(options: argparse.Namespace) -> int:
-    with _input(options.file) as source, EventStore(options.db) as store:
+    with _input(options.file) as source, open_store(options.db) as store:
         result = import_lines(store, source)
     print(
         f"imported: {result.lines} lines read, {result.appended} events appended, "

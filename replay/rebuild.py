@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +15,7 @@ from typing import Any, cast
 import orjson
 
 from atom_actors.projections import all_projections
-from eventstore import EventStore, LogReader, Projection, ProjectionRunner, canonical
+from eventstore import EventStore, LogReader, Projection, ProjectionRunner, canonical, open_reader
 
 from ._progress import ProgressBar
 
@@ -58,21 +57,12 @@ class Comparison:
     differences: tuple[Difference, ...] = ()
 
 
-def stored_states(path: str) -> dict[str, Stored]:
-    """The projections stored in the log at `path`, read without writing anything."""
-    # Not ProjectionTable: it creates its table when missing, and this file is only read.
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("PRAGMA query_only = 1")
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'projections'"
-        ).fetchone()
-        rows = (
-            conn.execute("SELECT name, version, position, state FROM projections") if exists else []
-        )
-        return {name: Stored(v, p, orjson.loads(state)) for name, v, p, state in rows}
-    finally:
-        conn.close()
+def stored_states(reader: LogReader) -> dict[str, Stored]:
+    """The projections stored beside the log, read without writing anything."""
+    return {
+        name: Stored(version, checkpoint, orjson.loads(state))
+        for name, (version, checkpoint, state) in reader.stored_projections().items()
+    }
 
 
 def _escape(key: str) -> str:
@@ -239,9 +229,9 @@ def command(options: argparse.Namespace) -> int:
     except RebuildError as exc:
         print(f"atom replay rebuild: {exc}", file=sys.stderr)
         return 2
-    with LogReader(options.db) as reader, tempfile.TemporaryDirectory() as scratch:
+    with open_reader(options.db) as reader, tempfile.TemporaryDirectory() as scratch:
         out = options.out or str(Path(scratch) / "projections.db")
-        stored, head = stored_states(reader.path), reader.head()
+        stored, head = stored_states(reader), reader.head()
         with ProgressBar("rebuilding") as progress:
             comparisons = rebuild(reader, projections, out, stored, head, progress)
     if options.json:

@@ -21,10 +21,19 @@ import orjson
 from atom_actors.answers import AnswerFormat, AnswerKind
 from atom_actors.catalog import ModelSpec, unavailable_reason
 from atom_actors.config import ConfigError, load_config
-from atom_actors.cost import estimate_message_tokens, from_usd, reservation_pico, to_usd
+from atom_actors.cost import from_usd, prompt_size, to_usd
 from atom_actors.events import ScoreRecorded, request_stream
 from atom_actors.scorers import JudgeScorer, ScoreInput, Scorer, ScoreUnavailable, get_scorer
-from eventstore import EventStore, LogReader, NewEvent, RecordedEvent, StreamAppend
+from eventstore import (
+    BufferedStream,
+    EventStore,
+    LogReader,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    fold,
+    open_store,
+)
 
 from . import _timepoint
 from ._progress import ProgressBar
@@ -214,15 +223,15 @@ def score_input(answer: Answer) -> ScoreInput:
 def score_event(scorer: Scorer, answer: Answer, score: float, detail: str = "") -> NewEvent:
     """The ScoreRecorded of an answer, with an event id that is the same on every run."""
     event = ScoreRecorded(
-        answer.request_id,
-        answer.call_id,
-        "call",
-        answer.model,
-        answer.request.capability,
-        scorer.id,
-        scorer.version,
-        round(score, 6),
-        detail,
+        request_id=answer.request_id,
+        subject=answer.call_id,
+        subject_kind="call",
+        model=answer.model,
+        capability=answer.request.capability,
+        scorer=scorer.id,
+        scorer_version=scorer.version,
+        score=round(score, 6),
+        detail=detail,
     ).new(correlation_id=answer.request_id, causation_id=answer.event_id, actor=_ACTOR)
     key = f"{scorer.id}\n{scorer.version}\n{answer.call_id}"
     return replace(event, event_id=str(uuid.uuid5(_NAMESPACE, key)))
@@ -287,20 +296,31 @@ async def judge(
 ) -> tuple[Tally, JudgeRun]:
     """Ask the judge model to grade each answer, one call at a time, while the budget lasts.
 
-    A call is made only when its most expensive outcome (the prompt and JUDGE_MAX_TOKENS of
-    reply) still fits; each score is appended as soon as it is known.
+    Each call is paid like a gateway's: reserved (in the global scope, and within this run's
+    budget) before it is made, and settled after it, all in the run's request stream. A call is
+    made only when its reservation, the most it can cost, still fits; each score is appended as
+    soon as it is known.
     """
     # Only the judge calls a model: the rest of `atom replay` never loads the actors or aiohttp.
+    from atom_actors.budget import BudgetBook, BudgetExceeded
+    from atom_actors.budgeted import BudgetedCaller
     from atom_actors.calls import CallFailed
+    from atom_actors.principal import Principal
+    from atom_actors.projections import Budgets
     from atom_actors.providers import CallParams
+    from atom_actors.request import ProcessRequest, RequestContext
     from atom_actors.system import ActorSystem
 
     scorer = JudgeScorer()
     run = JudgeRun(spec.name, f"rescore-{uuid.uuid4()}", to_usd(budget_pico))
     tally = Tally()
     params = CallParams(max_tokens=JUDGE_MAX_TOKENS, temperature=0.0)
+    tool = Principal.tool(_ACTOR)
+    budgets = fold(Budgets(), (e for e in store.read_all() if e.type in Budgets.types))
+    book = BudgetBook(lambda: budgets, lambda: 0)
     system = ActorSystem(store, [spec])
     system.start(asyncio.get_running_loop())
+    calls = BudgetedCaller(system.caller, book, {spec.name: spec})
     try:
         for done, answer in enumerate(answers):
             progress(done, len(answers))
@@ -309,24 +329,37 @@ async def judge(
             except ScoreUnavailable as exc:
                 tally.unscorable[str(exc)] += 1
                 continue
-            ceiling = reservation_pico(spec, estimate_message_tokens(messages), JUDGE_MAX_TOKENS)
+            ctx = RequestContext(
+                request_id=run.request_id,
+                req=ProcessRequest(messages, params, spec.name, endpoint="rescore"),
+                principal=tool,
+                prompt=prompt_size(messages),
+                log=BufferedStream(store, request_stream(run.request_id)),
+                metadata={
+                    "correlation_id": run.request_id,
+                    "causation_id": answer.event_id,
+                    "tenancy": tool.tenancy,
+                    "actor": _ACTOR,
+                },
+            )
+            ceiling = calls.reservation(spec.name, ctx.prompt, params.max_tokens)
             if run.spent_pico + ceiling > budget_pico:
                 run.left_by_budget = len(answers) - done
                 break
-            run.calls += 1
             try:
-                result = await system.caller.call(
-                    spec.name,
-                    messages,
-                    params,
-                    request_id=run.request_id,
-                    metadata={"causation_id": answer.event_id},
-                )
+                result = await calls.call(ctx, spec.name)
+            except BudgetExceeded:
+                run.left_by_budget = len(answers) - done
+                break
             except CallFailed as exc:
+                run.calls += 1
                 run.failed += 1
                 tally.unscorable[f"judge call failed: {exc.kind}"] += 1
                 continue
-            run.spent_pico += result.cost_pico
+            finally:
+                await ctx.log.commit()
+                run.spent_pico += ctx.spend.cost_pico
+            run.calls += 1
             try:
                 score = scorer.parse(result.text)
             except ScoreUnavailable as exc:
@@ -486,7 +519,7 @@ def command(options: argparse.Namespace) -> int:
         print(f"atom replay rescore: {exc}", file=sys.stderr)
         return 2
     run = None
-    with EventStore(options.db, create=False) as store:
+    with open_store(options.db, create=False) as store:
         since = _timepoint.first_from(store, point)
         with ProgressBar("reading") as progress:
             found = plan(store, scorer, since, where, progress)

@@ -5,19 +5,26 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from atom_actors import views
 from atom_actors.cost import to_usd
-from atom_actors.projections import all_projections, percentile
-from eventstore import LogReader, fold
+from atom_actors.projections import all_projections
+from eventstore import LogReader, fold, open_reader
 
 from . import _timepoint
 from ._progress import ProgressBar
 
 State = dict[str, Any]
 Progress = Callable[[int, int], None]
+
+
+def moment(recorded_at: str | None) -> datetime:
+    """The time of a recorded event (budget periods are judged at it); now for an empty log."""
+    return datetime.now(UTC) if recorded_at is None else datetime.fromisoformat(recorded_at)
 
 
 def states_at(reader: LogReader, position: int, progress: Progress) -> dict[str, State]:
@@ -36,79 +43,21 @@ def states_at(reader: LogReader, position: int, progress: Progress) -> dict[str,
     return states
 
 
-def _spread(histogram: Mapping[str, int]) -> dict[str, float | None]:
-    return {"p50": percentile(histogram, 0.5), "p95": percentile(histogram, 0.95)}
-
-
-def _mean(total: float, count: int) -> float | None:
-    return round(total / count, 6) if count else None
-
-
-def _model(row: State) -> State:
+def figures(states: Mapping[str, State], at: datetime) -> State:
+    """The figures of the projections' states, as the server presents them (atom_actors.views):
+    spend, per-model performance, strategies, requests, budgets (at time `at`), failures."""
+    outcomes = views.outcomes(states["orchestration"])
+    reserved = states["budgets"]["reserved"].values()
     return {
-        "calls": row["calls"],
-        "completed": row["completed"],
-        "failed": row["failed"],
-        "errors": dict(sorted(row["errors"].items())),
-        "latency_ms": _spread(row["latency_ms"]),
-        "ttft_ms": _spread(row["ttft_ms"]),
-        "tokens_per_s": _mean(row["tps_total"], row["tps_count"]),
-        "prompt_tokens": row["prompt_tokens"],
-        "completion_tokens": row["completion_tokens"],
-        "cost_usd": to_usd(row["cost_pico"]),
-        # "*" is every capability together.
-        "quality": {
-            capability: {"mean": _mean(total, count), "scores": count}
-            for capability, (total, count) in sorted(row["quality"].items())
-        },
-        "health": row["health"],
-    }
-
-
-def _strategy(row: State) -> State:
-    return {
-        "requests": row["requests"],
-        "failed": row["failed"],
-        "fallbacks": row["fallbacks"],
-        "agreement": _mean(row["agreement_total"], row["agreement_count"]),
-        "cost_usd": to_usd(row["cost_pico"]),
-        "saved_usd": to_usd(row["baseline_pico"] - row["cost_pico"]),
-        "latency_ms": _spread(row["latency_ms"]),
-    }
-
-
-def _budgets(state: State) -> State:
-    return {
-        "limits": {
-            scope: {"limit_usd": to_usd(limit), "period": period}
-            for scope, (limit, period) in sorted(state["limits"].items())
-        },
-        "spent_usd": {
-            scope: {period: to_usd(pico) for period, pico in sorted(periods.items())}
-            for scope, periods in sorted(state["spent"].items())
-        },
-        "open_reservations": len(state["reserved"]),
-        "open_reserved_usd": to_usd(sum(amount for _, amount, _ in state["reserved"].values())),
-    }
-
-
-def figures(states: Mapping[str, State]) -> State:
-    """The figures of the projections' states: spend, per-model performance, strategies, budgets."""
-    models = states["performance"]["models"]
-    orchestration = states["orchestration"]
-    return {
-        "spend": {
-            "total_usd": to_usd(sum(row["cost_pico"] for row in models.values())),
-            "per_model_usd": {name: to_usd(models[name]["cost_pico"]) for name in sorted(models)},
-        },
-        "models": {name: _model(models[name]) for name in sorted(models)},
-        "strategies": {
-            key: _strategy(row) for key, row in sorted(orchestration["strategies"].items())
-        },
-        "requests": dict(orchestration["requests"]),
-        "budgets": _budgets(states["budgets"]),
+        "spend": views.spend(states["performance"]),
+        "models": views.models(states["performance"]),
+        "strategies": outcomes["strategies"],
+        "requests": outcomes["requests"],
+        "budgets": views.budget_rows(states["budgets"], at),
+        "open_reservations": len(reserved),
+        "open_reserved_usd": to_usd(sum(amount for _, amount, _ in reserved)),
         "cached_answers": len(states["cache"]["entries"]),
-        "recent_failures": list(states["failures"]["recent"]),
+        "recent_failures": views.recent_failures(states["failures"]),
     }
 
 
@@ -136,9 +85,11 @@ def _table(align: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> 
 
 
 def _model_row(name: str, m: State) -> list[str]:
-    errors = ", ".join(f"{kind} {n}" for kind, n in m["errors"].items()) or "-"
+    errors = ", ".join(f"{kind} {n}" for kind, n in m["errors_by_kind"].items()) or "-"
     quality = ", ".join(
-        f"{cap} {q['mean']:.2f} ({q['scores']})" for cap, q in m["quality"].items() if cap != "*"
+        f"{cap} {q['mean_score']:.2f} ({q['scores']})"
+        for cap, q in m["quality"].items()
+        if cap != "*"
     )
     tps = m["tokens_per_s"]
     return [
@@ -154,7 +105,7 @@ def _model_row(name: str, m: State) -> list[str]:
         f"{m['prompt_tokens']}+{m['completion_tokens']}",
         _usd(m["cost_usd"]),
         quality or "-",
-        m["health"],
+        m["circuit"],
     ]
 
 
@@ -167,7 +118,7 @@ def _strategy_row(key: str, s: State) -> list[str]:
         str(s["fallbacks"]),
         agreement,
         _usd(s["cost_usd"]),
-        _usd(s["saved_usd"]),
+        _usd(s["savings_usd"]),
         _ms(s["latency_ms"]["p50"]),
         _ms(s["latency_ms"]["p95"]),
     ]
@@ -198,7 +149,7 @@ def render(report: State) -> str:
             "tokens",
             "cost",
             "quality (scores)",
-            "health",
+            "circuit",
         ],
         [_model_row(name, m) for name, m in f["models"].items()],
     )
@@ -219,19 +170,18 @@ def render(report: State) -> str:
         [_strategy_row(key, s) for key, s in f["strategies"].items()],
     )
     r = f["requests"]
-    b = f["budgets"]
     lines += [
         "",
         f"requests: {r['completed']} completed ({r['cached']} from the cache), "
         f"{r['failed']} failed",
     ]
-    for scope, limit in b["limits"].items():
-        spent = b["spent_usd"].get(scope, {}).get("total", 0.0)
+    for b in f["budgets"]:
         lines.append(
-            f"budget {scope}: {_usd(limit['limit_usd'])} a {limit['period']}, "
-            f"{_usd(spent)} spent in all"
+            f"budget {b['scope']}: {_usd(b['limit_usd'])} a {b['period']}, "
+            f"{_usd(b['spent_usd'])} spent, {_usd(b['reserved_usd'])} reserved, "
+            f"{_usd(b['remaining_usd'])} left"
         )
-    lines.append(f"open reservations: {b['open_reservations']} ({_usd(b['open_reserved_usd'])})")
+    lines.append(f"open reservations: {f['open_reservations']} ({_usd(f['open_reserved_usd'])})")
     return "\n".join(lines)
 
 
@@ -262,7 +212,7 @@ def add_parser(commands: Any) -> None:
 
 def command(options: argparse.Namespace) -> int:
     """Run `atom replay stats`: 0, or 2 on a bad --at."""
-    with LogReader(options.db) as reader:
+    with open_reader(options.db) as reader:
         try:
             point = _timepoint.parse(options.at) if options.at else reader.head()
             position = _timepoint.reached_at(reader, point)
@@ -272,10 +222,7 @@ def command(options: argparse.Namespace) -> int:
         with ProgressBar("folding") as progress:
             states = states_at(reader, position, progress)
         last = reader.read_page(position - 1, 1) if position else []
-    report = {
-        "position": position,
-        "at": last[0].recorded_at if last else None,
-        "figures": figures(states),
-    }
+    at = last[0].recorded_at if last else None
+    report = {"position": position, "at": at, "figures": figures(states, moment(at))}
     print(orjson.dumps(report).decode() if options.json else render(report))
     return 0

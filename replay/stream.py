@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from atom_actors.events import request_stream
-from eventstore import LogReader, RecordedEvent
+from eventstore import RecordedEvent, open_reader
 
 
 class StreamError(ValueError):
@@ -160,7 +160,7 @@ def command(options: argparse.Namespace) -> int:
     """Run `atom replay stream`: 0 once played, 2 on bad input or nothing to play."""
     try:
         speed = _speed(options.speed)
-        with LogReader(options.db) as reader:
+        with open_reader(options.db) as reader:
             events = reader.read_stream(request_stream(options.request_id))
         playback = playback_of(events, options.request_id)
     except StreamError as exc:

@@ -15,7 +15,7 @@ import orjson
 from atom_actors.answers import AnswerFormat, AnswerKind
 from atom_actors.cost import to_usd
 from atom_actors.events import request_stream
-from eventstore import LogReader, RecordedEvent
+from eventstore import LogReader, RecordedEvent, open_reader
 
 _EXCERPT: Final = 80
 
@@ -190,7 +190,7 @@ def load(reader: LogReader, request_id: str, *, now: float, each_token: bool = F
     """The trace of `request_id`; TraceError when the log holds no such request."""
     events = reader.read_stream(request_stream(request_id))
     if not events:
-        raise TraceError(f"no request {request_id!r} in {reader.path}")
+        raise TraceError(f"no request {request_id!r} in {reader.location}")
     return build(events, now=now, each_token=each_token)
 
 
@@ -434,7 +434,7 @@ def add_parser(commands: Any) -> None:
 
 def command(options: argparse.Namespace) -> int:
     """Run `atom replay trace`: 0 when the request is found, 2 when not."""
-    with LogReader(options.db) as reader:
+    with open_reader(options.db) as reader:
         try:
             trace = load(reader, options.request_id, now=time.time(), each_token=options.tokens)
         except TraceError as exc:

@@ -6,12 +6,12 @@ import dataclasses
 
 import orjson
 
-from eventstore import LogReader, VerifyReport, verify_rows
+from eventstore import VerifyReport, open_reader, verify_rows
 
 
 def verify_log(path: str) -> VerifyReport:
     """Verify the event log at `path`, which must exist."""
-    with LogReader(path) as store:
+    with open_reader(path) as store:
         return verify_rows(store.iter_raw())
 
 

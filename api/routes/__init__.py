@@ -6,6 +6,7 @@ from typing import Final
 
 from ..routing import Route
 from . import (
+    admin,
     health,
     insights,
     meta,
@@ -27,4 +28,5 @@ ROUTES: Final[tuple[Route, ...]] = (
     *session.ROUTES,
     *streaming.ROUTES,
     *meta.ROUTES,
+    *admin.ROUTES,
 )

@@ -7,12 +7,10 @@ from typing import Any, Final
 
 from atom_actors.answers import AnswerFormat, AnswerKind
 from atom_actors.catalog import CAPABILITIES
-from atom_actors.gateway import Principal as GatewayPrincipal
-from atom_actors.gateway import ProcessRequest
 from atom_actors.providers import CallParams
+from atom_actors.request import ProcessRequest
 from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
 
-from ..auth import Principal
 from ..errors import BadRequest
 
 STRATEGIES: Final = [s.value for s in Strategy]
@@ -200,7 +198,3 @@ def process_request(body: Mapping[str, Any], endpoint: str) -> ProcessRequest:
         endpoint=endpoint,
         stream=body.get("stream", False),
     )
-
-
-def principal_of(principal: Principal) -> GatewayPrincipal:
-    return GatewayPrincipal(principal.key_id, principal.role.label, principal.tenant)

@@ -9,7 +9,8 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from atom_actors.gateway import Gateway, GatewayError, ProcessResult
+from atom_actors.gateway import Gateway
+from atom_actors.request import GatewayError, ProcessResult
 
 from ..errors import (
     ApiError,
@@ -73,7 +74,7 @@ class _NotFoundField(NotFound):
 def remember(request: web.Request, outcome: ProcessResult | GatewayError) -> None:
     """Note the caller's last write (an answer or a failure), for `?consistent=true` reads."""
     if outcome.position:
-        services_of(request).last_writes[request[PRINCIPAL].key_id] = outcome.position
+        services_of(request).last_writes[request[PRINCIPAL].api_key_id] = outcome.position
 
 
 async def consistent(request: web.Request) -> None:
@@ -81,7 +82,7 @@ async def consistent(request: web.Request) -> None:
     if request.query.get("consistent", "false").lower() not in ("1", "true", "yes"):
         return
     services = services_of(request)
-    position = services.last_writes.get(request[PRINCIPAL].key_id, 0)
+    position = services.last_writes.get(request[PRINCIPAL].api_key_id, 0)
     if services.projections is not None and not await services.projections.wait_until(
         position, timeout=10
     ):

@@ -8,14 +8,13 @@ import orjson
 from aiohttp import web
 
 from atom_actors import insights
-from atom_actors.gateway import GatewayError, ProcessRequest
 from atom_actors.providers import CallParams
+from atom_actors.request import GatewayError, ProcessRequest
 from atom_actors.snapshot import EnsembleMethod, EnsembleSpec
 
 from ..auth import Role
 from ..errors import BadRequest
 from ..routing import BODY, PRINCIPAL, Route, json_response
-from ._bodies import principal_of
 from ._gateway import failure, gateway_of, remember
 
 BODY_SCHEMA: Final = {
@@ -70,7 +69,7 @@ async def generate(request: web.Request) -> web.Response:
         endpoint="insights/generate",
     )  # fmt: skip
     try:
-        result = await gateway_of(request).process(req, principal_of(request[PRINCIPAL]))
+        result = await gateway_of(request).process(req, request[PRINCIPAL])
     except GatewayError as exc:
         raise failure(request, exc) from None
     remember(request, result)

@@ -38,7 +38,8 @@ ROUTES: Final = (
         "GET",
         "/metrics",
         metrics,
-        role=Role.VIEWER,
+        # Every tenant's traffic together: an operator's figures.
+        role=Role.OPERATOR,
         summary="Prometheus metrics",
         description="HTTP requests by route and status, their latency, the hub's and the "
         "log's counters, in the Prometheus text format 0.0.4.",

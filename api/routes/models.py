@@ -16,7 +16,8 @@ from atom_actors.strategies import expected_latency_ms
 
 from ..auth import Role
 from ..errors import BadRequest
-from ..routing import Route, json_response
+from ..routing import PRINCIPAL, Route, json_response
+from ..tenancy import seen_tenancy
 from ._gateway import consistent, gateway_of
 
 # A typical request, to state every model's cost per request and latency on one footing.
@@ -37,8 +38,13 @@ def _quality(gateway: Gateway, spec: ModelSpec, capability: str) -> tuple[float,
     return round(learned_quality(spec.quality_prior, evidence), 4), evidence.count
 
 
-def model_view(gateway: Gateway, spec: ModelSpec, unavailable: dict[str, str]) -> dict[str, Any]:
-    row = gateway.projections.state("performance")["models"].get(spec.name, {})
+def model_view(
+    gateway: Gateway, spec: ModelSpec, unavailable: dict[str, str], tenancy: str | None
+) -> dict[str, Any]:
+    """A catalog entry with what was observed of it; its calls are the tenancy's own."""
+    performance = gateway.projections.state("performance")
+    row = performance["models"].get(spec.name, {})
+    own = row if tenancy is None else performance["tenancies"].get(tenancy, {}).get(spec.name, {})
     figures = gateway.figures().get(spec.name)
     quality, evidence = _quality(gateway, spec, "*")
     return {
@@ -55,7 +61,7 @@ def model_view(gateway: Gateway, spec: ModelSpec, unavailable: dict[str, str]) -
         "circuit": row.get("health", "closed"),
         "quality": quality,
         "quality_evidence": evidence,
-        "calls": row.get("calls", 0),
+        "calls": own.get("calls", 0),
         "latency_p50_ms": percentile(row.get("latency_ms", {}), 0.5),
         "ttft_p50_ms": figures.ttft_ms if figures else None,
         "tokens_per_s": figures.tokens_per_s if figures else None,
@@ -69,8 +75,9 @@ async def list_models(request: web.Request) -> web.Response:
     if capability is not None and capability not in CAPABILITIES:
         raise BadRequest(f"unknown capability {capability!r}", field="capability")
     unavailable = gateway.unavailable()
+    tenancy = seen_tenancy(request[PRINCIPAL])
     models = [
-        model_view(gateway, spec, unavailable)
+        model_view(gateway, spec, unavailable, tenancy)
         for spec in gateway.catalog
         if capability is None or capability in spec.capabilities
     ]

@@ -1,6 +1,8 @@
 """What operators read: per-model performance, per-strategy results, the dashboard, advice.
 
-Every figure is read from a projection kept by the runner, never recomputed from the raw log.
+Every figure is read from a projection kept by the runner, never recomputed from the raw log,
+and presented by `atom_actors.views`. A viewer or user sees its own tenancy's calls, spend,
+requests, budgets and failures; operators and admins see everyone's.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from atom_actors import views
 from atom_actors.catalog import CAPABILITIES
-from atom_actors.cost import estimate_tokens, to_usd
-from atom_actors.projections import current_period, percentile
+from atom_actors.cost import estimate_tokens
 from atom_actors.recommend import Task, recommend
 
 from ..auth import Role
-from ..routing import BODY, Route, json_response
+from ..routing import BODY, PRINCIPAL, Route, json_response
+from ..services import services_of
+from ..tenancy import seen_tenancy, visible_scopes
 from ._gateway import consistent, gateway_of
 
 OBJECT: Final = {"type": "object"}
@@ -37,53 +41,10 @@ TASK: Final = {
 }
 
 
-def _model_performance(row: dict[str, Any]) -> dict[str, Any]:
-    latency, ttft = row["latency_ms"], row["ttft_ms"]
-    return {
-        "requests": row["calls"],
-        "completed": row["completed"],
-        "errors": row["failed"],
-        "errors_by_kind": row["errors"],
-        "latency_ms": {q: percentile(latency, v) for q, v in (("p50", .5), ("p95", .95),
-                                                                ("p99", .99))},
-        "ttft_ms": {q: percentile(ttft, v) for q, v in (("p50", .5), ("p95", .95))},
-        "tokens_per_s": round(row["tps_total"] / row["tps_count"], 2) if row["tps_count"] else None,
-        "prompt_tokens": row["prompt_tokens"],
-        "completion_tokens": row["completion_tokens"],
-        "cost_usd": to_usd(row["cost_pico"]),
-        "quality": {
-            cap: {"mean_score": round(total / count, 4), "scores": count}
-            for cap, (total, count) in row["quality"].items()
-            if count
-        },
-        "circuit": row["health"],
-    }  # fmt: skip
-
-
 async def performance(request: web.Request) -> web.Response:
     await consistent(request)
-    models = gateway_of(request).projections.state("performance")["models"]
-    return json_response({"models": {n: _model_performance(r) for n, r in models.items()}})
-
-
-def _strategies(state: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for name, row in state["strategies"].items():
-        out[name] = {
-            "requests": row["requests"],
-            "failed": row["failed"],
-            "fallbacks": row["fallbacks"],
-            "agreement": (
-                round(row["agreement_total"] / row["agreement_count"], 4)
-                if row["agreement_count"]
-                else None
-            ),
-            "cost_usd": to_usd(row["cost_pico"]),
-            "savings_usd": to_usd(row["baseline_pico"] - row["cost_pico"]),
-            "latency_ms": {"p50": percentile(row["latency_ms"], 0.5),
-                           "p95": percentile(row["latency_ms"], 0.95)},
-        }  # fmt: skip
-    return out
+    state = gateway_of(request).projections.state("performance")
+    return json_response({"models": views.models(state, seen_tenancy(request[PRINCIPAL]))})
 
 
 async def orchestration_performance(request: web.Request) -> web.Response:
@@ -91,8 +52,7 @@ async def orchestration_performance(request: web.Request) -> web.Response:
     state = gateway_of(request).projections.state("orchestration")
     return json_response(
         {
-            "strategies": _strategies(state),
-            "requests": state["requests"],
+            **views.outcomes(state, seen_tenancy(request[PRINCIPAL])),
             "savings_baseline": "the same tokens at the dearest eligible model's prices",
         }
     )
@@ -112,53 +72,52 @@ async def recommendations(request: web.Request) -> web.Response:
         budget_usd=body.get("budget_usd"),
         min_quality=body.get("min_quality"),
     )
-    return json_response(recommend(task, gateway.snapshot(["global"])).to_dict())
+    # Advice within the budgets the caller's requests would spend in.
+    snapshot = gateway.snapshot(request[PRINCIPAL].scopes)
+    return json_response(recommend(task, snapshot).to_dict())
 
 
-def _budgets(gateway: Any) -> list[dict[str, Any]]:
-    state = gateway.projections.state("budgets")
-    now = datetime.now(UTC)
-    rows = []
-    for scope, (limit, period) in sorted(state["limits"].items()):
-        spent = state["spent"].get(scope, {}).get(current_period(period, now), 0)
-        rows.append(
-            {
-                "scope": scope,
-                "period": period,
-                "limit_usd": to_usd(limit),
-                "spent_usd": to_usd(spent),
-                "remaining_usd": to_usd(limit - spent),
-            }
-        )
-    return rows
+def budget_rows_of(request: web.Request, scopes: list[str] | None) -> list[dict[str, Any]]:
+    """The budgets of `scopes` (None: every one) as they stand now."""
+    state = services_of(request).projections.state("budgets")
+    return views.budget_rows(state, datetime.now(UTC), scopes)
+
+
+def budgets_seen(request: web.Request) -> list[dict[str, Any]]:
+    """The budgets the caller may see, as they stand now."""
+    services = services_of(request)
+    limits = services.projections.state("budgets")["limits"]
+    return budget_rows_of(request, visible_scopes(request[PRINCIPAL], services.keys, limits))
 
 
 async def dashboard(request: web.Request) -> web.Response:
     await consistent(request)
     gateway = gateway_of(request)
-    models = gateway.projections.state("performance")["models"]
-    orchestration = gateway.projections.state("orchestration")
+    tenancy = seen_tenancy(request[PRINCIPAL])
+    projections = gateway.projections
+    performance = projections.state("performance")
+    models = views.models(performance, tenancy)
     unavailable = gateway.unavailable()
-    spend = sum(row["cost_pico"] for row in models.values())
-    top = sorted(models.items(), key=lambda item: -item[1]["calls"])[:5]
+    top = sorted(models.items(), key=lambda item: (-item[1]["calls"], item[0]))[:5]
     return json_response(
         {
             "health": {
                 spec.name: (
                     "unavailable" if spec.name in unavailable
-                    else models.get(spec.name, {}).get("health", "closed")
+                    else models[spec.name]["circuit"] if spec.name in models else "closed"
                 )
                 for spec in gateway.catalog
             },
-            "traffic": orchestration["requests"],
-            "spend_usd": to_usd(spend),
-            "budgets": _budgets(gateway),
+            "traffic": views.outcomes(projections.state("orchestration"), tenancy)["requests"],
+            "spend_usd": views.spend(performance, tenancy)["total_usd"],
+            "budgets": budgets_seen(request),
             "top_models": [
-                {"model": name, "calls": row["calls"], "cost_usd": to_usd(row["cost_pico"])}
+                {"model": name, "calls": row["calls"], "cost_usd": row["cost_usd"]}
                 for name, row in top
+                if row["calls"]
             ],
-            "recent_failures": gateway.projections.state("failures")["recent"][::-1],
-            "log_position": gateway.projections.position,
+            "recent_failures": views.recent_failures(projections.state("failures"), tenancy),
+            "log_position": projections.position,
         }
     )  # fmt: skip
 

@@ -16,14 +16,14 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from atom_actors.gateway import GatewayError, ProcessRequest, ProcessResult
+from atom_actors.request import GatewayError, ProcessRequest, ProcessResult
 from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
 
 from ..auth import Role
 from ..errors import BadRequest
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
-from ._bodies import MESSAGES, PARAMS, messages_of, params_of, principal_of
+from ._bodies import MESSAGES, PARAMS, messages_of, params_of
 from ._gateway import GATEWAY_ERRORS, error_json, failure, gateway_of, remember
 
 PREFIX: Final = "atom:"
@@ -147,7 +147,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = request[BODY]
     gateway = gateway_of(request)
     req = chat_request(body)
-    principal = principal_of(request[PRINCIPAL])
+    principal = request[PRINCIPAL]
     created = int(time.time())
     if not req.stream:
         try:
@@ -163,7 +163,7 @@ async def _stream(
     request: web.Request, req: ProcessRequest, body: Mapping[str, Any], created: int
 ) -> web.StreamResponse:
     gateway = gateway_of(request)
-    principal = principal_of(request[PRINCIPAL])
+    principal = request[PRINCIPAL]
     include_usage = body.get("stream_options", {}).get("include_usage", False)
     # Opened with the first chunk: a request refused before any token gets its own status.
     response = web.StreamResponse(

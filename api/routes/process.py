@@ -6,12 +6,12 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from atom_actors.gateway import GatewayError, ProcessResult
+from atom_actors.request import GatewayError, ProcessResult
 
 from ..auth import Role
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
-from ._bodies import ORCHESTRATE, PROCESS, principal_of, process_request
+from ._bodies import ORCHESTRATE, PROCESS, process_request
 from ._gateway import GATEWAY_ERRORS, failure, gateway_of, remember, stream_sse
 
 RESULT: Final = {
@@ -83,7 +83,7 @@ def result_json(result: ProcessResult) -> dict[str, Any]:
 async def _answer(request: web.Request, endpoint: str) -> web.StreamResponse:
     gateway = gateway_of(request)
     req = process_request(request[BODY], endpoint)
-    principal = principal_of(request[PRINCIPAL])
+    principal = request[PRINCIPAL]
     if req.stream:
 
         async def run(on_token: Any) -> dict[str, Any]:
@@ -112,13 +112,13 @@ async def feedback(request: web.Request) -> web.Response:
     body = request[BODY]
     try:
         position = await gateway_of(request).feedback(
-            body["request_id"], body["score"], principal_of(request[PRINCIPAL]),
+            body["request_id"], body["score"], request[PRINCIPAL],
             body.get("comment", ""),
         )  # fmt: skip
     except GatewayError as exc:
         raise failure(request, exc) from None
     # The score is the caller's last write: `?consistent=true` reads must include it.
-    services_of(request).last_writes[request[PRINCIPAL].key_id] = position
+    services_of(request).last_writes[request[PRINCIPAL].api_key_id] = position
     return json_response({"request_id": body["request_id"], "position": position}, 201)
 
 

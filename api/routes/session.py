@@ -32,7 +32,7 @@ RESPONSE: Final = {
 async def create_session(request: web.Request) -> web.Response:
     services = services_of(request)
     minutes = int(request[BODY].get("minutes", services.limits.session_minutes))
-    key_id = request[PRINCIPAL].key_id
+    key_id = request[PRINCIPAL].api_key_id
     expires_at = int(time.time()) + 60 * minutes
     return json_response(
         {

@@ -7,9 +7,10 @@ from typing import Final
 from aiohttp import web
 
 from atom_actors.events import StreamEventPublished
-from atom_actors.gateway import audience_of
 
-from ..auth import Role, permits
+from ..auth import Role
+from ..errors import BadRequest
+from ..hub import is_system_topic
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
 from ..ws import PROTOCOL, TOPIC, serve_socket
@@ -58,14 +59,23 @@ PUBLISHED: Final = {
 
 
 async def streaming_status(request: web.Request) -> web.Response:
-    return json_response(services_of(request).hub.stats().to_dict())
+    hub, principal = services_of(request).hub, request[PRINCIPAL]
+    # Another tenancy's connections and topics (tokens:<request id>) are its own business.
+    stats = hub.stats() if principal.sees_all else hub.stats_of(principal.tenancy)
+    return json_response(stats.to_dict())
 
 
 async def publish_event(request: web.Request) -> web.Response:
     services = services_of(request)
     body, key_id = request[BODY], request[PRINCIPAL].key_id
     topic, payload = body["topic"], body["payload"]
-    event = StreamEventPublished(topic, payload, by=key_id)
+    if is_system_topic(topic):
+        raise BadRequest(
+            f"topic {topic!r} is the gateway's own (requests, tokens:*): "
+            "broadcast on a topic of your own",
+            field="topic",
+        )
+    event = StreamEventPublished(topic=topic, payload=payload, by=key_id)
     # On the record before anyone hears of it.
     [position] = await services.store.append_async(
         broadcast_stream(topic), [event.new(api_key_id=key_id)]
@@ -77,12 +87,8 @@ async def publish_event(request: web.Request) -> web.Response:
 async def streaming_ws(request: web.Request) -> web.WebSocketResponse:
     services = services_of(request)
     principal = request[PRINCIPAL]
-    # Operators watch every request; anyone else only their own tenant's.
-    audience = (
-        None
-        if permits(principal.role, Role.OPERATOR)
-        else audience_of(principal.key_id, principal.tenant)
-    )
+    # Operators watch every request; anyone else only their own tenancy's.
+    audience = None if principal.sees_all else principal.tenancy
     return await serve_socket(
         request,
         services.hub,

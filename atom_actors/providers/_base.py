@@ -29,10 +29,20 @@ class CallParams:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """A piece of streamed text, with its log-probability when the provider gives one."""
+    """A piece of streamed text, with its log-probability and its token count when the
+    provider gives them."""
 
     text: str
     logprob: float | None = None
+    tokens: int | None = None
+
+    @property
+    def token_bound(self) -> int:
+        """The tokens this delta carries: as the provider counted them, else at most one per
+        UTF-8 byte of its text (and at least one)."""
+        if self.tokens is not None:
+            return self.tokens
+        return max(1, len(self.text.encode("utf-8", "surrogatepass")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +60,9 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """The end of a call: usage as the provider reported it (or counted), why it stopped."""
+    """The end of a call: usage as the provider reported it (None: it did not), why it stopped."""
 
-    usage: Usage
+    usage: Usage | None
     finish_reason: str
     mean_logprob: float | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)

@@ -69,7 +69,7 @@ class OpenAIProvider:
         async with aclosing(events), aclosing(deltas_of(events, take, clock)) as items:
             async for item in items:
                 yield item
-        yield answer.finish(messages)
+        yield answer.finish()
 
     async def aclose(self) -> None:
         await self._endpoint.aclose()
@@ -108,7 +108,6 @@ class _Answer:
     """What the chunks of one streamed completion add up to."""
 
     __slots__ = (
-        "_deltas",
         "_finish_reason",
         "_id",
         "_logprob_count",
@@ -122,7 +121,6 @@ class _Answer:
         self._finish_reason: str | None = None
         self._usage: Usage | None = None
         self._raw_usage: Mapping[str, Any] | None = None
-        self._deltas = 0
         self._logprob_sum = 0.0
         self._logprob_count = 0
 
@@ -149,25 +147,24 @@ class _Answer:
         text = (choice.get("delta") or {}).get("content")
         if not text:
             return None
-        self._deltas += 1
         tokens = (choice.get("logprobs") or {}).get("content")
         if not tokens:
-            return Delta(text)
+            # OpenAI streams one token a chunk.
+            return Delta(text, tokens=1)
         logprob = math.fsum(token["logprob"] for token in tokens)
         self._logprob_sum += logprob
         self._logprob_count += len(tokens)
-        return Delta(text, logprob)
+        return Delta(text, logprob, len(tokens))
 
-    def finish(self, messages: Sequence[Message]) -> Finish:
+    def finish(self) -> Finish:
         if self._finish_reason is None:
             raise ProviderError(
                 ErrorKind.UPSTREAM_ERROR, "the stream ended without a finish_reason"
             )
-        # Some compatible servers ignore include_usage: then count what can be counted.
-        usage = self._usage or Usage(_estimate_tokens(messages), self._deltas)
+        # Some compatible servers ignore include_usage: the caller then counts (usage None).
         mean = self._logprob_sum / self._logprob_count if self._logprob_count else None
         raw = {"id": self._id, "finish_reason": self._finish_reason, "usage": self._raw_usage}
-        return Finish(usage, self._finish_reason, mean, raw)
+        return Finish(self._usage, self._finish_reason, mean, raw)
 
 
 def _stream_error(error: Any) -> ProviderError:
@@ -177,15 +174,3 @@ def _stream_error(error: Any) -> ProviderError:
     by_type = _ERROR_KINDS.get(str(error.get("type")), ErrorKind.UPSTREAM_ERROR)
     kind = _ERROR_KINDS.get(str(error.get("code")), by_type)
     return ProviderError(kind, str(error.get("message", error)))
-
-
-def _estimate_tokens(messages: Sequence[Message]) -> int:
-    """About four characters a token, the rule of thumb for English text."""
-    chars = 0
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            chars += len(content)
-        elif isinstance(content, Sequence):
-            chars += sum(len(part.get("text", "")) for part in content)
-    return math.ceil(chars / 4)

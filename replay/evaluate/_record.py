@@ -9,7 +9,7 @@ from typing import Any
 
 from atom_actors.cost import to_usd
 from atom_actors.datasets import ROUTELLM_RESPONSES
-from eventstore import NO_STREAM, EventStore, NewEvent
+from eventstore import NO_STREAM, NewEvent, open_store
 
 from ._dataset import Case, Prepared
 from ._figures import Evaluation, Progress, evaluate, quiet
@@ -44,7 +44,7 @@ def run(prepared: Prepared, db: str, progress: Progress = quiet) -> tuple[Evalua
         "train_size": len(prepared.train),
         "test_size": len(prepared.test),
     }
-    with EventStore(db) as store:
+    with open_store(db) as store:
         store.append(stream, [NewEvent("EvaluationStarted", started, metadata)], NO_STREAM)
         evaluation = evaluate(prepared, progress)
         decided = [

@@ -25,7 +25,7 @@ from atom_actors.cascade import (
 )
 from atom_actors.catalog import ModelSpec
 from atom_actors.combiners import MemberAnswer, combine
-from atom_actors.cost import estimate_message_tokens
+from atom_actors.cost import PromptSize, estimate_message_tokens
 from atom_actors.prompt_quality import Prediction
 from atom_actors.quality import Evidence
 from atom_actors.snapshot import (
@@ -106,7 +106,7 @@ def _request(
     prompt_tokens = estimate_message_tokens([{"role": "user", "content": case.prompt}])
     return RouteRequest(
         CAPABILITY,
-        prompt_tokens,
+        PromptSize.of_tokens(prompt_tokens),
         MAX_TOKENS,
         strategy,
         ensemble=ensemble or EnsembleSpec(),

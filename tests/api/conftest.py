@@ -25,7 +25,7 @@ from api.services import Limits, Services, build_services
 from atom_actors.catalog import CAPABILITIES, ModelSpec
 from atom_actors.projections import all_projections
 from atom_actors.system import ActorSystem
-from eventstore import EventStore
+from eventstore import EventStore, SQLiteStore
 from tests.atom_actors.conftest import FAKE_KEY_ENV, network_spec
 from tests.fakes.faults import Behaviour
 from tests.fakes.openai_server import FakeOpenAI
@@ -82,7 +82,7 @@ def db_path(tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(db_path: str) -> Iterator[EventStore]:
-    with EventStore(db_path, durability="normal") as s:
+    with SQLiteStore(db_path, durability="normal") as s:
         yield s
 
 

@@ -127,6 +127,15 @@ CASES: list[tuple[str, Any, str | None, str]] = [
     ("/api/advanced-ai/auth/session", {"minutes": 0}, "minutes", "minutes: must be at least 1"),
     ("/api/advanced-ai/auth/session", {"hours": 1}, "hours", "hours: unknown field"),
     ("/api/advanced-ai/streaming/events", {"topic": "t"}, "payload", "payload: required"),
+    # the admin routes
+    ("/api/advanced-ai/admin/keys", {}, "role", "role: required"),
+    ("/api/advanced-ai/admin/keys", {"role": "king"}, "role", "role: must be one of"),
+    ("/api/advanced-ai/admin/keys", {"role": "user", "tenant": "a b"}, "tenant",
+     "tenant 'a b' is not"),
+    ("/api/advanced-ai/admin/keys", {"role": "user", "period": "day"}, "period",
+     "period goes with budget_usd"),
+    ("/api/advanced-ai/admin/keys", {"role": "user", "budget_usd": -1}, "budget_usd",
+     "budget_usd: must be at least 0"),
 ]  # fmt: skip
 
 POSTS = sorted({route.path for route in ROUTES if route.method == "POST"})

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from api.auth import Role
-from api.keys import Budget, budget_stream
+from api.budgets import Budget, budget_stream
 from api.services import Limits
 from atom_actors.cost import to_usd
 from atom_actors.events import BudgetSet
@@ -87,8 +87,10 @@ async def test_fifty_concurrent_requests_never_overspend_a_keys_budget(
         assert row == {
             "scope": scope,
             "period": "total",
+            "period_start": None,
             "limit_usd": to_usd(LIMIT_PICO),
             "spent_usd": to_usd(spent),
+            "reserved_usd": 0.0,
             "remaining_usd": to_usd(LIMIT_PICO - spent),
         }
 
@@ -123,8 +125,8 @@ async def test_raising_a_keys_budget_lets_it_spend_again(
         assert (await post())[0] == 200
         status, error = await post()
         assert (status, error["error"]["type"]) == (402, "budget_exceeded")
-        raised = BudgetSet(f"key:{record.key_id}", 1_000_000_000, "total")
-        [position] = await store.append_async(budget_stream(record.key_id), [raised.new()])
+        raised = BudgetSet(scope=f"key:{record.key_id}", limit_pico=1_000_000_000, period="total")
+        [position] = await store.append_async(budget_stream(f"key:{record.key_id}"), [raised.new()])
         assert await api.services.projections.wait_until(position, timeout=10)
         assert (await post())[0] == 200
         assert _spent_in(store, f"key:{record.key_id}") == 2 * COST_PICO

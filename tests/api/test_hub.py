@@ -16,7 +16,7 @@ from api.hub import (
     json_equal,
     matches,
 )
-from atom_actors.gateway import audience_of
+from atom_actors.principal import tenancy_of
 
 scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
 
@@ -151,11 +151,20 @@ def test_a_requests_news_reaches_its_own_audience_and_the_operators_only() -> No
 
 def test_a_trusted_tools_requests_are_for_operators_only() -> None:
     hub = StreamHub()
-    tenantless = hub.connect(Closes(), audience_of("k1", None))
+    tenantless = hub.connect(Closes(), tenancy_of("k1", None))
     operator = hub.connect(Closes())
     hub.subscribe(tenantless, ["requests"], {})
     hub.subscribe(operator, ["requests"], {})
-    assert hub.publish("requests", {"state": "received"}, audience_of(None, None)) == 1
+    assert hub.publish("requests", {"state": "received"}, tenancy_of(None, None)) == 1
     assert operator.pending == 1 and tenantless.pending == 0
-    # Keys without a tenant are one tenant together.
-    assert audience_of("k1", None) == audience_of("k2", None) != audience_of("k1", "a")
+
+
+def test_a_key_without_a_tenant_is_a_tenancy_of_its_own() -> None:
+    hub = StreamHub()
+    first = hub.connect(Closes(), tenancy_of("k1", None))
+    second = hub.connect(Closes(), tenancy_of("k2", None))
+    for subscriber in (first, second):
+        hub.subscribe(subscriber, ["requests"], {})
+    assert hub.publish("requests", {"state": "received"}, tenancy_of("k1", None)) == 1
+    assert (first.pending, second.pending) == (1, 0)
+    assert len({tenancy_of("k1", None), tenancy_of("k2", None), tenancy_of("k1", "a")}) == 3

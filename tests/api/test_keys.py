@@ -20,7 +20,7 @@ from api.keys import (
     read_records,
     revoke,
 )
-from eventstore import EventStore, LogReader, NewEvent, fold
+from eventstore import EventStore, NewEvent, SQLiteReader, SQLiteStore, fold
 from tests.api.conftest import ATOM, Api, atom, issue_key
 
 STATUS = "/api/advanced-ai/streaming/status"
@@ -93,7 +93,7 @@ def test_atom_keys_create_list_revoke(db_path: str) -> None:
     assert atom("keys", "revoke", "--db", db_path, key_id).stdout == (
         f"{key_id} was already revoked\n"
     )
-    with LogReader(db_path) as reader:
+    with SQLiteReader(db_path) as reader:
         [record] = read_records(reader)
     assert record.revoked
 
@@ -102,14 +102,20 @@ def test_atom_keys_create_list_revoke(db_path: str) -> None:
     ("args", "error"),
     [
         (["create", "--role", "user", "--period", "day"], "--period needs --budget-usd"),
-        (["create", "--role", "user", "--budget-usd", "-1"], "finite amount of USD >= 0"),
-        (["create", "--role", "user", "--budget-usd", "nan"], "finite amount of USD >= 0"),
+        (
+            ["create", "--role", "user", "--budget-usd", "-1"],
+            "a budget is an amount of USD from 0 to 1,000,000",
+        ),
+        (
+            ["create", "--role", "user", "--budget-usd", "nan"],
+            "a budget is an amount of USD from 0 to 1,000,000",
+        ),
         (["create", "--role", "root"], "invalid choice: 'root'"),
         (["revoke", "abc"], "no key 'abc'"),
     ],
 )
 def test_atom_keys_refuses_bad_input(db_path: str, args: list[str], error: str) -> None:
-    EventStore(db_path).close()
+    SQLiteStore(db_path).close()
     result = atom("keys", *args, "--db", db_path)
     assert result.returncode in (1, 2)
     assert error in result.stderr

@@ -53,7 +53,7 @@ def test_misuse_is_refused() -> None:
 
 
 async def test_metrics_count_requests_by_route_and_status(api: Api) -> None:
-    key = api.keys[Role.VIEWER]
+    key = api.keys[Role.OPERATOR]
     await api.call("GET", "/api/advanced-ai/health")
     await api.call("GET", "/api/advanced-ai/streaming/status")
     await api.call("GET", "/no/such/path/12345")

@@ -284,13 +284,14 @@ async def test_the_router_picks_by_capability_strategy_allow_and_deny(
 async def test_constraints_max_cost_and_min_quality_exclude_models_with_reasons(
     fleet: Fleet,
 ) -> None:
-    # "hi" is estimated at 8 prompt tokens: with 16 answer tokens dear reserves
-    # 8 x 30 + 16 x 60 = 1200 micro-USD, mid 264 and cheap 20.
+    # "hi" is bounded at 18 prompt tokens (2 bytes, 8 for the message, 8 for the reply's
+    # priming): with 16 answer tokens dear reserves 18 x 30 + 16 x 60 = 1500 micro-USD, mid
+    # 294 and cheap 25.
     body = {"prompt": "hi", "max_tokens": 16, "strategy": "quality_first"}
     status, answer = await fleet.post(PROCESS, {**body, "constraints": {"max_cost_usd": 0.0005}})
     assert (status, answer["model"]) == (200, "mid")
     [dear] = [x for x in answer["route"]["excluded"] if x["model"] == "dear"]
-    assert dear["reason"] == "cost: 0.0012 > max_cost_usd 0.0005"
+    assert dear["reason"] == "cost: 0.0015 > max_cost_usd 0.0005"
     assert answer["cost_usd"] <= 0.0005
 
     body["strategy"] = "cost_first"
@@ -609,8 +610,8 @@ async def test_performance_orchestration_and_dashboard_reflect_the_requests_made
 
     _, performance = await fleet.get("/api/advanced-ai/performance?consistent=true")
     models = performance["models"]
-    assert {n: m["requests"] for n, m in models.items()} == {"dear": 3, "cheap": 4, "mid": 1}
-    assert models["dear"]["errors"] == 1
+    assert {n: m["calls"] for n, m in models.items()} == {"dear": 3, "cheap": 4, "mid": 1}
+    assert models["dear"]["failed"] == 1
     assert models["dear"]["errors_by_kind"] == {"auth": 1}
     for name, row in models.items():
         mine = [c for c in calls if c["model"] == name]
@@ -670,26 +671,32 @@ async def test_consistent_reads_wait_for_your_last_write(fleet: Fleet) -> None:
     assert fresh["traffic"]["completed"] == 1
     assert fresh["spend_usd"] == answer["cost_usd"]
     _, performance = await fleet.get("/api/advanced-ai/performance?consistent=true")
-    assert performance["models"]["cheap"]["requests"] == 1
+    assert performance["models"]["cheap"]["calls"] == 1
     _, orchestration = await fleet.get("/api/advanced-ai/orchestration/performance?consistent=1")
     assert orchestration["strategies"]["direct"]["requests"] == 1
 
 
 async def test_the_dashboard_shows_budgets_against_spend(fleet: Fleet) -> None:
-    limit = BudgetSet("global", 10_000_000_000, "total")  # 0.01 USD
+    limit = BudgetSet(scope="global", limit_pico=10_000_000_000, period="total")  # 0.01 USD
     fleet.store.append("budget-global", [limit.new()])
     status, answer = await fleet.post(PROCESS, {"model": "mid", "prompt": "hi", "max_tokens": 16})
     assert status == 200
-    _, dashboard = await fleet.get("/api/advanced-ai/dashboard?consistent=true")
+    operator = fleet.api.keys[Role.OPERATOR]
+    _, dashboard = await fleet.get("/api/advanced-ai/dashboard?consistent=true", key=operator)
     assert dashboard["budgets"] == [
         {
             "scope": "global",
             "period": "total",
+            "period_start": None,
             "limit_usd": 0.01,
             "spent_usd": answer["cost_usd"],
+            "reserved_usd": 0.0,
             "remaining_usd": to_usd(10_000_000_000 - round(answer["cost_usd"] * 1e12)),
         }
     ]
+    # The global budget sums every tenant's spend: an operator's figure, not a user's.
+    _, mine = await fleet.get("/api/advanced-ai/dashboard?consistent=true")
+    assert mine["budgets"] == [] and mine["spend_usd"] == answer["cost_usd"]
 
 
 async def test_recommendations_rank_models_and_strategies_for_a_task(fleet: Fleet) -> None:

@@ -187,7 +187,8 @@ async def test_a_requests_tokens_arrive_on_the_websocket_in_order_once(
         reply=LONG, first_token_delay=0.5, tokens_per_second=200
     )
     api = fleet.api
-    async with api.http.ws_connect(api.ws_url(), headers=bearer(api.keys[Role.VIEWER])) as ws:
+    # The poster's own key: a key without a tenant watches its own requests only.
+    async with api.http.ws_connect(api.ws_url(), headers=bearer(fleet.key)) as ws:
         await ws.send_json({"op": "subscribe", "topics": ["requests"]})
         assert await ws.receive_json(timeout=5) == {"type": "subscribed", "topics": ["requests"]}
         body = {"model": "cheap", "prompt": "count", "stream": stream}
@@ -240,7 +241,7 @@ async def test_a_websocket_session_token_follows_a_request(fleet: Fleet) -> None
     """Browsers open the WebSocket with a session token instead of a header."""
     api = fleet.api
     status, session, _ = await api.call(
-        "POST", "/api/advanced-ai/auth/session", key=api.keys[Role.VIEWER], json={"minutes": 1}
+        "POST", "/api/advanced-ai/auth/session", key=fleet.key, json={"minutes": 1}
     )
     assert status == 200
     async with api.http.ws_connect(api.ws_url() + f"?token={session['token']}") as ws:

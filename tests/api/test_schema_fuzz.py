@@ -29,7 +29,7 @@ from api.services import Limits, build_services
 from atom_actors.catalog import CAPABILITIES
 from atom_actors.projections import all_projections
 from atom_actors.system import ActorSystem
-from eventstore import EventStore
+from eventstore import SQLiteStore
 from tests.api.conftest import bearer, issue_key
 from tests.atom_actors.conftest import fake_env_factory, network_spec
 from tests.fakes.openai_server import FakeOpenAI
@@ -45,7 +45,7 @@ schema.config.checks.negative_data_rejection.expected_statuses.append("413")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A server on its own thread and loop (schemathesis calls it synchronously), and a key."""
     db = Path(tmp_path_factory.mktemp("fuzz")) / "atom.db"
-    store = EventStore(str(db), durability="normal")
+    store = SQLiteStore(str(db), durability="normal")
     key = issue_key(store, Role.ADMIN)
     # No rate limit: the fuzzer would spend its examples on 429s.
     loop = asyncio.new_event_loop()

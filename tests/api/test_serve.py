@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from api.server import GC_THRESHOLDS, _collecting_less
-from eventstore import LogReader
+from eventstore import SQLiteReader
 from tests.api.conftest import ATOM, atom, bearer, sse_events
 
 
@@ -114,7 +114,7 @@ async def test_serve_prints_an_admin_key_once_serves_and_stops_cleanly(tmp_path:
     assert rest[-1] == "atom: stopped"
     verified = atom("replay", "verify", "--db", db)
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    with LogReader(db) as reader:
+    with SQLiteReader(db) as reader:
         [event] = reader.read_stream("broadcast-t")
     assert event.position == published["position"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from eventstore import LogReader
+from eventstore import SQLiteReader
 from tests.api.conftest import ATOM, atom, bearer, sse_events
 from tests.atom_actors.conftest import FAKE_KEY_ENV
 from tests.fakes.faults import Behaviour
@@ -127,7 +127,7 @@ async def test_sigterm_under_load_answers_what_is_in_flight_on_the_record(
     # In flight when the signal came, each one was answered within the grace period.
     assert [status for status, _ in results] == [200] * REQUESTS, results
     assert all(answer["latency_ms"] >= 300 for _, answer in results)
-    with LogReader(db) as reader:
+    with SQLiteReader(db) as reader:
         log = list(reader.read_all())
     completed = {e.data["request_id"]: e for e in log if e.type == "RequestCompleted"}
     for _, answer in results:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from api.auth import Role
 from tests.api.conftest import Api, bearer
 
@@ -37,8 +39,18 @@ async def test_a_broadcast_is_in_the_log_before_any_subscriber_hears_of_it(api: 
 
 
 async def test_a_broadcast_nobody_listens_to_is_still_recorded(api: Api) -> None:
-    body = {"topic": "requests", "payload": {"n": 1}}
+    body = {"topic": "deploys", "payload": {"n": 1}}
     status, answer, _ = await api.call("POST", EVENTS, key=api.keys[Role.ADMIN], json=body)
     assert (status, answer["delivered"]) == (202, 0)
-    [recorded] = api.services.store.read_stream("broadcast-requests")
+    [recorded] = api.services.store.read_stream("broadcast-deploys")
     assert recorded.position == answer["position"]
+
+
+@pytest.mark.parametrize("topic", ["requests", "tokens:01a2", "tokens:"])
+async def test_nobody_publishes_on_the_gateways_own_topics(api: Api, topic: str) -> None:
+    # A broadcast there would read as another tenant's request or tokens.
+    body = {"topic": topic, "payload": {"request_id": "x", "state": "completed"}}
+    status, answer, _ = await api.call("POST", EVENTS, key=api.keys[Role.ADMIN], json=body)
+    assert status == 400 and answer["error"]["field"] == "topic"
+    assert "the gateway's own" in answer["error"]["message"]
+    assert api.services.store.read_stream(f"broadcast-{topic}") == []

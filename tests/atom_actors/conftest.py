@@ -11,13 +11,14 @@ import pytest
 from hypothesis import strategies as st
 
 from atom_actors.catalog import CAPABILITIES, ModelSpec
+from atom_actors.cost import PromptSize
 from atom_actors.gateway import Gateway
 from atom_actors.projections import all_projections
 from atom_actors.providers import AsyncProvider, BlockingProvider, make_provider
 from atom_actors.quality import Evidence
 from atom_actors.snapshot import Health, ModelFigures, RouteRequest, RouteSnapshot, Strategy
 from atom_actors.system import ActorSystem
-from eventstore import EventStore, LiveProjections
+from eventstore import EventStore, LiveProjections, SQLiteStore
 from tests.fakes.openai_server import FakeOpenAI
 
 ALL = frozenset(CAPABILITIES)
@@ -117,11 +118,18 @@ def snapshots(draw: st.DrawFn) -> RouteSnapshot:
 
 
 @st.composite
+def prompt_sizes(draw: st.DrawFn) -> PromptSize:
+    """A prompt's estimate, and a bound of up to four bytes a character above it."""
+    estimate = draw(st.integers(0, 8_000))
+    return PromptSize(estimate, draw(st.integers(estimate, 16 * estimate)), draw(st.integers(0, 2)))
+
+
+@st.composite
 def route_requests(draw: st.DrawFn, strategy: Strategy | None = None) -> RouteRequest:
     return RouteRequest(
         capability=draw(capability_names),
-        prompt_tokens=draw(st.integers(0, 8_000)),
-        max_tokens=draw(st.integers(1, 4_000)),
+        prompt=draw(prompt_sizes()),
+        max_tokens=draw(st.none() | st.integers(1, 4_000)),
         strategy=strategy or draw(st.sampled_from(Strategy)),
         allow=draw(st.none() | st.frozensets(names, min_size=3)),
         deny=draw(st.frozensets(names, max_size=1)),
@@ -170,7 +178,7 @@ def fake_env_factory(spec: ModelSpec) -> AsyncProvider | BlockingProvider:
 def log(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EventStore]:
     # Durability full unless a test asks for another (parametrize "log", indirect=True).
     durability = getattr(request, "param", "full")
-    with EventStore(str(tmp_path / "log.db"), durability=durability) as store:
+    with SQLiteStore(str(tmp_path / "log.db"), durability=durability) as store:
         yield store
 
 

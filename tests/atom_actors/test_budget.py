@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atom_actors.budget import BudgetBook, BudgetExceeded, headroom, scopes_of
+from atom_actors.budget import BudgetBook, BudgetExceeded, headroom
+from atom_actors.cost import Settlement, SettleRule
 from atom_actors.events import BudgetSet, DomainEvent
 from atom_actors.projections import Budgets
 from eventstore import RecordedEvent
@@ -57,7 +58,7 @@ def test_settled_and_outstanding_money_never_exceeds_the_limit(
     limit: int, ops: list[tuple[str, int, float, int]]
 ) -> None:
     log = FoldedLog()
-    log.append(BudgetSet("global", limit, "total"))
+    log.append(BudgetSet(scope="global", limit_pico=limit, period="total"))
     log.fold_one()
     book = BudgetBook(lambda: log.state, lambda: log.position, lambda: NOW)
     open_: list[Any] = []
@@ -75,7 +76,8 @@ def test_settled_and_outstanding_money_never_exceeds_the_limit(
         elif op in ("settle", "fail") and open_:
             reservation = open_.pop(pick % len(open_))
             actual = 0 if op == "fail" else int(reservation.amount_pico * share)
-            book.settled_at(reservation, log.append(book.settle(reservation, actual)))
+            cost = Settlement(SettleRule.USAGE, 0, 0, actual)
+            book.settled_at(reservation, log.append(book.settle(reservation, cost)))
             settled_total += actual
         else:
             log.fold_one()
@@ -93,9 +95,9 @@ def test_settled_and_outstanding_money_never_exceeds_the_limit(
 
 def test_a_reservation_left_by_a_crash_counts_until_it_expires() -> None:
     log = FoldedLog()
-    log.append(BudgetSet("key:k1", 1000, "day"))
+    log.append(BudgetSet(scope="key:k1", limit_pico=1000, period="day"))
     crashed = BudgetBook(lambda: log.state, lambda: log.position, lambda: NOW)
-    _, reserved = crashed.reserve("r1", scopes_of("k1", None), 600, "m")
+    _, reserved = crashed.reserve("r1", ["global", "key:k1"], 600, "m")
     log.append(reserved)
     for _ in log.events:
         log.fold_one()

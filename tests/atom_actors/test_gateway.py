@@ -10,8 +10,10 @@ import pytest
 
 from atom_actors.answers import AnswerFormat, AnswerKind
 from atom_actors.events import BudgetSet
-from atom_actors.gateway import Gateway, GatewayError, Principal, ProcessRequest
+from atom_actors.gateway import Gateway
+from atom_actors.principal import Principal, Role
 from atom_actors.providers import CallParams
+from atom_actors.request import GatewayError, ProcessRequest
 from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
 from eventstore import EventStore
 from tests.atom_actors.conftest import network_spec, story
@@ -20,7 +22,7 @@ from tests.fakes.openai_server import FakeOpenAI
 
 MakeGateway = Callable[..., Awaitable[Gateway]]
 ASK = [{"role": "user", "content": "What is 2 + 2?"}]
-USER = Principal("key-1", "user", "acme")
+USER = Principal(key_id="key-1", role=Role.USER, tenant="acme")
 
 
 def specs(upstream: FakeOpenAI, **prices: tuple[float, float]) -> list[Any]:
@@ -168,7 +170,9 @@ async def test_a_budget_is_never_overspent_by_concurrent_requests(
     gateway = await make_gateway(specs(upstream, m=(10.0, 30.0)))
     # A reservation here is about 20 prompt tokens x 10 + 50 x 30 USD/Mtok = 0.0017 USD.
     limit_pico = 8_000_000_000  # 0.008 USD: room for four reservations at a time
-    await log.append_async("budget-global", [BudgetSet("global", limit_pico, "total").new()])
+    await log.append_async(
+        "budget-global", [BudgetSet(scope="global", limit_pico=limit_pico, period="total").new()]
+    )
     await gateway.projections.wait_until(log.head(), timeout=5)
     outcomes = await asyncio.gather(
         *(
@@ -199,7 +203,9 @@ async def test_deterministic_answers_come_from_the_cache_per_tenant(
     assert "".join(streamed) == first.text
     assert len(upstream.requests) == 1
     assert story(log, second.request_id) == ["RequestReceived", "CacheHit", "RequestCompleted"]
-    other_tenant = await gateway.process(request, Principal("key-2", "user", "globex"))
+    other_tenant = await gateway.process(
+        request, Principal(key_id="key-2", role=Role.USER, tenant="globex")
+    )
     assert not other_tenant.cached and len(upstream.requests) == 2
     bypass = ProcessRequest(ASK, CallParams(max_tokens=8, temperature=0.0), "m", use_cache=False)
     assert not (await gateway.process(bypass, USER)).cached

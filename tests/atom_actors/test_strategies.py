@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atom_actors.catalog import ModelSpec
-from atom_actors.cost import reservation_pico, to_usd
+from atom_actors.cost import PromptSize, output_bound, reservation_pico, to_usd
 from atom_actors.quality import Evidence
 from atom_actors.snapshot import (
     CascadeSpec,
@@ -40,7 +40,7 @@ REASON = re.compile(
 )
 
 
-BASE = RouteRequest("reasoning", prompt_tokens=500, max_tokens=500)
+BASE = RouteRequest("reasoning", PromptSize.of_tokens(500), max_tokens=500)
 
 
 def request(strategy: Strategy = Strategy.QUALITY_FIRST, **fields: Any) -> RouteRequest:
@@ -85,7 +85,7 @@ def test_every_strategy_respects_the_constraints(
     for candidate in route(snapshot, req).candidates:
         model = next(m for m in snapshot.catalog if m.name == candidate.model)
         assert req.capability in model.capabilities
-        assert req.prompt_tokens + req.max_tokens <= model.context_window
+        assert req.prompt.estimate + output_bound(model, req.max_tokens) <= model.context_window
         assert snapshot.health_of(model.name) is not Health.OPEN
         assert model.name not in req.deny and model.name not in snapshot.unavailable
         assert req.allow is None or model.name in req.allow
@@ -120,7 +120,9 @@ def test_only_round_robin_depends_on_catalog_order(
 @given(snapshots(), st.integers(1, 60))
 def test_round_robin_stays_within_one_call_of_even(snapshot: RouteSnapshot, calls: int) -> None:
     capability = sorted(snapshot.catalog[0].capabilities)[0]
-    req = RouteRequest(capability, prompt_tokens=0, max_tokens=1, strategy=Strategy.ROUND_ROBIN)
+    req = RouteRequest(
+        capability, PromptSize.of_tokens(0), max_tokens=1, strategy=Strategy.ROUND_ROBIN
+    )
     picks: Counter[str] = Counter()
     for _ in range(calls):
         decision = route(snapshot, req)
@@ -142,7 +144,9 @@ def test_models_without_the_capability_are_excluded(catalog: tuple[ModelSpec, ..
 
 
 def test_a_request_must_fit_the_context_window(catalog: tuple[ModelSpec, ...]) -> None:
-    found = reasons(RouteSnapshot(catalog), request(prompt_tokens=8000, max_tokens=1000))
+    found = reasons(
+        RouteSnapshot(catalog), request(prompt=PromptSize.of_tokens(8000), max_tokens=1000)
+    )
     assert found["gpt-4"] == "context: needs 9000 > 8192"
 
 
@@ -382,7 +386,7 @@ def test_every_strategy_is_registered() -> None:
 @pytest.mark.parametrize(
     "fields",
     [
-        {"prompt_tokens": -1},
+        {"prompt": PromptSize(-1, 0)},
         {"max_tokens": 0},
         {"min_quality": 1.5},
         {"max_cost_usd": -1.0},

@@ -7,7 +7,14 @@ import sys
 import threading
 import time
 
-from eventstore import EventStore, NewEvent, Subscription, WrongExpectedVersion, verify_rows
+from eventstore import (
+    EventStore,
+    NewEvent,
+    Subscription,
+    WrongExpectedVersion,
+    open_store,
+    verify_rows,
+)
 
 
 def test_threads_racing_for_each_version_have_exactly_one_winner(store: EventStore) -> None:
@@ -49,9 +56,9 @@ def test_threads_racing_for_each_version_have_exactly_one_winner(store: EventSto
 
 _CHILD = """
 import sys
-from eventstore import EventStore, NewEvent
-path, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with EventStore(path) as store:
+from eventstore import NewEvent, open_store
+location, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open_store(location) as store:
     futures = [store.append_future(f"{name}-{i % 5}", [NewEvent("FromChild", {"i": i})])
                for i in range(count)]
     for f in futures:
@@ -59,12 +66,12 @@ with EventStore(path) as store:
 """
 
 
-def test_several_processes_append_to_one_log(db_path: str) -> None:
-    EventStore(db_path).close()
+def test_several_processes_append_to_one_log(location: str) -> None:
+    open_store(location).close()
     children = [
-        subprocess.Popen([sys.executable, "-c", _CHILD, db_path, f"p{k}", "300"]) for k in range(3)
+        subprocess.Popen([sys.executable, "-c", _CHILD, location, f"p{k}", "300"]) for k in range(3)
     ]
-    with EventStore(db_path) as store:
+    with open_store(location) as store:
         for i in range(300):
             store.append(f"parent-{i % 5}", [NewEvent("FromParent", {"i": i})])
         for child in children:
@@ -80,8 +87,8 @@ def test_several_processes_append_to_one_log(db_path: str) -> None:
             )
 
 
-def test_a_subscriber_sees_another_process_events_within_a_second(db_path: str) -> None:
-    with EventStore(db_path) as store:
+def test_a_subscriber_sees_another_process_events_within_a_second(location: str) -> None:
+    with open_store(location) as store:
         store.append("before", [NewEvent("Old", {})])
         subscription = Subscription(store, after=0)
         seen: list[tuple[int, float]] = []
@@ -96,7 +103,7 @@ def test_a_subscriber_sees_another_process_events_within_a_second(db_path: str) 
         follower.start()
         started = time.monotonic()
         child = subprocess.run(
-            [sys.executable, "-c", _CHILD, db_path, "other", "10"], timeout=60, check=True
+            [sys.executable, "-c", _CHILD, location, "other", "10"], timeout=60, check=True
         )
         assert child.returncode == 0
         finished = time.monotonic()

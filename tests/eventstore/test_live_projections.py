@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from eventstore import EventStore, LiveProjections, NewEvent, canonical, fold
-from eventstore.projection import ProjectionTable
+from eventstore import EventStore, LiveProjections, NewEvent, SQLiteProjectionTable, canonical, fold
+from eventstore.postgres import PostgresProjectionTable
 from tests.eventstore.test_projection import Spend
 
 
@@ -63,14 +63,16 @@ class HeldSaves:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.entered, self.released = threading.Event(), threading.Event()
-        save_many = ProjectionTable.save_many
+        for table in (SQLiteProjectionTable, PostgresProjectionTable):
+            monkeypatch.setattr(table, "save_many", self._held(table.save_many))
 
-        def held(table: ProjectionTable, saves: Any) -> None:
+    def _held(self, save_many: Any) -> Any:
+        def held(table: Any, saves: Any) -> None:
             self.entered.set()
             self.released.wait(10)
             save_many(table, saves)
 
-        monkeypatch.setattr(ProjectionTable, "save_many", held)
+        return held
 
     async def started(self, store: EventStore) -> LiveProjections:
         """Live projections saving at every fold, with a save under way (held)."""
@@ -118,3 +120,20 @@ async def test_a_save_asked_for_during_the_periodic_one_waits_for_it(
     await asked
     await live.stop()
     assert await stored_count(store) == (position, 2)
+
+
+async def test_live_projections_of_two_processes_on_one_log_both_save(store: EventStore) -> None:
+    # Two gateways on one log keep the same projections: neither stops for the other's saves,
+    # and what is stored is always a state with its own checkpoint.
+    first, second = (LiveProjections(store, [Count()], save_every_s=0.0) for _ in range(2))
+    await first.start()
+    await second.start()
+    for _ in range(20):
+        position = (await store.append_async("x", [called("a", 1)]))[-1]
+        await asyncio.gather(first.save(), second.save())
+    assert await first.wait_until(position, timeout=5)
+    assert await second.wait_until(position, timeout=5)
+    await first.stop()
+    await second.stop()
+    stored_position, count = await stored_count(store)
+    assert count == stored_position == position

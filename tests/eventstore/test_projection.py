@@ -19,8 +19,10 @@ from eventstore import (
     NewEvent,
     ProjectionRunner,
     RecordedEvent,
+    SQLiteStore,
     canonical,
     fold,
+    open_store,
 )
 
 
@@ -59,7 +61,7 @@ def test_incremental_state_equals_rebuild_from_zero(
     tmp_path_factory: pytest.TempPathFactory, events: list[tuple[str, int, bool]], cuts: list[int]
 ) -> None:
     path = str(tmp_path_factory.mktemp("proj") / "log.db")
-    with EventStore(path) as store:
+    with SQLiteStore(path) as store:
         for model, cost, noise in events:
             store.append("calls", [_called(model, cost) if not noise else NewEvent("Other", {})])
         # Incrementally, in arbitrary steps and with restarts in between.
@@ -151,8 +153,8 @@ def test_a_state_stored_in_another_database(store: EventStore, tmp_path: Path) -
 _RUNNER = """
 import sys
 from tests.eventstore.test_projection import Spend
-from eventstore import EventStore, ProjectionRunner
-with EventStore(sys.argv[1]) as store:
+from eventstore import ProjectionRunner, open_store
+with open_store(sys.argv[1]) as store:
     runner = ProjectionRunner(store, Spend(), page_size=50)
     print("started", flush=True)
     runner.catch_up()
@@ -160,10 +162,9 @@ with EventStore(sys.argv[1]) as store:
 
 
 @pytest.mark.slow
-def test_a_runner_killed_mid_run_resumes_without_double_counting(tmp_path: Path) -> None:
-    path = str(tmp_path / "log.db")
+def test_a_runner_killed_mid_run_resumes_without_double_counting(location: str) -> None:
     rng = random.Random(7)
-    with EventStore(path) as store:
+    with open_store(location) as store:
         futures = [
             store.append_future("calls", [_called(rng.choice("abc"), rng.randint(0, 99))])
             for _ in range(20_000)
@@ -174,7 +175,7 @@ def test_a_runner_killed_mid_run_resumes_without_double_counting(tmp_path: Path)
     kills = 0
     for _ in range(5):
         child = subprocess.Popen(
-            [sys.executable, "-c", _RUNNER, path],
+            [sys.executable, "-c", _RUNNER, location],
             stdout=subprocess.PIPE,
             text=True,
             cwd=Path(__file__).parents[2],
@@ -187,7 +188,7 @@ def test_a_runner_killed_mid_run_resumes_without_double_counting(tmp_path: Path)
             kills += 1
         child.wait(timeout=30)
     assert kills >= 1
-    with EventStore(path) as store:
+    with open_store(location) as store:
         runner = ProjectionRunner(store, Spend())
         assert runner.position > 0
         runner.catch_up()

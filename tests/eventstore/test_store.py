@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -16,15 +16,20 @@ from eventstore import (
     Durability,
     EventStore,
     LogFormatTooNew,
-    LogReader,
     NewEvent,
     NotAnEventLog,
+    SQLiteReader,
+    SQLiteStore,
     StoreClosed,
     StreamAppend,
     Upcasters,
     WrongExpectedVersion,
+    open_reader,
+    open_store,
     verify_rows,
 )
+from eventstore._writer import GroupCommitWriter
+from tests.logs import DriverError, WriteLocked, execute
 
 
 def ev(type_: str = "Happened", **data: object) -> NewEvent:
@@ -114,9 +119,9 @@ def test_a_batch_partly_appended_before_is_a_conflict(store: EventStore) -> None
     assert store.head() == 1
 
 
-def test_duplicate_event_id_within_one_group_commit(store: EventStore, db_path: str) -> None:
+def test_duplicate_event_id_within_one_group_commit(store: EventStore, location: str) -> None:
     same = ev(n=1)
-    with _write_locked(db_path):
+    with WriteLocked(location):
         store.append_future("sentinel", [ev()])
         _wait_until_taken(store)
         first = store.append_future("a", [same])
@@ -127,9 +132,9 @@ def test_duplicate_event_id_within_one_group_commit(store: EventStore, db_path: 
 
 
 def test_a_failing_request_does_not_affect_others_in_its_group(
-    store: EventStore, db_path: str
+    store: EventStore, location: str
 ) -> None:
-    with _write_locked(db_path):
+    with WriteLocked(location):
         # The writer takes the first append and blocks on the lock; the next three queue
         # behind it and so travel in one group.
         first = store.append_future("first", [ev()])
@@ -162,19 +167,17 @@ def test_data_that_is_not_json_is_refused_before_queueing(store: EventStore) -> 
     assert store.head() == 0
 
 
-def test_triggers_refuse_update_and_delete(store: EventStore, db_path: str) -> None:
+def test_triggers_refuse_update_and_delete(store: EventStore, location: str) -> None:
     store.append("a", [ev(n=1)])
-    conn = sqlite3.connect(db_path)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE events SET data = '{}' WHERE position = 1")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM events")
-    conn.close()
+    with pytest.raises(DriverError, match="append-only"):
+        execute(location, "UPDATE events SET data = '{}' WHERE position = 1")
+    with pytest.raises(DriverError, match="append-only"):
+        execute(location, "DELETE FROM events")
     assert store.read_stream("a")[0].data == {"n": 1}
 
 
-def test_group_commit_acknowledges_only_after_commit(store: EventStore, db_path: str) -> None:
-    lock = _write_locked(db_path)
+def test_group_commit_acknowledges_only_after_commit(store: EventStore, location: str) -> None:
+    lock = WriteLocked(location)
     with lock:
         futures = [store.append_future(f"s{i}", [ev(i=i)]) for i in range(50)]
         # The writer cannot commit while another connection holds the write lock.
@@ -184,16 +187,14 @@ def test_group_commit_acknowledges_only_after_commit(store: EventStore, db_path:
     # Queued while the lock was held, the 50 appends shared a few transactions.
     assert store.stats.commits <= 3
     # Acknowledged means visible to any other connection.
-    other = sqlite3.connect(db_path)
-    assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 50
-    other.close()
+    assert execute(location, "SELECT count(*) FROM events") == [(50,)]
 
 
 @pytest.mark.parametrize("durability", ["full", "normal"])
 def test_durability_sets_sqlite_synchronous(db_path: str, durability: str) -> None:
-    with EventStore(db_path, durability=durability) as s:
-        level = s._write_conn.execute("PRAGMA synchronous").fetchone()[0]
-        mode = s._write_conn.execute("PRAGMA journal_mode").fetchone()[0]
+    with SQLiteStore(db_path, durability=durability) as s:
+        level = s._conn.execute("PRAGMA synchronous").fetchone()[0]
+        mode = s._conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     assert level == {"full": 2, "normal": 1}[durability]
     assert Durability(durability).value == durability
@@ -209,13 +210,13 @@ def test_correlation_and_causation_ids_round_trip(store: EventStore) -> None:
     assert e.metadata["actor"] == "x"
 
 
-def test_upcasting_on_read_leaves_the_log_untouched(db_path: str) -> None:
-    with EventStore(db_path) as s:
+def test_upcasting_on_read_leaves_the_log_untouched(location: str) -> None:
+    with open_store(location) as s:
         s.append("a", [NewEvent("Priced", {"usd": 2}, schema_version=1)])
         s.append("a", [NewEvent("Priced", {"cost": {"usd": 3}}, schema_version=2)])
     upcasters = Upcasters()
     upcasters.register("Priced", 1, lambda d: {"cost": {"usd": d["usd"]}})
-    with EventStore(db_path, upcasters=upcasters) as s:
+    with open_store(location, upcasters=upcasters) as s:
         events = s.read_stream("a")
         assert [(e.schema_version, e.data) for e in events] == [
             (2, {"cost": {"usd": 2}}),
@@ -226,32 +227,32 @@ def test_upcasting_on_read_leaves_the_log_untouched(db_path: str) -> None:
     assert raw[0] == '{"usd":2}'
 
 
-def test_appending_after_close_is_refused(db_path: str) -> None:
-    s = EventStore(db_path)
+def test_appending_after_close_is_refused(location: str) -> None:
+    s = open_store(location)
     s.close()
     with pytest.raises(StoreClosed):
         s.append("a", [ev()])
 
 
-def test_close_commits_what_was_queued(db_path: str) -> None:
-    s = EventStore(db_path)
+def test_close_commits_what_was_queued(location: str) -> None:
+    s = open_store(location)
     futures = [s.append_future("a", [ev(i=i)]) for i in range(200)]
     s.close()
     assert all(f.done() and not f.exception() for f in futures)
-    with EventStore(db_path) as again:
+    with open_store(location) as again:
         assert again.head() == 200
 
 
 def test_opening_a_missing_file_without_create(tmp_path: Path) -> None:
     with pytest.raises(NotAnEventLog, match="no such file"):
-        EventStore(str(tmp_path / "nope.db"), create=False)
+        SQLiteStore(str(tmp_path / "nope.db"), create=False)
 
 
 def test_opening_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
     path = tmp_path / "text.db"
     path.write_text("hello, not a database\n" * 10)
     with pytest.raises(NotAnEventLog, match="not an SQLite database"):
-        EventStore(str(path))
+        SQLiteStore(str(path))
     assert path.read_text().startswith("hello")
 
 
@@ -262,20 +263,20 @@ def test_opening_an_sqlite_file_that_is_not_a_log(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with pytest.raises(NotAnEventLog, match="not an ATOM event log"):
-        EventStore(str(path))
+        SQLiteStore(str(path))
 
 
 def test_opening_a_log_from_a_newer_atom(db_path: str) -> None:
-    EventStore(db_path).close()
+    SQLiteStore(db_path).close()
     conn = sqlite3.connect(db_path)
     conn.execute(f"PRAGMA user_version = {LOG_FORMAT + 1}")
     conn.commit()
     conn.close()
     with pytest.raises(LogFormatTooNew, match="newer ATOM"):
-        EventStore(db_path)
+        SQLiteStore(db_path)
 
 
-async def test_append_async_never_blocks_the_loop(store: EventStore, db_path: str) -> None:
+async def test_append_async_never_blocks_the_loop(store: EventStore, location: str) -> None:
     ticks = 0
 
     async def ticker() -> None:
@@ -285,7 +286,7 @@ async def test_append_async_never_blocks_the_loop(store: EventStore, db_path: st
             await asyncio.sleep(0)
 
     task = asyncio.create_task(ticker())
-    lock = _write_locked(db_path)
+    lock = WriteLocked(location)
     lock.__enter__()
     append = asyncio.create_task(store.append_async("a", [ev()]))
     await asyncio.sleep(0.05)
@@ -302,27 +303,12 @@ async def test_append_async_never_blocks_the_loop(store: EventStore, db_path: st
 
 
 def _wait_until_taken(store: EventStore) -> None:
+    queue = cast(GroupCommitWriter, store)._queue
     for _ in range(1000):
-        if store._queue.empty():
+        if queue.empty():
             return
         time.sleep(0.001)
     raise AssertionError("the writer did not take the queued append")
-
-
-class _write_locked:
-    """Hold SQLite's write lock from another connection, so the writer must queue."""
-
-    def __init__(self, path: str) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._acquired = threading.Event()
-
-    def __enter__(self) -> _write_locked:
-        self._conn.execute("BEGIN IMMEDIATE")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._conn.execute("ROLLBACK")
-        self._conn.close()
 
 
 def test_a_batch_over_several_streams_is_all_or_nothing(store: EventStore) -> None:
@@ -343,8 +329,8 @@ def test_a_batch_over_several_streams_is_all_or_nothing(store: EventStore) -> No
     assert store.head() == 4
 
 
-def test_a_failed_unit_in_a_group_leaves_no_trace(store: EventStore, db_path: str) -> None:
-    with _write_locked(db_path):
+def test_a_failed_unit_in_a_group_leaves_no_trace(store: EventStore, location: str) -> None:
+    with WriteLocked(location):
         store.append_future("first", [ev()])
         _wait_until_taken(store)
         before = store.append_future("a", [ev(n=1)])
@@ -361,21 +347,26 @@ def test_a_failed_unit_in_a_group_leaves_no_trace(store: EventStore, db_path: st
     assert verify_rows(store.iter_raw()).ok
 
 
-def test_a_reader_changes_nothing_and_sees_the_writer(db_path: str) -> None:
-    with EventStore(db_path) as store:
+def test_a_reader_changes_nothing_and_sees_the_writer(location: str) -> None:
+    with open_store(location) as store:
         store.append("a", [ev(n=1)])
-        with LogReader(db_path) as reader:
+        with open_reader(location) as reader:
             assert [e.data for e in reader.read_all()] == [{"n": 1}]
             store.append("a", [ev(n=2)])
             assert reader.head() == 2
-            with pytest.raises(sqlite3.OperationalError):
-                reader._reader().execute("INSERT INTO events (position) VALUES (99)")
+            assert reader.stream_version("a") == 1
+
+
+def test_an_sqlite_reader_cannot_write(db_path: str) -> None:
+    SQLiteStore(db_path).close()
+    with SQLiteReader(db_path) as reader, pytest.raises(sqlite3.OperationalError):
+        reader._reader().execute("INSERT INTO events (position) VALUES (99)")
 
 
 def test_a_reader_refuses_what_is_not_a_log(tmp_path: Path) -> None:
     with pytest.raises(NotAnEventLog, match="no such file"):
-        LogReader(str(tmp_path / "missing.db"))
+        SQLiteReader(str(tmp_path / "missing.db"))
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).close()
     with pytest.raises(NotAnEventLog, match="not an ATOM event log"):
-        LogReader(str(empty))
+        SQLiteReader(str(empty))

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from eventstore import (
     ANY,
     NO_STREAM,
     DuplicateEventConflict,
-    EventStore,
     NewEvent,
     WrongExpectedVersion,
+    open_store,
     verify_rows,
 )
 
@@ -29,10 +34,13 @@ payloads = st.dictionaries(
 
 
 class StoreMachine(RuleBasedStateMachine):
+    """One backend's store, on a new log for every example."""
+
+    new_location: Callable[[], str]
+
     def __init__(self) -> None:
         super().__init__()
-        self._dir = tempfile.TemporaryDirectory()
-        self.store = EventStore(str(Path(self._dir.name) / "log.db"))
+        self.store = open_store(self.new_location())
         # The model: the log as a list, and the batches appended so far with their positions.
         self.log: list[tuple[str, int, NewEvent]] = []
         self.batches: list[tuple[str, list[NewEvent], list[int]]] = []
@@ -100,8 +108,10 @@ class StoreMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.store.close()
-        self._dir.cleanup()
 
 
-StoreMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=15, deadline=None)
-TestStore = StoreMachine.TestCase
+def test_the_store_behaves_as_its_model(new_location: Callable[[], str]) -> None:
+    machine = type("Machine", (StoreMachine,), {"new_location": staticmethod(new_location)})
+    run_state_machine_as_test(
+        machine, settings=settings(max_examples=25, stateful_step_count=15, deadline=None)
+    )

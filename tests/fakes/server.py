@@ -49,6 +49,17 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
+class Bill:
+    """What the real upstream would charge for one generation request: the prompt and the
+    tokens it sent, nothing for a request it failed before any output."""
+
+    model: str
+    prompt: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
 class Frames:
     """A streamed answer as wire bytes: opening events, one per token, closing events."""
 
@@ -86,6 +97,7 @@ class FakeServer(ABC):
         self.record = record
         self.requests: list[RecordedRequest] = []
         self.disconnects: list[RecordedRequest] = []
+        self.bills: list[Bill] = []
         self._faults: list[ArmedFault] = []
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -208,12 +220,23 @@ class FakeServer(ABC):
         except BadRequest as refused:
             return self.error(refused.status, refused.message)
         fault = self._claim(call.model)
+        sent = _Sent()
         try:
-            return await self._answer(request, call, fault)
+            return await self._answer(request, call, fault, sent)
         except (asyncio.CancelledError, ConnectionResetError):
             if recorded is not None and (fault is None or fault.kind is not FaultKind.RESET):
                 self.disconnects.append(recorded)
             raise
+        finally:
+            billed = sent.tokens is not None and (sent.tokens > 0 or sent.complete)
+            self.bills.append(
+                Bill(
+                    call.model,
+                    call.prompt,
+                    call.prompt_tokens if billed else 0,
+                    (sent.tokens or 0) if billed else 0,
+                )
+            )
 
     def remember(self, request: web.Request, body: Any) -> RecordedRequest | None:
         """Record a request, unless recording is off (as for benchmarks)."""
@@ -234,7 +257,7 @@ class FakeServer(ABC):
         return None
 
     async def _answer(
-        self, request: web.Request, call: Call, fault: Fault | None
+        self, request: web.Request, call: Call, fault: Fault | None, sent: _Sent
     ) -> web.StreamResponse:
         behaviour = self.models.get(call.model, self.default)
         reply = behaviour.reply if behaviour.reply is not None else echo_reply(call.prompt)
@@ -242,14 +265,17 @@ class FakeServer(ABC):
         if fault is not None and fault.after is None:
             return await self._fail_before_headers(request, fault)
         if not call.stream:
-            return await self._answer_json(request, call, completion, behaviour, fault)
+            answered = await self._answer_json(request, call, completion, behaviour, fault)
+            sent.finish(len(completion.tokens) if answered.status == 200 and not fault else 0)
+            return answered
         frames = self.frames(call, completion, behaviour)
         paced = behaviour.first_token_delay or behaviour.tokens_per_second or behaviour.end_delay
         if fault is None and not paced:
             # The benchmark's fast path: one write, no per-token awaits.
             body = b"".join((frames.head, *frames.tokens, frames.tail))
+            sent.finish(len(frames.tokens))
             return web.Response(body=body, headers=_SSE_HEADERS)
-        return await self._stream(request, frames, behaviour, fault)
+        return await self._stream(request, frames, behaviour, fault, sent)
 
     async def _fail_before_headers(self, request: web.Request, fault: Fault) -> web.StreamResponse:
         if fault.kind is FaultKind.HTTP_ERROR:
@@ -282,22 +308,32 @@ class FakeServer(ABC):
         return web.Response(body=body, headers={"Content-Type": "application/json"})
 
     async def _stream(
-        self, request: web.Request, frames: Frames, behaviour: Behaviour, fault: Fault | None
+        self,
+        request: web.Request,
+        frames: Frames,
+        behaviour: Behaviour,
+        fault: Fault | None,
+        sent: _Sent,
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
         await response.write(frames.head)
+        sent.tokens = 0
         if behaviour.first_token_delay:
             await asyncio.sleep(behaviour.first_token_delay)
         interval = 1 / behaviour.tokens_per_second if behaviour.tokens_per_second else 0.0
         count = len(frames.tokens)
         strike_at = None if fault is None or fault.after is None else min(fault.after, count)
         for index, frame in enumerate([*frames.tokens, frames.tail]):
-            if index == strike_at and fault and await self._strike(request, response, fault):
+            if index == strike_at and fault:
+                await self._strike(request, response, fault)
                 return response
             if 0 < index < count and interval:
                 await asyncio.sleep(interval)
             await response.write(frame)
+            if index < count:
+                sent.tokens += 1
+        sent.complete = True
         if behaviour.end_delay:
             await asyncio.sleep(behaviour.end_delay)
         await response.write_eof()
@@ -305,12 +341,12 @@ class FakeServer(ABC):
 
     async def _strike(
         self, request: web.Request, response: web.StreamResponse, fault: Fault
-    ) -> bool:
-        """Fail an open stream; return whether the response is over."""
+    ) -> None:
+        """Fail an open stream, and end it."""
         if fault.kind is FaultKind.MALFORMED:
+            # A corrupted stream: what follows never reaches the client as an answer.
             await response.write(self.malformed_frame)
-            return False
-        if fault.kind is FaultKind.ERROR_EVENT:
+        elif fault.kind is FaultKind.ERROR_EVENT:
             await response.write(self.error_frame(fault.status))
         elif fault.kind is FaultKind.HANG:
             await _never()
@@ -318,7 +354,18 @@ class FakeServer(ABC):
             _reset(request)
             await _never()
         await response.write_eof()
-        return True
+
+
+@dataclass(slots=True)
+class _Sent:
+    """How far an answer got: tokens written (None until the response started), and whether
+    it ended as the provider ends an answer."""
+
+    tokens: int | None = None
+    complete: bool = False
+
+    def finish(self, tokens: int) -> None:
+        self.tokens, self.complete = tokens, tokens > 0
 
 
 async def _never() -> NoReturn:

@@ -15,19 +15,21 @@ import pytest
 from atom_actors.answers import AnswerFormat, AnswerKind
 from atom_actors.catalog import ModelSpec
 from atom_actors.events import BudgetSet
-from atom_actors.gateway import Gateway, GatewayError, Principal, ProcessRequest
+from atom_actors.gateway import Gateway
+from atom_actors.principal import Principal, Role
 from atom_actors.projections import all_projections
 from atom_actors.providers import CallParams
+from atom_actors.request import GatewayError, ProcessRequest
 from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
 from atom_actors.system import ActorSystem
-from eventstore import EventStore, LiveProjections, LogReader, NewEvent
+from eventstore import LiveProjections, NewEvent, SQLiteReader, SQLiteStore
 from replay.cli import main
 from tests.atom_actors.conftest import FAKE_KEY_ENV, fake_env_factory, network_spec
 from tests.fakes.faults import Behaviour, Fault
 from tests.fakes.openai_server import FakeOpenAI
 
 ASK = [{"role": "user", "content": "What is 2 + 2?"}]
-USER = Principal("key-1", "user", "acme")
+USER = Principal(key_id="key-1", role=Role.USER, tenant="acme")
 NUMBER = AnswerFormat(AnswerKind.NUMBER)
 PACED_REPLY = "one two three four five six"
 PACED_TOKENS_PER_S = 40.0
@@ -116,9 +118,10 @@ async def _write(path: Path) -> Story:
         )
         upstream.fail(Fault.http_error(500), model="cheap")
         upstream.fail(Fault.http_error(400), model="broken")
-        with EventStore(str(path)) as store:
+        with SQLiteStore(str(path)) as store:
             await store.append_async(
-                "budget-global", [BudgetSet("global", BUDGET_PICO, "total").new()]
+                "budget-global",
+                [BudgetSet(scope="global", limit_pico=BUDGET_PICO, period="total").new()],
             )
             system = ActorSystem(store, _specs(upstream), factory=fake_env_factory)
             system.start(asyncio.get_running_loop())
@@ -176,7 +179,7 @@ def copy_log(source: Path, target: Path, until: int | None = None) -> Path:
         original.close()
         copy.close()
         return target
-    with LogReader(str(source)) as reader, EventStore(str(target)) as store:
+    with SQLiteReader(str(source)) as reader, SQLiteStore(str(target)) as store:
         for event in reader.read_all(until=until):
             new = NewEvent(event.type, event.data, event.metadata, event.event_id)
             store.append(event.stream_id, [new])

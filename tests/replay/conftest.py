@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import EventStore, NewEvent
+from eventstore import NewEvent, open_store
+from tests.logs import tamper as tamper_with
 
 ATOM = str(Path(sys.executable).with_name("atom"))
 
@@ -29,11 +29,9 @@ def atom() -> Atom:
     return _run_atom
 
 
-@pytest.fixture
-def log_path(tmp_path: Path) -> Path:
-    """A log of 20 events over 4 streams, with nested data, unicode, floats and metadata."""
-    path = tmp_path / "source.db"
-    with EventStore(str(path)) as store:
+def write_story(location: str) -> str:
+    """20 events over 4 streams, with nested data, unicode, floats and metadata, at `location`."""
+    with open_store(location) as store:
         for i in range(20):
             store.append(
                 f"request-{i % 4}",
@@ -45,19 +43,22 @@ def log_path(tmp_path: Path) -> Path:
                     )
                 ],
             )
-    return path
+    return location
 
 
 @pytest.fixture
-def tamper() -> Callable[[Path, str], None]:
+def log_path(tmp_path: Path) -> Path:
+    """An SQLite log of the 20 events of `write_story`."""
+    return Path(write_story(str(tmp_path / "source.db")))
+
+
+@pytest.fixture
+def log_db(log_location: str) -> str:
+    """The log of `write_story`, once in SQLite and once in PostgreSQL."""
+    return write_story(log_location)
+
+
+@pytest.fixture
+def tamper() -> Callable[[str, str], None]:
     """Run one SQL statement on a log after dropping the triggers that keep it append-only."""
-
-    def run(path: Path, sql: str) -> None:
-        conn = sqlite3.connect(path)
-        with conn:
-            conn.execute("DROP TRIGGER events_are_never_updated")
-            conn.execute("DROP TRIGGER events_are_never_deleted")
-            conn.execute(sql)
-        conn.close()
-
-    return run
+    return tamper_with

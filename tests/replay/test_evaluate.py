@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from atom_actors.datasets import load_jsonl
-from eventstore import LogReader
+from eventstore import SQLiteReader
 from replay.cli import main
 from tests.paths import GSM8K
 
@@ -164,7 +164,7 @@ def test_the_run_is_on_the_record_and_verifies(
 ) -> None:
     db = tmp_path / "e.db"
     report = _tiny(capsys, dataset, db, "--strategy", "prompt_length")
-    with LogReader(str(db)) as log:
+    with SQLiteReader(str(db)) as log:
         events = list(log.read_all())
     assert [e.type for e in events] == [
         "EvaluationStarted",
@@ -191,7 +191,7 @@ def test_the_decisions_of_a_routing_strategy_carry_the_route(
 ) -> None:
     db = tmp_path / "e.db"
     _tiny(capsys, dataset, db, "--strategy", "quality_first")
-    with LogReader(str(db)) as log:
+    with SQLiteReader(str(db)) as log:
         decided = [e.data for e in log.read_all() if e.type == "EvaluationDecided"]
     route = decided[1]["route"]
     assert route["strategy"] == "quality_first"

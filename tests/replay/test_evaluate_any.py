@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atom_actors.datasets import SyntheticModel, synthesize, to_jsonl
-from eventstore import LogReader
+from eventstore import SQLiteReader
 from replay.cli import main
 from replay.evaluate._figures import Config, at_parity, frontier, within_cost
 
@@ -121,7 +121,7 @@ def test_every_cascade_step_is_on_the_record(
 ) -> None:
     db = tmp_path / "e.db"
     _synthetic(capsys, parts, db, "--strategy", "cascade", "--threshold", "0.6")
-    with LogReader(str(db)) as log:
+    with SQLiteReader(str(db)) as log:
         decided = [e.data for e in log.read_all() if e.type == "EvaluationDecided"]
     first = decided[0]
     assert first["models"] == ["small", "medium"]

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from atom_actors.events import BudgetSet, ModelHealthChanged
-from eventstore import EventStore, ProjectionTable
+from eventstore import SQLiteProjectionTable, SQLiteStore
 
 from ._logs import Story, copy_log, refused, replay, story
 from .conftest import ATOM
@@ -22,12 +22,12 @@ NAMES = ["performance", "orchestration", "budgets", "cache", "failures"]
 
 
 def _head(path: Path) -> int:
-    with EventStore(str(path), create=False) as store:
+    with SQLiteStore(str(path), create=False) as store:
         return store.head()
 
 
 def _stored(path: Path) -> dict[str, tuple[int, int, bytes]]:
-    table = ProjectionTable(str(path))
+    table = SQLiteProjectionTable(str(path))
     try:
         return table.stored()
     finally:
@@ -51,7 +51,7 @@ def test_an_intact_log_rebuilds_identical_and_is_left_as_it_was(
     assert story.path.read_bytes() == before
     human = replay(capsys, "rebuild", "--db", str(story.path))
     assert (
-        human.code == 0 and f"performance v1: identical (checkpoint {report['head']})" in human.out
+        human.code == 0 and f"performance v2: identical (checkpoint {report['head']})" in human.out
     )
 
 
@@ -86,7 +86,7 @@ def test_an_edited_projection_table_is_reported_with_every_difference(
     assert all(p["status"] == "identical" for p in report["projections"][1:])
     human = replay(capsys, "rebuild", "--db", str(path))
     assert human.code == 1
-    assert "performance v1: differs" in human.out
+    assert "performance v2: differs" in human.out
     assert "  /models/backup/calls: live 7, rebuilt 1" in human.out
     assert "  /models/cheap/errors/upstream_error: live (absent), rebuilt 3" in human.out
 
@@ -97,9 +97,16 @@ def test_the_rebuild_stops_at_the_checkpoint_the_live_state_was_stored_at(
     path = copy_log(story.path, tmp_path / "later.db")
     checkpoint = _head(path)
     # Events the server had not folded yet when it stored its projections.
-    with EventStore(str(path)) as store:
-        store.append("model-backup", [ModelHealthChanged("backup", "closed", "open", "test").new()])
-        store.append("budget-global", [BudgetSet("global", 5, "day").new()])
+    with SQLiteStore(str(path)) as store:
+        store.append(
+            "model-backup",
+            [
+                ModelHealthChanged(
+                    model="backup", previous="closed", current="open", reason="test"
+                ).new()
+            ],
+        )
+        store.append("budget-global", [BudgetSet(scope="global", limit_pico=5, period="day").new()])
 
     ran = replay(capsys, "rebuild", "--db", str(path), "--json")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import LogReader
-from replay.stats import figures
+from eventstore import SQLiteReader
+from replay.stats import figures, moment
 
 from ._logs import Story, refused, replay, story
 
@@ -16,7 +16,7 @@ __all__ = ["story"]
 
 
 def _recorded_at(path: Path, position: int) -> str | None:
-    with LogReader(str(path)) as reader:
+    with SQLiteReader(str(path)) as reader:
         page = reader.read_page(position - 1, 1)
     return page[0].recorded_at if page else None
 
@@ -32,7 +32,7 @@ def test_the_figures_at_each_step_are_those_the_server_had_then(
         report = ran.json()
         assert report["position"] == snapshot.position
         assert report["at"] == _recorded_at(story.path, snapshot.position)
-        assert report["figures"] == figures(snapshot.states)
+        assert report["figures"] == figures(snapshot.states, moment(report["at"]))
 
 
 def test_the_first_step_in_figures(capsys: pytest.CaptureFixture[str], story: Story) -> None:
@@ -45,10 +45,14 @@ def test_the_first_step_in_figures(capsys: pytest.CaptureFixture[str], story: St
         "per_model_usd": {"backup": pytest.approx(36e-6), "cheap": 0.0},
     }
     cheap, backup = f["models"]["cheap"], f["models"]["backup"]
-    assert (cheap["calls"], cheap["failed"], cheap["errors"]) == (3, 3, {"upstream_error": 3})
-    assert cheap["latency_ms"] == {"p50": None, "p95": None}
+    assert (cheap["calls"], cheap["failed"], cheap["errors_by_kind"]) == (
+        3,
+        3,
+        {"upstream_error": 3},
+    )
+    assert cheap["latency_ms"] == {"p50": None, "p95": None, "p99": None}
     assert (backup["calls"], backup["completed"], backup["prompt_tokens"]) == (1, 1, 8)
-    assert backup["quality"]["text_generation"] == {"mean": 1.0, "scores": 1}
+    assert backup["quality"]["text_generation"] == {"mean_score": 1.0, "scores": 1}
     assert backup["latency_ms"]["p50"] is not None and backup["ttft_ms"]["p50"] is not None
     assert f["strategies"]["cost_first"]["requests"] == 1
     assert f["strategies"]["cost_first"]["fallbacks"] == 3
@@ -67,7 +71,7 @@ def test_a_time_means_the_last_event_recorded_at_or_before_it(
             continue  # committed together: the time cannot tell them apart
         ran = replay(capsys, "stats", "--db", db, "--at", at, "--json")
         assert ran.json()["position"] == snapshot.position
-        assert ran.json()["figures"] == figures(snapshot.states)
+        assert ran.json()["figures"] == figures(snapshot.states, moment(at))
         checked += 1
     assert checked
     first = datetime.fromisoformat(_recorded_at(story.path, 1) or "")

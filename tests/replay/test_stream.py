@@ -8,7 +8,7 @@ import time
 import orjson
 import pytest
 
-from eventstore import LogReader
+from eventstore import SQLiteReader
 
 from ._logs import PACED_REPLY, Story, refused, replay, story
 from .conftest import ATOM
@@ -17,7 +17,7 @@ __all__ = ["story"]
 
 
 def _answer(story: Story, request_id: str) -> str:
-    with LogReader(str(story.path)) as reader:
+    with SQLiteReader(str(story.path)) as reader:
         last = reader.read_stream(f"request-{request_id}")[-1]
     assert last.type == "RequestCompleted"
     text: str = last.data["text"]

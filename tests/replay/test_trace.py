@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from eventstore import LogReader
+from eventstore import SQLiteReader
 from replay.trace import build, render
 
 from ._logs import PACED_REPLY, Story, copy_log, refused, replay, story
@@ -68,9 +68,9 @@ def test_a_request_that_was_retried_then_fell_back_and_was_scored_is_told_in_ord
         "received on process from key key-1, tenant acme",
         "route cost_first",
         "candidate cheap", "candidate backup", "candidate dear", "excluded a: not in allow list",
-        "budget reserved $0.0000215 for cheap",
+        "budget reserved $0.000031 for cheap",
         "call cheap attempt 1 failed", "upstream_error (HTTP 500, retryable)",
-        "budget settled $0 of $0.0000215",
+        "budget settled $0 of $0.000031",
         "call cheap attempt 2 failed", "call cheap attempt 3 failed",
         "call backup attempt 1 completed", "8 + 2 tokens, $0.000036",
         "2 tokens streamed: the first at",
@@ -156,7 +156,7 @@ def test_a_failed_request_says_why(capsys: pytest.CaptureFixture[str], story: St
 def test_a_reservation_its_crashed_process_never_settled_is_unsettled_then_expired(
     capsys: pytest.CaptureFixture[str], story: Story, tmp_path: Path
 ) -> None:
-    with LogReader(str(story.path)) as reader:
+    with SQLiteReader(str(story.path)) as reader:
         events = reader.read_stream(f"request-{story.paced}")
     # The process died while the answer streamed: after its first tokens, before the outcome.
     crash = next(e.position for e in events if e.type == "TokensStreamed")
@@ -180,7 +180,7 @@ def test_a_reservation_its_crashed_process_never_settled_is_unsettled_then_expir
     )
 
     expires_at = trace["reservations"][0]["expires_at"]
-    with LogReader(str(crashed)) as reader:
+    with SQLiteReader(str(crashed)) as reader:
         later = build(reader.read_stream(f"request-{story.paced}"), now=expires_at + 1)
     assert [r.state for r in later.reservations] == ["expired"]
     assert "was never settled; it expired at" in render(later)

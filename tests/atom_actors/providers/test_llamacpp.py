@@ -7,9 +7,11 @@ from collections.abc import Iterator, Sequence
 
 import llama_cpp
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from atom_actors.catalog import ModelSpec
+from atom_actors.cost import prompt_bound, prompt_size
 from atom_actors.providers._base import BlockingProvider, CallParams, Delta, Event, Finish, Message
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._prompt import TRANSCRIPT_STOPS, transcript
@@ -232,3 +234,21 @@ def test_holdback_releases_exactly_the_text_before_the_first_stop(
     text = "".join(pieces)
     assert stopped == (stop in text)
     assert _text(released) == (text[: text.index(stop)] if stop in text else text)
+
+
+turns = st.lists(st.text(st.characters(codec="utf-8"), max_size=120), min_size=1, max_size=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(turns, st.none() | st.text(st.characters(codec="utf-8"), max_size=60))
+def test_the_prompt_bound_covers_the_local_models_own_tokenizer(
+    gemma: LlamaCppProvider, texts: list[str], system: str | None
+) -> None:
+    messages: list[Message] = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": text}
+        for i, text in enumerate(texts)
+    ]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    spec = ModelSpec("gemma", "llamacpp", "gemma", frozenset(), 0.0, 0.0, N_CTX)
+    assert gemma.count_prompt_tokens(messages) <= prompt_bound(spec, prompt_size(messages))

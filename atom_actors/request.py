@@ -1,0 +1,157 @@
+"""One request as the gateway sees it: what was asked, what it has done so far, how it ended."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventstore import BufferedStream
+
+from .answers import FREE_TEXT, AnswerFormat
+from .cost import PromptSize, Settlement, to_usd
+from .events import DomainEvent
+from .principal import Principal
+from .providers import CallParams
+from .snapshot import EnsembleSpec, Strategy
+
+Publish = Callable[[str, dict[str, Any], str], object]
+"""publish(topic, payload, tenancy): live news of a request, for those who may see it."""
+TokenSink = Callable[[str, str, float], None]
+"""Called with (member or model, text, ms since the request started) for every delta."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRequest:
+    """One request: a named model, or a capability and a strategy for the router to choose."""
+
+    messages: Sequence[dict[str, Any]]
+    params: CallParams = field(default_factory=CallParams)
+    model: str | None = None
+    capability: str = "text_generation"
+    strategy: Strategy = Strategy.QUALITY_FIRST
+    ensemble: EnsembleSpec | None = None
+    allow: frozenset[str] | None = None
+    deny: frozenset[str] = frozenset()
+    min_quality: float | None = None
+    max_cost_usd: float | None = None
+    deadline_ms: float | None = None
+    expected: str | None = None
+    answer_format: AnswerFormat = FREE_TEXT
+    use_cache: bool = True
+    endpoint: str = "process"
+    stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call a request made: its model, which attempt on it, and how it ended."""
+
+    model: str
+    attempt: int
+    outcome: str
+    message: str = ""
+
+    def describe(self) -> str:
+        return f"{self.model}#{self.attempt}: {self.outcome} {self.message}".strip()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessResult:
+    """The answer to a request, with what it cost and how it was found."""
+
+    request_id: str
+    model: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_pico: int
+    latency_ms: float
+    finish_reason: str
+    route: dict[str, Any]
+    attempts: tuple[Attempt, ...] = ()
+    cached: bool = False
+    ensemble: dict[str, Any] | None = None
+    members: tuple[dict[str, Any], ...] = ()
+    position: int = 0
+
+    @property
+    def cost_usd(self) -> float:
+        return to_usd(self.cost_pico)
+
+
+class GatewayError(Exception):
+    """A request that got no answer; `status` is the HTTP status it maps to."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        *,
+        request_id: str | None = None,
+        tried: Sequence[str] = (),
+        field: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.request_id = request_id
+        self.tried = list(tried)
+        self.field = field
+        self.retry_after = retry_after
+        # Where the request's RequestFailed is in the log, once it is recorded.
+        self.position = 0
+
+
+@dataclass(slots=True)
+class Spend:
+    """What a request's calls have cost so far: the sum of their settlements."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_pico: int = 0
+
+    def add(self, settlement: Settlement) -> None:
+        self.prompt_tokens += settlement.prompt_tokens
+        self.completion_tokens += settlement.completion_tokens
+        self.cost_pico += settlement.cost_pico
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What one request has written and decided so far; every piece of the gateway adds to it."""
+
+    request_id: str
+    req: ProcessRequest
+    principal: Principal
+    prompt: PromptSize
+    # The request's stream: its events are buffered, and appended together where they can be.
+    log: BufferedStream
+    metadata: dict[str, Any]
+    started: float = field(default_factory=time.perf_counter)
+    attempts: list[Attempt] = field(default_factory=list)
+    spend: Spend = field(default_factory=Spend)
+    # Tokens of an answer went out to a streaming client: that answer can no longer be retried.
+    delivered: bool = False
+
+    @property
+    def tenancy(self) -> str:
+        return self.principal.tenancy
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.principal.scopes
+
+    def record(self, event: DomainEvent) -> None:
+        """Add an event to the request's log; the next commit puts it on the record."""
+        self.log.add(event.new(**self.metadata))
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+    def tried(self) -> list[str]:
+        return [a.describe() for a in self.attempts]
