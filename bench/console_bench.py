@@ -20,20 +20,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
+from gateway_bench import MESSAGES, MODEL, atom_serve, cpu_seconds, fake_upstream, load
 from playwright.sync_api import Page, sync_playwright
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.gateway_bench import MESSAGES, MODEL, atom_serve, cpu_seconds, fake_upstream, load
 
 CHROMIUM = os.environ.get("ATOM_CHROMIUM", "/usr/bin/chromium")
 ARGS = [

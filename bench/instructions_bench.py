@@ -24,10 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.gateway_bench import (
+from gateway_bench import (
     KEY_ENV,
     MESSAGES,
     MODEL,

@@ -87,7 +87,7 @@ def _file(request: web.Request, folder: str) -> web.Response:
     name = request.match_info["file"]
     asset = assets(folder).get(name)
     if asset is None:
-        raise NotFound(f"the console has no file {name!r}")
+        raise NotFound("the console has no such file")
     return _answer(request, asset)
 
 

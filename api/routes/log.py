@@ -27,6 +27,8 @@ VERIFICATION: Final = {
     },
 }
 
+NOTHING: Final = {"type": "object", "additionalProperties": False, "properties": {}}
+
 STATUS: Final = {
     "type": "object",
     "required": ["head", "chain_tip", "last_verification", "verifying"],
@@ -67,6 +69,7 @@ ROUTES: Final = (
         summary="Verify the whole log now (positions, stream versions, the hash chain)",
         description="Reads every event, as `atom replay verify` does, and records the result "
         "as LogVerified in stream `log-verifications`; one verification runs at a time.",
+        body=NOTHING,
         response=VERIFICATION,
         tag="log",
     ),

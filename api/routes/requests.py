@@ -136,7 +136,8 @@ async def one_request(request: web.Request) -> web.Response:
     events = await services.store.read_stream_async(request_stream(request_id))
     # Another tenancy's request is answered as one that does not exist.
     if not events or not principal.may_see(tenancy_of_event(events[0])):
-        raise NotFound(f"no request {request_id!r}")
+        # Not even the id is said back: the answer is the same whoever's it might be.
+        raise NotFound("no such request among those this key may see")
     trace = build(events, now=time.time(), each_token=True)
     body: dict[str, Any] = {
         **dataclasses.asdict(trace),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,8 +20,8 @@ SESSION = "/api/advanced-ai/auth/session"
 STATUS = "/api/advanced-ai/streaming/status"
 
 
-def _recorded(kind: str, data: dict[str, object], at: str) -> RecordedEvent:
-    return RecordedEvent(1, "s", 0, "e", kind, 1, data, {}, at, "")
+def _recorded(kind: str, data: Mapping[str, Any], at: str) -> RecordedEvent:
+    return RecordedEvent(1, "s", 0, "e", kind, 1, dict(data), {}, at, "")
 
 
 def _ring(*events: RecordedEvent) -> dict[str, object]:
