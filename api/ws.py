@@ -170,7 +170,9 @@ async def serve_socket(
     """Upgrade the request and serve the connection until either side closes it; the client
     sees the news of `audience`'s requests (None: of every request), live from the hub or
     from `store`'s log."""
-    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_CLIENT_MESSAGE)
+    # No permessage-deflate: the server is bound by one GIL, and compressing every frame of a
+    # busy feed cost it more than sending the bytes (seen with a console open under load).
+    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_CLIENT_MESSAGE, compress=False)
     await ws.prepare(request)
     await _Session(ws, hub, close_grace, audience, store).run()
     return ws

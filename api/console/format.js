@@ -25,9 +25,13 @@ export function pct(value) {
   return `${(value * 100).toFixed(1)}%`;
 }
 
+const two = (n) => String(n).padStart(2, "0");
+
+// The local time of day (Intl's formatters cost a feed at a thousand rows a second too much).
 export function clock(iso) {
   if (!iso) return "–";
-  return new Date(iso).toLocaleTimeString("en-GB", { hour12: false });
+  const at = new Date(iso);
+  return `${two(at.getHours())}:${two(at.getMinutes())}:${two(at.getSeconds())}`;
 }
 
 export function shortId(id) {
