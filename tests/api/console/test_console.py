@@ -107,12 +107,15 @@ def test_a_streamed_request_s_tokens_appear_in_order(console: Console, server: S
     console.sign_in(key, "live")
     page = console.page
     page.wait_for_selector("[data-testid=feed-table]")
+    for _ in range(4):
+        server.ask(key)
     streamed: list[tuple[str, str]] = []
     worker = threading.Thread(target=lambda: streamed.append(server.ask_streamed(key)))
     worker.start()
     # The request shows up while it runs; click it to watch its tokens come in.
     first = page.locator("[data-testid=feed-table] tbody tr").first
     expect(first).to_have_attribute("data-state", "received")
+    expect(page.locator("[data-testid=feed-table] tbody tr")).to_have_count(5)
     first.click()
     tokens = page.locator("[data-testid=tokens]")
     expect(tokens).not_to_have_attribute("data-seqs", "")
