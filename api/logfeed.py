@@ -19,9 +19,9 @@ Nothing of this runs while no client asks for it: the gateway's path is unchange
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any, Final
 
 from atom_actors.events import request_stream
@@ -31,7 +31,11 @@ from eventstore import EventStore, RecordedEvent, Subscription
 
 from .hub import Filter, StreamHub, Subscriber, matches
 
+log = logging.getLogger("atom.api")
+
 TYPES: Final = frozenset({*STATES, TOKENS})
+CLOSE_FEED_FAILED: Final = 1011
+"""The connection is closed when its feed cannot go on: the client reconnects and resumes."""
 PAGE: Final = 256
 MARK_EVERY_S: Final = 1.0
 """How often an idle feed tells its client how far it has read the log."""
@@ -68,16 +72,29 @@ class LogFeed:
             self.position = await asyncio.to_thread(self._store.head)
             self._subscription = Subscription(self._store, self.position, types=TYPES,
                                               page_size=PAGE)  # fmt: skip
-            self._follower = asyncio.create_task(self._follow(self._subscription))
+            self._follower = self._start(self._follow(self._subscription))
         for topic in topics:
             self.unsubscribe([topic])
             if after >= self.position:
                 self._live[topic] = (filter_, after)
                 continue
             self._held[topic] = []
-            self._catching_up[topic] = asyncio.create_task(
+            self._catching_up[topic] = self._start(
                 self._catch_up(topic, after, self.position, filter_)
             )
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        task.add_done_callback(self._ended)
+        return task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A reader of the log failed (the log closed under it, a database gone): rather than
+        leave the client waiting for items that will not come, close it; it resumes later."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("a WebSocket's log feed stopped", exc_info=task.exception())
+        self._subscriber.close(CLOSE_FEED_FAILED, "the log's feed stopped: resume later")
 
     @property
     def topics(self) -> set[str]:
@@ -97,9 +114,8 @@ class LogFeed:
         tasks = [t for t in (self._follower, *self._catching_up.values()) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A task that failed has been reported (and its client closed) already.
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # The follower.
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from api.auth import Role
+from api.hub import StreamHub
+from api.logfeed import CLOSE_FEED_FAILED, LogFeed
 from atom_actors.feed import STATES
+from eventstore import NewEvent, SQLiteStore
 from tests.api.conftest import Fleet, bearer, issue_key
 
 PROCESS = "/api/advanced-ai/process"
@@ -140,3 +144,20 @@ async def test_figures_say_where_the_projections_are_at_most_once_a_second(
             assert message["topic"] == "figures"
             if message["payload"]["position"] >= position:
                 break
+
+
+async def test_a_feed_that_cannot_read_the_log_closes_its_client(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "log.db"), durability="normal")
+    store.append("request-r", [NewEvent("RequestReceived", {"request_id": "r"}, {})])
+    hub = StreamHub()
+    closes: list[int] = []
+    subscriber = hub.connect(lambda code, _reason: closes.append(code))
+    feed = LogFeed(store, hub, subscriber, None)
+    await feed.subscribe(["requests"], 0, {})
+    # The log goes away before the catch-up has read it.
+    store.close()
+    async with asyncio.timeout(5):
+        while not closes:
+            await asyncio.sleep(0.01)
+    assert closes == [CLOSE_FEED_FAILED]
+    await feed.close()
