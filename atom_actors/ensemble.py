@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -21,7 +21,8 @@ from .scoring import record_agreement
 from .snapshot import EnsembleMethod, RouteDecision
 
 DEADLINE_MARGIN_S: Final = 0.05
-"""An ensemble stops waiting for its members this long before the request's deadline."""
+"""An ensemble (or a cascade's rung) stops waiting for its calls this long before the
+request's deadline."""
 
 
 class MissedDeadline(Exception):
@@ -36,6 +37,35 @@ class EnsembleAnswer:
     chosen: CallResult
     combined: dict[str, Any]
     members: tuple[dict[str, Any], ...]
+
+
+async def in_time(
+    ctx: RequestContext, calls: Sequence[Awaitable[CallResult]]
+) -> list[CallResult | BaseException]:
+    """Run calls together until they end or the request's deadline nears: each one's result or
+    exception, a MissedDeadline for one still running then (it is cancelled). A cancelled wait
+    (the client went away, the deadline passed) cancels them all: none outlives its request."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    wait_s = None
+    if ctx.req.deadline_ms is not None:
+        elapsed_s = time.perf_counter() - ctx.started
+        wait_s = max(0.0, ctx.req.deadline_ms / 1000 - elapsed_s - DEADLINE_MARGIN_S)
+    try:
+        _, late = await asyncio.wait(tasks, timeout=wait_s)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+    return [
+        MissedDeadline(f"no answer within deadline_ms {ctx.req.deadline_ms:g}")
+        if task in late
+        else (task.exception() or task.result())
+        for task in tasks
+    ]
 
 
 async def answer_ensemble(
@@ -58,29 +88,8 @@ async def answer_ensemble(
             params = replace(params, seed=base_seed + i)
         return await calls.call(ctx, model, on_token=on_token, params=params, member=labels[i])
 
-    tasks = [asyncio.ensure_future(member(i, m)) for i, m in enumerate(plan.members)]
     # Members still running near the deadline are left out, so the others' answer stands.
-    wait_s = None
-    if ctx.req.deadline_ms is not None:
-        elapsed_s = time.perf_counter() - ctx.started
-        wait_s = max(0.0, ctx.req.deadline_ms / 1000 - elapsed_s - DEADLINE_MARGIN_S)
-    try:
-        _, late = await asyncio.wait(tasks, timeout=wait_s)
-    except asyncio.CancelledError:
-        # The client went away (or the deadline passed): no member outlives its request.
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    for task in late:
-        task.cancel()
-    await asyncio.gather(*late, return_exceptions=True)
-    outcomes: list[CallResult | BaseException] = [
-        MissedDeadline(f"no answer within deadline_ms {ctx.req.deadline_ms:g}")
-        if task in late
-        else (task.exception() or task.result())
-        for task in tasks
-    ]
+    outcomes = await in_time(ctx, [member(i, m) for i, m in enumerate(plan.members)])
     answers = []
     results: dict[str, CallResult] = {}
     for label, model, outcome in zip(labels, plan.members, outcomes, strict=True):

@@ -10,11 +10,12 @@ from typing import Any
 from eventstore import BufferedStream
 
 from .answers import FREE_TEXT, AnswerFormat
+from .cascade import Acceptance
 from .cost import PromptSize, Settlement, to_usd
 from .events import DomainEvent
 from .principal import Principal
 from .providers import CallParams
-from .snapshot import EnsembleSpec, Strategy
+from .snapshot import CascadeSpec, EnsembleSpec, Strategy
 
 Publish = Callable[[str, dict[str, Any], str], object]
 """publish(topic, payload, tenancy): live news of a request, for those who may see it."""
@@ -32,6 +33,9 @@ class ProcessRequest:
     capability: str = "text_generation"
     strategy: Strategy = Strategy.QUALITY_FIRST
     ensemble: EnsembleSpec | None = None
+    # A cascade's ladder and checks (strategy cascade); None: the defaults.
+    cascade: CascadeSpec | None = None
+    acceptance: Acceptance | None = None
     allow: frozenset[str] | None = None
     deny: frozenset[str] = frozenset()
     min_quality: float | None = None
@@ -42,6 +46,46 @@ class ProcessRequest:
     use_cache: bool = True
     endpoint: str = "process"
     stream: bool = False
+
+    @property
+    def cascades(self) -> bool:
+        """Whether the router answers it with a cascade (a named model or an ensemble wins)."""
+        return self.strategy is Strategy.CASCADE and self.model is None and self.ensemble is None
+
+    def cascade_settings(self) -> dict[str, Any] | None:
+        """Its cascade's ladder and checks as plain JSON, defaults filled in (None: no cascade)."""
+        if not self.cascades:
+            return None
+        spec = self.cascade or CascadeSpec()
+        return {
+            "first": spec.first,
+            "samples": spec.samples,
+            "steps": spec.steps,
+            "acceptance": (self.acceptance or Acceptance()).to_dict(),
+        }
+
+    @property
+    def combines(self) -> bool:
+        """Whether its answer is known only once several calls are in (an ensemble, a cascade),
+        so that no call's tokens can be streamed as the answer."""
+        return self.ensemble is not None or self.cascades
+
+
+def question_of(messages: Sequence[dict[str, Any]]) -> str:
+    """The text of the last user message (its text parts, joined), or "" without one."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "\n".join(
+                    str(part.get("text", ""))
+                    for part in content
+                    if isinstance(part, dict) and part.get("type") == "text"
+                )
+            return ""
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +118,8 @@ class ProcessResult:
     cached: bool = False
     ensemble: dict[str, Any] | None = None
     members: tuple[dict[str, Any], ...] = ()
+    # A cascade's moves, as its CascadeStepped events record them.
+    cascade: tuple[dict[str, Any], ...] = ()
     position: int = 0
 
     @property
