@@ -136,6 +136,11 @@ class AcceptanceLearner:
             await asyncio.shield(self._task)
         return self.model
 
+    async def drain(self) -> None:
+        """Wait for a refit under way (at shutdown)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
     def _refreshed(self, task: asyncio.Task[None]) -> None:
         self._task = None
         if not task.cancelled() and task.exception() is not None:

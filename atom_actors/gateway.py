@@ -486,6 +486,7 @@ class Gateway:
         return await feedback(self.store, request_id, score, principal, comment)
 
     async def drain(self) -> None:
-        """Wait for background work (judges) to finish, at shutdown."""
+        """Wait for background work (judges, a refit) to finish, at shutdown."""
         if self.judge is not None:
             await self.judge.drain()
+        await self.acceptance.drain()
