@@ -20,10 +20,16 @@ from .budget import BudgetExceeded
 from .budgeted import BudgetedCaller
 from .calls import CallFailed, CallResult
 from .cascade import Acceptance, AcceptanceScorer, Action, Attempt, Step, decide, view_of
-from .ensemble import MissedDeadline, in_time
 from .events import BudgetRejected, CascadeStepped
 from .fallback import Retry, after_failure
-from .request import GatewayError, RequestContext, TokenSink, question_of
+from .request import (
+    GatewayError,
+    MissedDeadline,
+    RequestContext,
+    TokenSink,
+    in_time,
+    question_of,
+)
 from .scoring import record_reference
 from .snapshot import CascadeRung, RouteDecision
 

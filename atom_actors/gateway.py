@@ -22,6 +22,7 @@ from typing import Any
 from eventstore import BufferedStream, EventStore, LiveProjections, StoreClosed, new_event_id
 
 from .acceptance_learner import AcceptanceLearner
+from .best_of import BestOfScorer
 from .budget import RESERVATION_TTL_S, BudgetBook
 from .budgeted import BudgetedCaller
 from .cache import AnswerCache, request_params
@@ -89,8 +90,10 @@ class Gateway:
         )
         self.cache = AnswerCache(projections, clock)
         self.judge = None if judge_model is None else Judge(store, self.calls, judge_model)
-        # The cascade's learned acceptance score, fitted on the log's scored calls.
+        # The cascade's learned acceptance score, fitted on the log's scored calls; best_of_n's
+        # reward when no judge scores its replies.
         self.acceptance = AcceptanceLearner(store, lambda: projections.state("scored_calls"))
+        self.best_of = BestOfScorer(self.calls, judge_model, self.acceptance)
         self.publish = publish
         self._env = env
         self._round_robin = 0
@@ -267,6 +270,7 @@ class Gateway:
                 decision,
                 lambda model: self.quality_of(model, ctx.req.capability),
                 on_token,
+                self.best_of,
             )
             return await self._complete(ctx, decision, answer.chosen, key, answer)
         if decision.cascade is not None:
@@ -366,7 +370,7 @@ class Gateway:
         )
         position = await self._finish(ctx, completed)
         self._announce(ctx, "requests", {"request_id": ctx.request_id, "state": "completed"})
-        if self.judge is not None:
+        if self.judge is not None and not (ensemble and ensemble.judged):
             # The judge grades after the answer has gone: it never delays it.
             self.judge.grade_later(ctx, result)
         return ProcessResult(

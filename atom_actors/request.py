@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from eventstore import BufferedStream
 
@@ -21,6 +22,11 @@ Publish = Callable[[str, dict[str, Any], str], object]
 """publish(topic, payload, tenancy): live news of a request, for those who may see it."""
 TokenSink = Callable[[str, str, float], None]
 """Called with (member or model, text, ms since the request started) for every delta."""
+DEADLINE_MARGIN_S: Final = 0.05
+"""Calls made together (an ensemble's members, a cascade's rung, the judge's grades) stop being
+waited for this long before the request's deadline."""
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,3 +207,34 @@ class RequestContext:
 
     def tried(self) -> list[str]:
         return [a.describe() for a in self.attempts]
+
+
+class MissedDeadline(Exception):
+    """A call made together with others that had not answered when the deadline came."""
+
+
+async def in_time(ctx: RequestContext, calls: Sequence[Awaitable[_T]]) -> list[_T | BaseException]:
+    """Run calls together until they end or the request's deadline nears: each one's result or
+    exception, a MissedDeadline for one still running then (it is cancelled). A cancelled wait
+    (the client went away, the deadline passed) cancels them all: none outlives its request."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    wait_s = None
+    if ctx.req.deadline_ms is not None:
+        elapsed_s = time.perf_counter() - ctx.started
+        wait_s = max(0.0, ctx.req.deadline_ms / 1000 - elapsed_s - DEADLINE_MARGIN_S)
+    try:
+        _, late = await asyncio.wait(tasks, timeout=wait_s)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+    return [
+        MissedDeadline(f"no answer within deadline_ms {ctx.req.deadline_ms:g}")
+        if task in late
+        else (task.exception() or task.result())
+        for task in tasks
+    ]
