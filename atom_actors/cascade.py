@@ -423,3 +423,31 @@ def schema_problem(value: object, schema: Mapping[str, Any], where: str = "$") -
             if problem:
                 return problem
     return None
+
+
+def schema_error(schema: Mapping[str, Any], where: str = "$") -> str | None:
+    """Why `schema` is not one `schema_problem` can check (an unknown type, a malformed keyword),
+    or None when it is."""
+    kind = schema.get("type")
+    if kind is not None:
+        kinds = [kind] if isinstance(kind, str) else kind
+        if not isinstance(kinds, list) or not all(k in _JSON_TYPES for k in kinds):
+            return f"{where}.type: must name JSON types ({', '.join(_JSON_TYPES)})"
+    if "enum" in schema and not isinstance(schema["enum"], list):
+        return f"{where}.enum: must be an array"
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(k, str) for k in required):
+        return f"{where}.required: must be an array of names"
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        return f"{where}.properties: must be an object"
+    nested = [(f"{where}.properties.{k}", v) for k, v in properties.items()]
+    if "items" in schema:
+        nested.append((f"{where}.items", schema["items"]))
+    for path, sub in nested:
+        if not isinstance(sub, dict):
+            return f"{path}: must be a schema (an object)"
+        problem = schema_error(sub, path)
+        if problem:
+            return problem
+    return None

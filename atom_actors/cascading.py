@@ -73,30 +73,26 @@ class _Climb:
     def attempts(self) -> list[Attempt]:
         return [reply.attempt for reply in self.replies]
 
-    def record(self, event: CascadeStepped) -> None:
-        self.ctx.record(event)
-        step = event.data()
-        del step["request_id"]
-        self.steps.append(step)
+    def record(self, **move: Any) -> None:
+        """Put a move on the record, and keep it for the answer."""
+        self.ctx.record(CascadeStepped(request_id=self.ctx.request_id, **move))
+        self.steps.append(move)
 
     def record_step(self, step: Step, judged: Sequence[_Reply], cost_pico: int) -> None:
         fmt = self.ctx.req.answer_format
         self.record(
-            CascadeStepped(
-                request_id=self.ctx.request_id,
-                **step.to_dict(),
-                replies=[
-                    {
-                        "member": r.label,
-                        "model": r.attempt.model,
-                        "call_id": None if r.result is None else r.result.call_id,
-                        "answer": None if r.error is not None else fmt.extract(r.attempt.text),
-                        "error": r.attempt.error,
-                    }
-                    for r in judged
-                ],
-                cost_pico=cost_pico,
-            )
+            **step.to_dict(),
+            replies=[
+                {
+                    "member": r.label,
+                    "model": r.attempt.model,
+                    "call_id": None if r.result is None else r.result.call_id,
+                    "answer": None if r.error is not None else fmt.extract(r.attempt.text),
+                    "error": r.attempt.error,
+                }
+                for r in judged
+            ],
+            cost_pico=cost_pico,
         )
 
     def best_so_far(self) -> _Reply | None:
@@ -115,16 +111,15 @@ class _Climb:
         """Record the end of the climb short of an accepted answer, and what stands instead."""
         fmt = self.ctx.req.answer_format
         self.record(
-            CascadeStepped(
-                request_id=self.ctx.request_id,
-                action="stop",
-                step=step.step,
-                models=list(step.models or self.ladder[step.step]),
-                answer=None if best is None else fmt.extract(best.attempt.text),
-                speaker=None if best is None else best.attempt.model,
-                verdicts=[],
-                reason=why + (f"; {best.attempt.model}'s answer stands" if best else ""),
-            )
+            action="stop",
+            step=step.step,
+            models=list(step.models or self.ladder[step.step]),
+            answer=None if best is None else fmt.extract(best.attempt.text),
+            speaker=None if best is None else best.attempt.model,
+            verdicts=[],
+            reason=why + (f"; {best.attempt.model}'s answer stands" if best else ""),
+            replies=[],
+            cost_pico=0,
         )
 
 

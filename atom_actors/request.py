@@ -217,11 +217,20 @@ async def in_time(ctx: RequestContext, calls: Sequence[Awaitable[_T]]) -> list[_
     """Run calls together until they end or the request's deadline nears: each one's result or
     exception, a MissedDeadline for one still running then (it is cancelled). A cancelled wait
     (the client went away, the deadline passed) cancels them all: none outlives its request."""
-    tasks = [asyncio.ensure_future(call) for call in calls]
     wait_s = None
     if ctx.req.deadline_ms is not None:
         elapsed_s = time.perf_counter() - ctx.started
         wait_s = max(0.0, ctx.req.deadline_ms / 1000 - elapsed_s - DEADLINE_MARGIN_S)
+    if len(calls) == 1:
+        # One call needs no task of its own (a cascade's usual rung): awaited in place.
+        try:
+            async with asyncio.timeout(wait_s):
+                return [await calls[0]]
+        except TimeoutError:
+            return [MissedDeadline(f"no answer within deadline_ms {ctx.req.deadline_ms:g}")]
+        except Exception as exc:  # noqa: BLE001 - the caller's to sort, as with a task's
+            return [exc]
+    tasks = [asyncio.ensure_future(call) for call in calls]
     try:
         _, late = await asyncio.wait(tasks, timeout=wait_s)
     except asyncio.CancelledError:

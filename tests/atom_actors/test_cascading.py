@@ -4,6 +4,8 @@ stopped by the budget and by the deadline, every move on the record."""
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +21,7 @@ from atom_actors.providers import CallParams
 from atom_actors.request import GatewayError, ProcessRequest
 from atom_actors.snapshot import CascadeSpec, Strategy
 from eventstore import EventStore
+from replay.trace import build, render
 from tests.atom_actors.conftest import network_spec
 from tests.fakes.faults import Behaviour
 from tests.fakes.openai_server import FakeOpenAI
@@ -313,3 +316,33 @@ async def test_a_failed_rung_is_retried_then_climbed_past(
     escalated = stepped(log, result.request_id)[1]
     assert escalated["replies"][0]["error"].startswith("bad_request")
     assert escalated["reason"] == "escalate: validity failed: no number found"
+
+
+async def test_the_trace_tells_each_move_with_its_checks(
+    log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
+) -> None:
+    upstream.models.update(cheap=Behaviour(reply="#### 5"), mid=Behaviour(reply="#### 4"))
+    gateway = await make_gateway(ladder(upstream))
+    result = await gateway.process(cascade(Acceptance(), expected="4"), USER)
+    text = render(build(log.read_stream(f"request-{result.request_id}"), now=time.time()))
+    # Each line without its time and log position.
+    lines = [re.sub(r"^\s*[\d.]+ ms\s+#\d+\s+", "", line).strip() for line in text.splitlines()]
+
+    def after(prefix: str, start: int = 0) -> int:
+        return next(i for i in range(start, len(lines)) if lines[i].startswith(prefix))
+
+    at = after("route cascade chose cheap: cheap then mid")
+    assert lines[at + 1].startswith("candidate cheap")
+    at = after("rung 1: cheap, reserves $", at)
+    assert lines[at + 1].startswith("rung 2: mid, reserves $")
+    at = after("cascade calls rung 1 (cheap): start", at)
+    at = after("cascade calls rung 2 (mid): escalate: learned failed: no acceptance model", at)
+    assert lines[at + 1:at + 4] == [
+        'rung1:cheap answered "5"',
+        "check validity passed: a valid number answer",
+        "check learned failed: no acceptance model yet, none scored (needs 0.76)",
+    ]  # fmt: skip
+    assert lines[at + 4].startswith("the rung cost $0.00000")
+    at = after('cascade keeps rung 2\'s answer "4" from mid: top of the ladder', at)
+    at = after("completed by mid in ", at)
+    assert lines[at].endswith("2 attempts, 0 fallbacks, 1 escalation")
