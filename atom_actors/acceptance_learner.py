@@ -1,12 +1,13 @@
 """The learned acceptance score online: fitted on the log's scored calls, off the hot path.
 
-The ScoredCalls projection keeps the latest calls that a reference or a judge scored. The
-learner reads each one's request (its question and answer format) and call (the reply) from the
-log, makes it an example (`scored_rung`, pure: the reply as a one-reply rung, the way
-`atom replay evaluate` fits on recorded rungs) and fits `acceptance.fit_acceptance` on a worker
-thread. Only requests that use the score ask for it (`current`): the first waits for the history
-there is, later ones take the model as it stands while a refit runs in the background once
-enough new scores have come in. No other request touches it.
+The ScoredCalls projection keeps where in the log the latest scores of calls by a reference or
+a judge are. The learner reads each score, its request (the question, the answer format) and
+its call (the reply), makes them an example (`scored_rung`, pure: the reply as a one-reply
+rung, the way `atom replay evaluate` fits on recorded rungs) and fits
+`acceptance.fit_acceptance` on a worker thread. Only requests that use the score ask for it
+(`current`): the first waits for the history there is, later ones take the model as it stands
+while a refit runs in the background once enough new scores have come in. No other request
+touches it.
 """
 
 from __future__ import annotations
@@ -60,12 +61,14 @@ def scored_rung(
 
 
 def examples(
-    scored: Sequence[Sequence[Any]], streams: Mapping[str, Sequence[RecordedEvent]]
+    scores: Sequence[RecordedEvent], streams: Mapping[str, Sequence[RecordedEvent]]
 ) -> list[ScoredRung]:
-    """The examples of (request id, call id, score) triples, in their order, given each request's
+    """The examples of ScoredRecorded events of calls, in their order, given each request's
     events; a call whose request or reply the streams do not hold is skipped."""
     found = []
-    for request_id, call_id, score in scored:
+    for scored in scores:
+        request_id, call_id = scored.data["request_id"], scored.data["subject"]
+        score = scored.data["score"]
         events = streams.get(request_id, ())
         received = next((e.data for e in events if e.type == "RequestReceived"), None)
         completed = next(
@@ -151,16 +154,19 @@ class AcceptanceLearner:
         state = self._scored_calls()
         count, recent = state["count"], list(state["recent"])
         fresh = recent[max(0, len(recent) - (count - self._read)) :]
+        scores: list[RecordedEvent] = []
         streams: dict[str, list[RecordedEvent]] = {}
         try:
-            for request_id in dict.fromkeys(row[0] for row in fresh):
+            for position in fresh:
+                scores += await self._reader.read_page_async(position - 1, 1)
+            for request_id in dict.fromkeys(e.data["request_id"] for e in scores):
                 streams[request_id] = await self._reader.read_stream_async(
                     request_stream(request_id)
                 )
         except EventStoreError:
             log.warning("the log could not be read for the acceptance model", exc_info=True)
             return
-        self._history.extend(examples(fresh, streams))
+        self._history.extend(examples(scores, streams))
         self._read = count
         if self._history:
             self.model = await asyncio.to_thread(fit_acceptance, list(self._history))

@@ -348,8 +348,9 @@ score learns from (agreement measures consensus, feedback grades a request, not 
 
 
 class ScoredCalls:
-    """The latest calls scored by a reference or a judge, as (request, call, score), and how
-    many there have been: where the cascade's acceptance model finds its history."""
+    """The log positions of the latest scores a reference or a judge gave a call, and how many
+    there have been: where the cascade's acceptance model finds its history. Positions only,
+    since the state is stored again whenever the log moves."""
 
     name = "scored_calls"
     version = 1
@@ -369,7 +370,7 @@ class ScoredCalls:
         ):
             state["count"] += 1
             recent = state["recent"]
-            recent.append([data["request_id"], data["subject"], data["score"]])
+            recent.append(event.position)
             del recent[: -self.keep]
         return state
 

@@ -110,9 +110,13 @@ async def _requests(base_url: str, requests: int) -> dict[str, Any]:
                 ASK, params, strategy=Strategy.COST_FIRST, answer_format=NUMBER, use_cache=False
             )
             cascade = ProcessRequest(
-                ASK, params, strategy=Strategy.CASCADE, acceptance=Acceptance(),
-                answer_format=NUMBER, use_cache=False,
-            )  # fmt: skip
+                ASK,
+                params,
+                strategy=Strategy.CASCADE,
+                acceptance=Acceptance(),
+                answer_format=NUMBER,
+                use_cache=False,
+            )
             kept = await gateway.process(cascade, USER)
             assert kept.model == "cheap" and len(kept.cascade) == 2, kept.cascade
             # One of each in turn, so that the machine's load weighs on both alike.
@@ -160,11 +164,17 @@ def _refit_s() -> float:
 def _fold_us() -> float:
     """The ScoredCalls projection's fold of one reference score."""
     projection = ScoredCalls()
-    new = ScoreRecorded(
-        request_id="r", subject="c", subject_kind="call", model="cheap", capability=None,
-        scorer="reference", scorer_version="1", score=1.0,
-    ).new()  # fmt: skip
-    event = RecordedEvent(1, "request-r", 0, "e", new.type, 1, new.data, {}, "", "")
+    score = ScoreRecorded(
+        request_id="r",
+        subject="c",
+        subject_kind="call",
+        model="cheap",
+        capability=None,
+        scorer="reference",
+        scorer_version="1",
+        score=1.0,
+    )
+    event = RecordedEvent(1, "request-r", 0, "e", score.TYPE, 1, score.data(), {}, "", "")
     state = projection.initial()
     return _median_us(lambda: projection.apply(state, event), 20_000)
 

@@ -18,8 +18,12 @@ def moves(body: dict[str, Any]) -> list[tuple[str, int, str | None]]:
 async def test_a_cascade_keeps_a_cheap_answer_its_checks_pass_and_climbs_past_the_rest(
     fleet: Fleet,
 ) -> None:
-    ask = {"prompt": "What is 6 x 7?", "strategy": "cascade", "answer_format": "number",
-           "max_tokens": 16}  # fmt: skip
+    ask = {
+        "prompt": "What is 6 x 7?",
+        "strategy": "cascade",
+        "answer_format": "number",
+        "max_tokens": 16,
+    }
     status, kept = await fleet.post(PROCESS, {**ask, "cascade": {"checks": {"validity": {}}}})
     assert status == 200, kept
     assert (kept["model"], kept["text"], kept["route"]["strategy"]) == ("cheap", ANSWER, "cascade")
@@ -30,8 +34,11 @@ async def test_a_cascade_keeps_a_cheap_answer_its_checks_pass_and_climbs_past_th
     assert status == 200, climbed
     assert (climbed["model"], climbed["text"]) == ("dear", DISSENT)
     assert moves(climbed) == [
-        ("call", 0, None), ("call", 1, None), ("call", 2, None), ("accept", 2, "dear"),
-    ]  # fmt: skip
+        ("call", 0, None),
+        ("call", 1, None),
+        ("call", 2, None),
+        ("accept", 2, "dear"),
+    ]
     assert [r.body["model"] for r in fleet.upstream.requests] == ["cheap", "cheap", "mid", "dear"]
     status, figures = await fleet.get("/api/advanced-ai/orchestration/performance?consistent=true")
     row = figures["strategies"]["cascade"]
@@ -45,9 +52,14 @@ async def test_a_cascade_keeps_a_cheap_answer_its_checks_pass_and_climbs_past_th
 async def test_orchestrate_streams_the_first_rungs_agreeing_answers_then_the_moves(
     fleet: Fleet,
 ) -> None:
-    body = {"prompt": "What is 6 x 7?", "strategy": "cascade", "answer_format": "number",
-            "max_tokens": 16, "stream": True,
-            "cascade": {"first": 2, "checks": {"agreement": {}, "validity": {}}}}  # fmt: skip
+    body = {
+        "prompt": "What is 6 x 7?",
+        "strategy": "cascade",
+        "answer_format": "number",
+        "max_tokens": 16,
+        "stream": True,
+        "cascade": {"first": 2, "checks": {"agreement": {}, "validity": {}}},
+    }
     async with fleet.api.http.post(
         fleet.api.url + ORCHESTRATE, headers=bearer(fleet.key), json=body
     ) as response:

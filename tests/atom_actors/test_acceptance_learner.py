@@ -33,28 +33,50 @@ def received(request_id: str, question: Any = "What is 2 + 2?", **fields: Any) -
 
 def completed(request_id: str, call_id: str, text: str, model: str = "cheap") -> dict[str, Any]:
     event = ModelCallCompleted(
-        request_id=request_id, call_id=call_id, model=model, attempt=1, prompt_tokens=5,
-        completion_tokens=3, cost_pico=1, latency_ms=1.0, ttft_ms=1.0, tokens_per_s=None,
-        finish_reason="stop", text=text, mean_logprob=-0.1,
-    )  # fmt: skip
+        request_id=request_id,
+        call_id=call_id,
+        model=model,
+        attempt=1,
+        prompt_tokens=5,
+        completion_tokens=3,
+        cost_pico=1,
+        latency_ms=1.0,
+        ttft_ms=1.0,
+        tokens_per_s=None,
+        finish_reason="stop",
+        text=text,
+        mean_logprob=-0.1,
+    )
     return event.data()
 
 
 def scored(request_id: str, call_id: str, score: float, scorer: str = "reference") -> ScoreRecorded:
     return ScoreRecorded(
-        request_id=request_id, subject=call_id, subject_kind="call", model="cheap",
-        capability="text_generation", scorer=scorer, scorer_version="1", score=score,
-    )  # fmt: skip
+        request_id=request_id,
+        subject=call_id,
+        subject_kind="call",
+        model="cheap",
+        capability="text_generation",
+        scorer=scorer,
+        scorer_version="1",
+        score=score,
+    )
 
 
 def test_a_scored_call_is_its_reply_as_a_one_reply_rung_of_its_request() -> None:
-    parts = [{"type": "text", "text": "What is"}, {"type": "image_url", "image_url": {"url": "x"}},
-             {"type": "text", "text": "2 + 2?"}]  # fmt: skip
+    parts = [
+        {"type": "text", "text": "What is"},
+        {"type": "image_url", "image_url": {"url": "x"}},
+        {"type": "text", "text": "2 + 2?"},
+    ]
     example = scored_rung(received("r", parts), completed("r", "c", "2 + 2 = 4 #### 4"), 1.0)
     rung = example.rung
     assert (rung.prompt, rung.fmt.kind, rung.answer, example.score) == (
-        "What is\n2 + 2?", AnswerKind.NUMBER, "4", 1.0,
-    )  # fmt: skip
+        "What is\n2 + 2?",
+        AnswerKind.NUMBER,
+        "4",
+        1.0,
+    )
     assert rung.speaker is not None and rung.speaker.mean_logprob == -0.1
     json_field = received("r", answer_field="result.value") | {"answer_format": "json"}
     example = scored_rung(json_field, completed("r", "c", '{"result": {"value": 7}}'), 0.0)
@@ -62,31 +84,59 @@ def test_a_scored_call_is_its_reply_as_a_one_reply_rung_of_its_request() -> None
 
 
 def test_examples_skip_what_the_log_does_not_hold(log: EventStore) -> None:
-    log.append(request_stream("r1"), [
-        RequestReceived(**received("r1")).new(),
-        ModelCallCompleted(**completed("r1", "c1", "#### 4")).new(),
-    ])  # fmt: skip
+    log.append(
+        request_stream("r1"),
+        [
+            RequestReceived(**received("r1")).new(),
+            ModelCallCompleted(**completed("r1", "c1", "#### 4")).new(),
+        ],
+    )
     log.append(request_stream("r2"), [RequestReceived(**received("r2", answer_format="x")).new()])
+    log.append(
+        "scores",
+        [
+            scored("r1", "c1", 1.0).new(),
+            scored("r1", "gone", 1.0).new(),
+            scored("r2", "c2", 0.0).new(),
+            scored("r3", "c3", 0.0).new(),
+        ],
+    )
     streams = {rid: log.read_stream(request_stream(rid)) for rid in ("r1", "r2", "r3")}
-    rows = [["r1", "c1", 1.0], ["r1", "gone", 1.0], ["r2", "c2", 0.0], ["r3", "c3", 0.0]]
-    assert [e.rung.answer for e in examples(rows, streams)] == ["4"]
+    scores = log.read_stream("scores")
+    assert [e.rung.answer for e in examples(scores, streams)] == ["4"]
 
 
 def test_scored_calls_keeps_the_scores_that_say_whether_an_answer_was_right(
     log: EventStore,
 ) -> None:
     feedback = ScoreRecorded(
-        request_id="r", subject="r", subject_kind="request", model="cheap", capability=None,
-        scorer="feedback", scorer_version="1", score=1.0,
-    )  # fmt: skip
-    log.append(request_stream("r"), [e.new() for e in (
-        scored("r", "c1", 1.0), scored("r", "c2", 0.5, scorer="judge"),
-        scored("r", "c3", 1.0, scorer="agreement"), scored("r", "c4", 0.0), feedback,
-    )])  # fmt: skip
+        request_id="r",
+        subject="r",
+        subject_kind="request",
+        model="cheap",
+        capability=None,
+        scorer="feedback",
+        scorer_version="1",
+        score=1.0,
+    )
+    log.append(
+        request_stream("r"),
+        [
+            e.new()
+            for e in (
+                scored("r", "c1", 1.0),
+                scored("r", "c2", 0.5, scorer="judge"),
+                scored("r", "c3", 1.0, scorer="agreement"),
+                scored("r", "c4", 0.0),
+                feedback,
+            )
+        ],
+    )
     projection = ScoredCalls()
     projection.keep = 2
     state = fold(projection, log.read_all())
-    assert state == {"count": 3, "recent": [["r", "c2", 0.5], ["r", "c4", 0.0]]}
+    # Where the judge's 0.5 and the last reference score are in the log.
+    assert state == {"count": 3, "recent": [2, 4]}
 
 
 class Clock:
@@ -106,11 +156,14 @@ def scores(log: EventStore) -> Iterator[Any]:
         for text, score in replies:
             made[0] += 1
             rid, cid = f"r{made[0]}", f"c{made[0]}"
-            log.append(request_stream(rid), [
-                RequestReceived(**received(rid)).new(),
-                ModelCallCompleted(**completed(rid, cid, text)).new(),
-                scored(rid, cid, score).new(),
-            ])  # fmt: skip
+            log.append(
+                request_stream(rid),
+                [
+                    RequestReceived(**received(rid)).new(),
+                    ModelCallCompleted(**completed(rid, cid, text)).new(),
+                    scored(rid, cid, score).new(),
+                ],
+            )
 
     yield add
 

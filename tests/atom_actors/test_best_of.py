@@ -26,9 +26,12 @@ NUMBER = AnswerFormat(AnswerKind.NUMBER)
 MEMBERS = ("a", "b", "c")
 # The judge grades each answer its own way: b's best.
 JUDGE = Behaviour(
-    replies=(("<answer>\n#### 4\n", "Fair. Score: 3"), ("<answer>\n2 + 2 = 4. #### 4\n",
-             "Worked. Score: 9"), ("<answer>\nmaybe 5\n", "Score: 1")),
-)  # fmt: skip
+    replies=(
+        ("<answer>\n#### 4\n", "Fair. Score: 3"),
+        ("<answer>\n2 + 2 = 4. #### 4\n", "Worked. Score: 9"),
+        ("<answer>\nmaybe 5\n", "Score: 1"),
+    ),
+)
 
 
 def best_of_n(**options: Any) -> ProcessRequest:

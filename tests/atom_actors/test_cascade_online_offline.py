@@ -81,18 +81,38 @@ def dataset(tmp_path: Path) -> dict[str, Path]:
 def _catalog(path: Path) -> list[ModelSpec]:
     # Prices that make each answer cost what the data records; priors in the models' order.
     return [
-        ModelSpec(name=name, provider="recorded", model=name, path=str(path),
-                  capabilities=frozenset({"text_generation"}),
-                  input_usd_per_mtok=cost * 1e6 / 20, output_usd_per_mtok=cost * 1e6 / 20,
-                  context_window=8192, quality_prior=prior)
+        ModelSpec(
+            name=name,
+            provider="recorded",
+            model=name,
+            path=str(path),
+            capabilities=frozenset({"text_generation"}),
+            input_usd_per_mtok=cost * 1e6 / 20,
+            output_usd_per_mtok=cost * 1e6 / 20,
+            context_window=8192,
+            quality_prior=prior,
+        )
         for (name, _, cost), prior in zip(MODELS, (0.5, 0.7, 0.95), strict=True)
-    ]  # fmt: skip
+    ]
 
 
 def _offline(dataset: dict[str, Path], db: Path, *options: str) -> list[list[dict[str, Any]]]:
     """Each test prompt's cascade moves as `atom replay evaluate` records them."""
-    code = main(["evaluate", "--train", str(dataset["train"]), "--test", str(dataset["test"]),
-                 "--answer-format", "number", "--db", str(db), "--json", *options])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--train",
+            str(dataset["train"]),
+            "--test",
+            str(dataset["test"]),
+            "--answer-format",
+            "number",
+            "--db",
+            str(db),
+            "--json",
+            *options,
+        ]
+    )
     assert code == 0
     with SQLiteReader(str(db)) as log:
         decided = [e.data for e in log.read_all() if e.type == "EvaluationDecided"]

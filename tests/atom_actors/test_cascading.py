@@ -37,13 +37,28 @@ VALID = Acceptance(learned=None)
 def ladder(upstream: FakeOpenAI) -> list[Any]:
     """cheap, then mid: the ladder a cascade climbs; cheap2 is as cheap as cheap, no stronger."""
     return [
-        network_spec("cheap", upstream.base_url, input_usd_per_mtok=0.5, output_usd_per_mtok=1.0,
-                     quality_prior=0.6),
-        network_spec("cheap2", upstream.base_url, input_usd_per_mtok=0.6, output_usd_per_mtok=1.2,
-                     quality_prior=0.6),
-        network_spec("mid", upstream.base_url, input_usd_per_mtok=3.0, output_usd_per_mtok=15.0,
-                     quality_prior=0.8),
-    ]  # fmt: skip
+        network_spec(
+            "cheap",
+            upstream.base_url,
+            input_usd_per_mtok=0.5,
+            output_usd_per_mtok=1.0,
+            quality_prior=0.6,
+        ),
+        network_spec(
+            "cheap2",
+            upstream.base_url,
+            input_usd_per_mtok=0.6,
+            output_usd_per_mtok=1.2,
+            quality_prior=0.6,
+        ),
+        network_spec(
+            "mid",
+            upstream.base_url,
+            input_usd_per_mtok=3.0,
+            output_usd_per_mtok=15.0,
+            quality_prior=0.8,
+        ),
+    ]
 
 
 def cascade(acceptance: Acceptance | None = VALID, **options: Any) -> ProcessRequest:
@@ -80,8 +95,9 @@ async def test_an_answer_the_checks_keep_is_the_first_rungs(
     assert (result.model, result.text, asked(upstream)) == ("cheap", "#### 4", ["cheap"])
     steps = stepped(log, result.request_id)
     assert [(s["action"], s["step"], s["models"]) for s in steps] == [
-        ("call", 0, ["cheap"]), ("accept", 0, []),
-    ]  # fmt: skip
+        ("call", 0, ["cheap"]),
+        ("accept", 0, []),
+    ]
     assert steps[0]["reason"] == "start"
     accepted = steps[1]
     assert (accepted["answer"], accepted["speaker"]) == ("4", "cheap")
@@ -101,24 +117,44 @@ async def test_an_answer_the_checks_keep_is_the_first_rungs(
 @pytest.mark.parametrize(
     ("case", "replies", "asking", "reason"),
     [
-        ("validity", {"cheap": "I do not know"}, cascade(),
-         "escalate: validity failed: no number found"),
-        ("agreement", {"cheap": "#### 4", "cheap2": "#### 5"},
-         cascade(Acceptance(agreement=1.0, learned=None), cascade=CascadeSpec(first=2)),
-         "escalate: agreement failed: 0.50 of 2 replies agree (needs 1)"),
-        ("confidence", {"cheap": "#### 4"},
-         cascade(Acceptance(validity=False, confidence=0.99, learned=None),
-                 params=CallParams(max_tokens=16, logprobs=True)),
-         "escalate: confidence failed: 0.923 (needs 0.99)"),
-        ("learned, with nothing scored yet", {"cheap": "#### 4"}, cascade(Acceptance()),
-         "escalate: learned failed: no acceptance model yet, none scored (needs 0.76)"),
-        ("a schema", {"cheap": '{"answer": 4}'},
-         cascade(Acceptance(schema={"type": "object", "required": ["answer", "unit"]},
-                            learned=None),
-                 answer_format=AnswerFormat(AnswerKind.JSON, "answer")),
-         "escalate: validity failed: schema: $.unit is missing"),
+        (
+            "validity",
+            {"cheap": "I do not know"},
+            cascade(),
+            "escalate: validity failed: no number found",
+        ),
+        (
+            "agreement",
+            {"cheap": "#### 4", "cheap2": "#### 5"},
+            cascade(Acceptance(agreement=1.0, learned=None), cascade=CascadeSpec(first=2)),
+            "escalate: agreement failed: 0.50 of 2 replies agree (needs 1)",
+        ),
+        (
+            "confidence",
+            {"cheap": "#### 4"},
+            cascade(
+                Acceptance(validity=False, confidence=0.99, learned=None),
+                params=CallParams(max_tokens=16, logprobs=True),
+            ),
+            "escalate: confidence failed: 0.923 (needs 0.99)",
+        ),
+        (
+            "learned, with nothing scored yet",
+            {"cheap": "#### 4"},
+            cascade(Acceptance()),
+            "escalate: learned failed: no acceptance model yet, none scored (needs 0.76)",
+        ),
+        (
+            "a schema",
+            {"cheap": '{"answer": 4}'},
+            cascade(
+                Acceptance(schema={"type": "object", "required": ["answer", "unit"]}, learned=None),
+                answer_format=AnswerFormat(AnswerKind.JSON, "answer"),
+            ),
+            "escalate: validity failed: schema: $.unit is missing",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_each_check_that_fails_sends_the_request_one_rung_up(
     log: EventStore,
     upstream: FakeOpenAI,
@@ -184,23 +220,37 @@ async def test_every_rungs_reply_is_scored_so_the_score_learns_from_what_it_turn
     events = log.read_stream(f"request-{result.request_id}")
     kinds = [e.type for e in events if e.type != "TokensStreamed"]
     assert kinds == [
-        "RequestReceived", "RouteDecided",
-        "CascadeStepped", "BudgetReserved", "ModelCallStarted", "ModelCallCompleted",
+        "RequestReceived",
+        "RouteDecided",
+        "CascadeStepped",
+        "BudgetReserved",
+        "ModelCallStarted",
+        "ModelCallCompleted",
         "BudgetSettled",
-        "CascadeStepped", "BudgetReserved", "ModelCallStarted", "ModelCallCompleted",
+        "CascadeStepped",
+        "BudgetReserved",
+        "ModelCallStarted",
+        "ModelCallCompleted",
         "BudgetSettled",
-        "CascadeStepped", "ScoreRecorded", "ScoreRecorded", "RequestCompleted",
-    ]  # fmt: skip
+        "CascadeStepped",
+        "ScoreRecorded",
+        "ScoreRecorded",
+        "RequestCompleted",
+    ]
     received, decided = events[0].data, events[1].data
     assert received["cascade"] == {
-        "first": 1, "samples": 1, "steps": None, "acceptance": Acceptance().to_dict(),
-    }  # fmt: skip
+        "first": 1,
+        "samples": 1,
+        "steps": None,
+        "acceptance": Acceptance().to_dict(),
+    }
     assert [r["models"] for r in decided["cascade"]["rungs"]] == [["cheap"], ["mid"]]
     scores = {e.data["model"]: e.data["score"] for e in events if e.type == "ScoreRecorded"}
     assert scores == {"cheap": 0.0, "mid": 1.0}
     await gateway.projections.wait_until(result.position, timeout=5)
     scored = gateway.projections.state("scored_calls")
-    assert scored["count"] == 2 and [row[2] for row in scored["recent"]] == [0.0, 1.0]
+    positions = [e.position for e in events if e.type == "ScoreRecorded"]
+    assert scored == {"count": 2, "recent": positions}
     orchestration = gateway.projections.state("orchestration")["strategies"]["cascade"]
     assert (orchestration["requests"], orchestration["escalations"]) == (1, 1)
     assert orchestration["cost_pico"] == result.cost_pico
@@ -337,11 +387,11 @@ async def test_the_trace_tells_each_move_with_its_checks(
     assert lines[at + 1].startswith("rung 2: mid, reserves $")
     at = after("cascade calls rung 1 (cheap): start", at)
     at = after("cascade calls rung 2 (mid): escalate: learned failed: no acceptance model", at)
-    assert lines[at + 1:at + 4] == [
+    assert lines[at + 1 : at + 4] == [
         'rung1:cheap answered "5"',
         "check validity passed: a valid number answer",
         "check learned failed: no acceptance model yet, none scored (needs 0.76)",
-    ]  # fmt: skip
+    ]
     assert lines[at + 4].startswith("the rung cost $0.00000")
     at = after('cascade keeps rung 2\'s answer "4" from mid: top of the ladder', at)
     at = after("completed by mid in ", at)
