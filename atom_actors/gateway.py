@@ -16,7 +16,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
 from eventstore import BufferedStream, EventStore, LiveProjections, StoreClosed, new_event_id
 
@@ -53,6 +53,9 @@ from .snapshot import (
 )
 from .strategies import route
 from .system import ActorSystem
+
+CATCH_UP_S: Final = 2.0
+"""How long a request refused for want of budget waits to read the log up to its head."""
 
 
 class Gateway:
@@ -235,6 +238,27 @@ class Gateway:
             hit = self.cache.lookup(key)
             if hit is not None:
                 return await self._from_cache(ctx, key, hit, on_token)
+        try:
+            return await self._routed(ctx, key, on_token)
+        except GatewayError as refused:
+            # Refused for want of budget on this process's view: another node may have freed
+            # room it has not read yet. Read the log to its head, and route once more if that
+            # made room.
+            if refused.status != 402 or not await self._more_room(ctx.scopes):
+                raise
+        return await self._routed(ctx, key, on_token)
+
+    async def _more_room(self, scopes: Sequence[str]) -> bool:
+        """Read the log up to its head; whether that left the scopes more room than before
+        (settlements of other nodes': this process counts its own already)."""
+        before = self.budget.headroom(scopes)
+        await self.projections.catch_up(timeout=CATCH_UP_S)
+        after = self.budget.headroom(scopes)
+        return before is not None and after is not None and after[1] > before[1]
+
+    async def _routed(
+        self, ctx: RequestContext, key: str | None, on_token: TokenSink | None
+    ) -> ProcessResult:
         decision = route(self.snapshot(ctx.scopes), self._route_request(ctx))
         if decision.next_counter is not None:
             self._round_robin = decision.next_counter
