@@ -378,15 +378,9 @@ class Gateway:
         if self.judge is not None:
             # The judge grades after the answer has gone: it never delays it.
             self.judge.grade_later(ctx, result)
-        return ProcessResult(
-            request_id=ctx.request_id,
-            model=result.model,
-            text=result.text,
-            prompt_tokens=spend.prompt_tokens,
-            completion_tokens=spend.completion_tokens,
-            cost_pico=spend.cost_pico,
-            latency_ms=latency_ms,
-            finish_reason=result.finish_reason,
+        return _result(
+            completed,
+            position,
             route={
                 "strategy": decision.strategy.value,
                 "chosen": result.model,
@@ -397,7 +391,6 @@ class Gateway:
             attempts=tuple(ctx.attempts),
             ensemble=ensemble.combined if ensemble else None,
             members=ensemble.members if ensemble else (),
-            position=position,
         )
 
     def _baseline(self, decision: RouteDecision, ctx: RequestContext) -> int:
@@ -461,19 +454,8 @@ class Gateway:
             capability=ctx.req.capability,
         )
         position = await self._finish(ctx, completed)
-        return ProcessResult(
-            request_id=ctx.request_id,
-            model=hit["model"],
-            text=hit["text"],
-            prompt_tokens=hit["prompt_tokens"],
-            completion_tokens=hit["completion_tokens"],
-            cost_pico=0,
-            latency_ms=latency_ms,
-            finish_reason=hit["finish_reason"],
-            route={"strategy": "cache", "chosen": hit["model"], "source": hit["request_id"]},
-            cached=True,
-            position=position,
-        )
+        route = {"strategy": "cache", "chosen": hit["model"], "source": hit["request_id"]}
+        return _result(completed, position, route)
 
     # Around requests.
 
@@ -487,3 +469,23 @@ class Gateway:
         """Wait for background work (judges) to finish, at shutdown."""
         if self.judge is not None:
             await self.judge.drain()
+
+
+def _result(
+    completed: RequestCompleted, position: int, route: dict[str, Any], **more: Any
+) -> ProcessResult:
+    """The answer a request's RequestCompleted records, at its log position."""
+    return ProcessResult(
+        request_id=completed.request_id,
+        model=completed.model,
+        text=completed.text,
+        prompt_tokens=completed.prompt_tokens,
+        completion_tokens=completed.completion_tokens,
+        cost_pico=completed.cost_pico,
+        latency_ms=completed.latency_ms,
+        finish_reason=completed.finish_reason,
+        route=route,
+        cached=completed.cached,
+        position=position,
+        **more,
+    )
