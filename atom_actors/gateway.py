@@ -17,7 +17,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
 from eventstore import BufferedStream, EventStore, LiveProjections, StoreClosed, new_event_id
 
@@ -58,6 +58,9 @@ from .snapshot import (
 )
 from .strategies import route
 from .system import ActorSystem
+
+CATCH_UP_S: Final = 2.0
+"""How long a request refused for want of budget waits to read the log up to its head."""
 
 
 class Gateway:
@@ -245,6 +248,27 @@ class Gateway:
             hit = self.cache.lookup(key)
             if hit is not None:
                 return await self._from_cache(ctx, key, hit, on_token)
+        try:
+            return await self._routed(ctx, key, on_token)
+        except GatewayError as refused:
+            # Refused for want of budget on this process's view: another node may have freed
+            # room it has not read yet. Read the log to its head, and route once more if that
+            # made room.
+            if refused.status != 402 or not await self._more_room(ctx.scopes):
+                raise
+        return await self._routed(ctx, key, on_token)
+
+    async def _more_room(self, scopes: Sequence[str]) -> bool:
+        """Read the log up to its head; whether that left the scopes more room than before
+        (settlements of other nodes': this process counts its own already)."""
+        before = self.budget.headroom(scopes)
+        await self.projections.catch_up(timeout=CATCH_UP_S)
+        after = self.budget.headroom(scopes)
+        return before is not None and after is not None and after[1] > before[1]
+
+    async def _routed(
+        self, ctx: RequestContext, key: str | None, on_token: TokenSink | None
+    ) -> ProcessResult:
         decision = route(self.snapshot(ctx.scopes), self._route_request(ctx))
         if decision.next_counter is not None:
             self._round_robin = decision.next_counter
@@ -373,15 +397,9 @@ class Gateway:
         if self.judge is not None and not (ensemble and ensemble.judged):
             # The judge grades after the answer has gone: it never delays it.
             self.judge.grade_later(ctx, result)
-        return ProcessResult(
-            request_id=ctx.request_id,
-            model=result.model,
-            text=result.text,
-            prompt_tokens=spend.prompt_tokens,
-            completion_tokens=spend.completion_tokens,
-            cost_pico=spend.cost_pico,
-            latency_ms=latency_ms,
-            finish_reason=result.finish_reason,
+        return _result(
+            completed,
+            position,
             route={
                 "strategy": decision.strategy.value,
                 "chosen": result.model,
@@ -393,7 +411,6 @@ class Gateway:
             ensemble=ensemble.combined if ensemble else None,
             members=ensemble.members if ensemble else (),
             cascade=cascade.steps if cascade else (),
-            position=position,
         )
 
     def _baseline(
@@ -467,19 +484,8 @@ class Gateway:
             capability=ctx.req.capability,
         )
         position = await self._finish(ctx, completed)
-        return ProcessResult(
-            request_id=ctx.request_id,
-            model=hit["model"],
-            text=hit["text"],
-            prompt_tokens=hit["prompt_tokens"],
-            completion_tokens=hit["completion_tokens"],
-            cost_pico=0,
-            latency_ms=latency_ms,
-            finish_reason=hit["finish_reason"],
-            route={"strategy": "cache", "chosen": hit["model"], "source": hit["request_id"]},
-            cached=True,
-            position=position,
-        )
+        route = {"strategy": "cache", "chosen": hit["model"], "source": hit["request_id"]}
+        return _result(completed, position, route)
 
     # Around requests.
 
@@ -494,3 +500,23 @@ class Gateway:
         if self.judge is not None:
             await self.judge.drain()
         await self.acceptance.drain()
+
+
+def _result(
+    completed: RequestCompleted, position: int, route: dict[str, Any], **more: Any
+) -> ProcessResult:
+    """The answer a request's RequestCompleted records, at its log position."""
+    return ProcessResult(
+        request_id=completed.request_id,
+        model=completed.model,
+        text=completed.text,
+        prompt_tokens=completed.prompt_tokens,
+        completion_tokens=completed.completion_tokens,
+        cost_pico=completed.cost_pico,
+        latency_ms=completed.latency_ms,
+        finish_reason=completed.finish_reason,
+        route=route,
+        cached=completed.cached,
+        position=position,
+        **more,
+    )

@@ -152,8 +152,9 @@ async def scenario(path: str, budget: tuple[int, int, int], plan: list[list[Ask]
             gateway = await node.start()
             for q in wave:
                 fake = o if q.model == "o" else a
-                if FAULTS[q.fault] is not None:
-                    fake.fail(FAULTS[q.fault], model=q.model, times=1)
+                fault = FAULTS[q.fault]
+                if fault is not None:
+                    fake.fail(fault, model=q.model, times=1)
             await asyncio.gather(*(ask(gateway, n + i, q) for i, q in enumerate(wave)))
             n += len(wave)
             for fake in (o, a):

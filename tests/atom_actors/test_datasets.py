@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from atom_actors.cost import estimate_tokens
 from atom_actors.datasets import (
     DatasetError,
     RecordedAnswer,
     RecordedDataset,
     RecordedItem,
     SyntheticModel,
-    estimate_tokens,
     load_dataset,
     load_jsonl,
     load_routellm,

@@ -297,6 +297,44 @@ async def test_feedback_is_a_score_of_the_request(
     assert unknown.value.status == 404
 
 
+async def test_a_key_scores_a_request_once_and_only_its_own_tenancy_may(
+    log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
+) -> None:
+    gateway = await make_gateway(specs(upstream, m=(1, 1)))
+    result = await gateway.process(ProcessRequest(ASK, CallParams(max_tokens=8), "m"), USER)
+
+    async def quality() -> list[float]:
+        await gateway.projections.wait_until(log.head(), timeout=5)
+        row = gateway.projections.state("performance")["models"]["m"]["quality"]
+        total, count = row["text_generation"]
+        return [round(total, 6), count]
+
+    await gateway.feedback(result.request_id, 0.2, USER)
+    assert await quality() == [0.2, 1]
+    # The same key again: the later score takes the earlier one's place.
+    await gateway.feedback(result.request_id, 0.9, USER)
+    assert await quality() == [0.9, 1]
+    # Another key of the same tenant scores it too.
+    colleague = Principal(key_id="key-9", role=Role.USER, tenant="acme")
+    await gateway.feedback(result.request_id, 0.5, colleague)
+    assert await quality() == [1.4, 2]
+    scores = [e.data for e in log.read_stream(f"request-{result.request_id}")]
+    assert [
+        (d["score"], d["replaces"], d["by"]) for d in scores if d.get("scorer") == "feedback"
+    ] == [
+        (0.2, None, "key-1"),
+        (0.9, 0.2, "key-1"),
+        (0.5, None, "key-9"),
+    ]
+    # Another tenancy's key is told there is no such request; an operator may score it.
+    outsider = Principal(key_id="key-2", role=Role.USER, tenant="globex")
+    with pytest.raises(GatewayError) as refused:
+        await gateway.feedback(result.request_id, 1.0, outsider)
+    assert refused.value.status == 404 and result.request_id not in refused.value.message
+    await gateway.feedback(result.request_id, 0.0, Principal(key_id="key-3", role=Role.OPERATOR))
+    assert await quality() == [1.4, 3]
+
+
 async def test_an_ensemble_member_past_the_deadline_is_left_out(
     log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
 ) -> None:
