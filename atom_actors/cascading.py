@@ -130,10 +130,9 @@ async def answer_cascade(
     acceptance: AcceptanceScorer | None,
     on_token: TokenSink | None,
 ) -> CascadeAnswer:
-    """Climb the decision's ladder as `decide` says, one budgeted step at a time."""
+    """Climb the decision's ladder as `decide` says, one budgeted step at a time (route() gives
+    a decision with candidates a ladder of one rung at least)."""
     climb = _Climb(ctx, decision)
-    if not climb.ladder:
-        raise GatewayError(402, "budget_exceeded", f"no rung fits: {decision.reason}")
     settings = ctx.req.acceptance or Acceptance()
     policy = settings.policy(ctx.req.answer_format, acceptance)
     judged: list[_Reply] = []
