@@ -1,6 +1,7 @@
 """OpenAI-compatible routes: existing clients work unchanged, ATOM's router behind aliases.
 
-`model` is a configured model, or `atom:<strategy>` (e.g. `atom:cost_first`), or
+`model` is a configured model, or `atom:<strategy>` (e.g. `atom:cost_first`; `atom:cascade`
+asks the cheapest model first and a stronger one only when its answer is not kept), or
 `atom:ensemble:<method>` (e.g. `atom:ensemble:majority_vote`, over the 3 strongest models).
 """
 
@@ -193,8 +194,8 @@ async def _stream(
 
     try:
         while (item := await queue.get()) is not None:
-            if req.ensemble is not None:
-                continue  # an ensemble's answer is known only once its members are combined
+            if req.combines:
+                continue  # known only once an ensemble's members, or a cascade's rungs, are in
             if not response.prepared:
                 await response.prepare(request)
                 await response.write(chunk({"role": "assistant", "content": ""}))

@@ -19,6 +19,9 @@ class Behaviour:
     reports_usage: bool = True
     # Prompt tokens served from the provider's prompt cache, reported as each provider does.
     cached_prompt_tokens: int = 0
+    # (part of the prompt, reply): the first part the prompt holds chooses the reply, as a judge
+    # grades each answer its own way; `reply` answers the rest.
+    replies: tuple[tuple[str, str], ...] = ()
 
 
 class FaultKind(Enum):

@@ -262,7 +262,9 @@ class FakeServer(ABC):
         self, request: web.Request, call: Call, fault: Fault | None, sent: _Sent
     ) -> web.StreamResponse:
         behaviour = self.models.get(call.model, self.default)
-        reply = behaviour.reply if behaviour.reply is not None else echo_reply(call.prompt)
+        reply = next((r for part, r in behaviour.replies if part in call.prompt), behaviour.reply)
+        if reply is None:
+            reply = echo_reply(call.prompt)
         completion = complete(reply, call.max_tokens, call.stop)
         if fault is not None and fault.after is None:
             return await self._fail_before_headers(request, fault)
