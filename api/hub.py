@@ -6,7 +6,8 @@ cut (close code 4008) rather than slowing the publisher or anyone else. Call `pu
 the event loop's thread: it is cheap when nobody listens to the topic.
 
 The requests' news (`requests`, `tokens:<id>`) is published by the gateway alone, each item
-for its tenancy's subscribers: these are system topics, which no client may publish to.
+for its tenancy's subscribers, and `figures` by the server (see figures.py): these are system
+topics, which no client may publish to.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import orjson
 
 CLOSE_SLOW_CONSUMER: Final = 4008
 CLOSE_GOING_AWAY: Final = 1001
-SYSTEM_TOPICS: Final = frozenset({"requests"})
+SYSTEM_TOPICS: Final = frozenset({"requests", "figures"})
 SYSTEM_PREFIXES: Final = ("tokens:",)
 
 
@@ -85,6 +86,7 @@ class Subscriber:
         self._limit = limit
         self._queue: deque[str] = deque()
         self._ready = asyncio.Event()
+        self._taken = asyncio.Event()
         self._on_close = on_close
 
     @property
@@ -109,7 +111,15 @@ class Subscriber:
         self._ready.clear()
         batch = list(self._queue)
         self._queue.clear()
+        self._taken.set()
         return batch
+
+    async def room(self, share: float = 0.5) -> None:
+        """Wait until the queue is below `share` of its limit (or closed): a producer that can
+        wait, such as a reader of the log, keeps the rest for those that cannot."""
+        while len(self._queue) >= self._limit * share and not self.closed:
+            self._taken.clear()
+            await self._taken.wait()
 
     def close(self, code: int, reason: str) -> int:
         """Close for good; returns how many queued messages were never taken."""
@@ -119,6 +129,7 @@ class Subscriber:
         dropped = len(self._queue)
         self._queue.clear()
         self._ready.set()
+        self._taken.set()
         self._on_close(code, reason)
         return dropped
 

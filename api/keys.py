@@ -1,7 +1,8 @@
 """API keys: issued at random, kept only as sha256 hashes in the log, folded into a key ring.
 
 A key's story lives in stream `apikey-<key_id>` (ApiKeyIssued, then maybe ApiKeyRevoked);
-its budget, if any, in `budget-key:<key_id>` (see budgets.py).
+its budget, if any, in `budget-key:<key_id>` (see budgets.py); the browser sessions that stand
+for it in `session-<id>` (see sessions.py), folded into the same ring.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
-from atom_actors.events import ApiKeyIssued, ApiKeyRevoked
+from atom_actors.events import ApiKeyIssued, ApiKeyRevoked, SessionEnded, SessionStarted
 from atom_actors.principal import check_tenant
 from eventstore import (
     NO_STREAM,
@@ -31,7 +33,8 @@ from .budgets import Budget, budget_stream
 KEY_PREFIX: Final = "atom_"
 
 KeyState = dict[str, Any]
-"""The projection's JSON state: {"keys": {key_id: record}, "hashes": {key_hash: key_id}}."""
+"""The projection's JSON state: {"keys": {key_id: record}, "hashes": {key_hash: key_id},
+"sessions": {session_id: {key_id, hash, expires_at}}, "session_hashes": {hash: session_id}}."""
 
 
 def new_key() -> str:
@@ -72,15 +75,22 @@ class KeyRecord:
 
 
 class KeysProjection:
-    """A pure fold of ApiKeyIssued and ApiKeyRevoked into the key state."""
+    """A pure fold of the keys (ApiKeyIssued, ApiKeyRevoked) and the sessions that stand for
+    them (SessionStarted, SessionEnded) into the key state.
+
+    Sessions expired by the time a new one starts (by the log's clock) are dropped then, so
+    the state holds about as many sessions as are open.
+    """
 
     name = "api-keys"
-    version = 1
+    version = 2
     # The event types the fold reads; the live runner skips the others.
-    types = frozenset({ApiKeyIssued.TYPE, ApiKeyRevoked.TYPE})
+    types = frozenset(
+        {ApiKeyIssued.TYPE, ApiKeyRevoked.TYPE, SessionStarted.TYPE, SessionEnded.TYPE}
+    )
 
     def initial(self) -> KeyState:
-        return {"keys": {}, "hashes": {}}
+        return {"keys": {}, "hashes": {}, "sessions": {}, "session_hashes": {}}
 
     def apply(self, state: KeyState, event: RecordedEvent) -> KeyState:
         data = event.data
@@ -97,7 +107,33 @@ class KeysProjection:
             record = state["keys"].get(data["key_id"])
             if record is not None:
                 record["revoked"] = True
+        elif (
+            event.type == SessionStarted.TYPE
+            and _strings(data, "session_id", "key_id", "token_hash")
+            and isinstance(data.get("expires_at"), int)
+        ):
+            _drop_expired(state, datetime.fromisoformat(event.recorded_at).timestamp())
+            state["sessions"][data["session_id"]] = {
+                "key_id": data["key_id"],
+                "hash": data["token_hash"],
+                "expires_at": data["expires_at"],
+            }
+            state["session_hashes"][data["token_hash"]] = data["session_id"]
+        elif event.type == SessionEnded.TYPE and _strings(data, "session_id"):
+            _drop_session(state, data["session_id"])
         return state
+
+
+def _drop_expired(state: KeyState, now: float) -> None:
+    expired = [sid for sid, s in state["sessions"].items() if s["expires_at"] <= now]
+    for session_id in expired:
+        _drop_session(state, session_id)
+
+
+def _drop_session(state: KeyState, session_id: str) -> None:
+    session = state["sessions"].pop(session_id, None)
+    if session is not None:
+        state["session_hashes"].pop(session["hash"], None)
 
 
 def _strings(data: dict[str, Any], *names: str) -> bool:
@@ -126,6 +162,28 @@ def lookup(state: KeyState, key: str) -> KeyRecord | None:
     if not hmac.compare_digest(entry["hash"], key_hash):
         return None
     return _record(key_id, entry)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """An open session: its id, and the record of the key it stands for."""
+
+    session_id: str
+    key: KeyRecord
+
+
+def lookup_session(state: KeyState, token: str, now: float) -> Session | None:
+    """The open session of a presented token, found by its hash; None when unknown, ended
+    or expired at `now`."""
+    token_hash = hash_key(token)
+    session_id = state["session_hashes"].get(token_hash)
+    if session_id is None:
+        return None
+    entry = state["sessions"][session_id]
+    if not hmac.compare_digest(entry["hash"], token_hash) or entry["expires_at"] <= now:
+        return None
+    key = state["keys"].get(entry["key_id"])
+    return None if key is None else Session(session_id, _record(entry["key_id"], key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +264,9 @@ class KeyRing:
 
     def find(self, key: str) -> KeyRecord | None:
         return lookup(self._state, key)
+
+    def find_session(self, token: str, now: float) -> Session | None:
+        return lookup_session(self._state, token, now)
 
     def get(self, key_id: str) -> KeyRecord | None:
         entry = self._state["keys"].get(key_id)

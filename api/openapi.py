@@ -29,16 +29,21 @@ Every route but `/api/advanced-ai/health` needs an API key, sent as
 roles are ordered viewer < user < operator < admin and each route names its minimum role
 (`x-min-role`). Requests are rate-limited per key (429 with Retry-After).
 
-Browsers cannot set headers on a WebSocket handshake: they first call
-`POST /api/advanced-ai/auth/session` with their key and open
-`/api/advanced-ai/streaming/ws?token=<token>` with the short-lived token it returns
-(valid for `expires_in` seconds, for this server process only; it stands for its key, so a
-revoked key's tokens stop working too).
+A browser signs in with `POST /api/advanced-ai/auth/session` and keeps only the
+short-lived token it returns (valid for `expires_in` seconds): it sends the token as
+`Authorization: Bearer <token>`, and opens `/api/advanced-ai/streaming/ws?token=<token>`
+with it, since browsers cannot set headers on a WebSocket handshake. The token stands for
+its key, so a revoked key's tokens stop working too; `DELETE /api/advanced-ai/auth/session`
+ends it.
 
 Errors are JSON: `{"error": {"type", "message", "field"?}}`."""
 
 _SECURITY: Final = {
-    "bearer": {"type": "http", "scheme": "bearer", "description": "An ATOM API key."},
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An ATOM API key, or a session token from POST /auth/session.",
+    },
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "sessionToken": {
         "type": "apiKey",
@@ -81,6 +86,8 @@ def _responses(route: Route) -> dict[str, Any]:
         statuses |= {401, 403, 429}
     if route.body is not None:
         statuses |= {400, 413}
+    if route.query:
+        statuses |= {400}
     for status in sorted(statuses):
         responses.setdefault(str(status), _error(status))
     return responses
@@ -96,12 +103,16 @@ def _operation(route: Route) -> dict[str, Any]:
     }
     if route.description:
         operation["description"] = route.description
-    parameters = re.findall(r"\{(\w+)\}", route.path)
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"\{(\w+)\}", route.path)
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": dict(schema)}
+        for name, schema in route.query.items()
+    ]
     if parameters:
-        operation["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in parameters
-        ]
+        operation["parameters"] = parameters
     if route.role is None:
         operation["security"] = []
     else:

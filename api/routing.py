@@ -18,14 +18,19 @@ from aiohttp import web
 from .auth import Principal, Role, permits, presented_key
 from .errors import BadRequest, Forbidden, TooLarge, Unauthorized
 from .services import Services, services_of
-from .validation import Schema, validator
+from .sessions import is_session_token
+from .validation import Schema, validate, validator
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PRINCIPAL: Final = web.RequestKey("atom.principal", Principal)
+SESSION: Final = web.RequestKey("atom.session", str)
+"""The id of the session whose token authenticated the request, when one did."""
 CATCH_UP_S: Final = 5.0
 """How long an unknown key waits for the key ring to read the log up to its head."""
 BODY: Final[web.RequestKey[Mapping[str, Any]]] = web.RequestKey("atom.body", dict)
+QUERY: Final[web.RequestKey[Mapping[str, Any]]] = web.RequestKey("atom.query", dict)
+"""The route's declared query parameters that were given, as their schemas' types."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,8 @@ class Route:
     summary: str
     description: str = ""
     body: Schema | None = None
+    # Query parameters by name, each optional, read as its schema's type (integer or string).
+    query: Mapping[str, Schema] = field(default_factory=dict)
     response: Schema | None = None
     status: int = 200
     content_type: str = "application/json"
@@ -65,35 +72,46 @@ def json_response(
 async def authenticate(
     request: web.Request, services: Services, *, session_token: bool
 ) -> Principal:
-    """The principal behind the request's key (or session token); Unauthorized otherwise.
+    """The principal behind the request's key or session token; Unauthorized otherwise.
 
-    A key unknown to the ring may have been made a moment ago by another process (`atom keys
-    create`, another node): the ring reads the log up to its head before refusing it.
+    A session token (sessions.py) is taken as a bearer credential on any route, and as
+    `?token=` on a WebSocket route, since browsers cannot set headers on that handshake.
+    A key or token unknown to the ring may have been made a moment ago by another process
+    (`atom keys create`, another node): the ring reads the log up to its head before refusing.
     """
-    key = presented_key(request.headers)
-    if key is not None:
-        record = services.keys.find(key)
-        if record is None and await services.projections.catch_up(timeout=CATCH_UP_S):
-            record = services.keys.find(key)
-        if record is None:
-            raise Unauthorized("unknown API key")
-        principal = record.principal()
-        if principal is None:
-            raise Unauthorized("this API key has been revoked")
-        return principal
-    token = request.query.get("token") if session_token else None
-    if token:
-        key_id = services.sessions.verify(token, time.time())
-        if key_id is None:
+    credential = presented_key(request.headers)
+    if credential is None and session_token:
+        credential = request.query.get("token") or None
+        if credential is not None and not is_session_token(credential):
             raise Unauthorized("the session token is invalid or has expired")
-        session_record = services.keys.get(key_id)
-        principal = session_record.principal() if session_record is not None else None
-        if principal is None:
-            raise Unauthorized("the session's API key has been revoked")
-        return principal
-    raise Unauthorized(
-        "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-    )
+    if credential is None:
+        raise Unauthorized(
+            "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+        )
+    if is_session_token(credential):
+        return await _session_principal(request, services, credential)
+    record = services.keys.find(credential)
+    if record is None and await services.projections.catch_up(timeout=CATCH_UP_S):
+        record = services.keys.find(credential)
+    if record is None:
+        raise Unauthorized("unknown API key")
+    principal = record.principal()
+    if principal is None:
+        raise Unauthorized("this API key has been revoked")
+    return principal
+
+
+async def _session_principal(request: web.Request, services: Services, token: str) -> Principal:
+    session = services.keys.find_session(token, time.time())
+    if session is None and await services.projections.catch_up(timeout=CATCH_UP_S):
+        session = services.keys.find_session(token, time.time())
+    if session is None:
+        raise Unauthorized("the session token is invalid or has expired")
+    principal = session.key.principal()
+    if principal is None:
+        raise Unauthorized("the session's API key has been revoked")
+    request[SESSION] = session.session_id
+    return principal
 
 
 def require(principal: Principal, needed: Role) -> None:
@@ -121,6 +139,25 @@ async def read_json(request: web.Request, schema: Schema, limit: int) -> dict[st
     return value
 
 
+def read_query(request: web.Request, declared: Mapping[str, Schema]) -> dict[str, Any]:
+    """The declared query parameters given, each converted to its schema's type and checked
+    against it; BadRequest naming the parameter otherwise. Others are ignored."""
+    values: dict[str, Any] = {}
+    for name, schema in declared.items():
+        raw = request.query.get(name)
+        if raw is None:
+            continue
+        value: Any = raw
+        if schema.get("type") == "integer":
+            try:
+                value = int(raw)
+            except ValueError:
+                raise BadRequest(f"{name}: expected integer", field=name) from None
+        validate(schema, value, name)
+        values[name] = value
+    return values
+
+
 def guarded(route: Route) -> Handler:
     """The route's handler behind authentication, role, rate limit and body validation."""
 
@@ -131,6 +168,8 @@ def guarded(route: Route) -> Handler:
             require(principal, route.role)
             services.limiter.check(principal.api_key_id)
             request[PRINCIPAL] = principal
+        if route.query:
+            request[QUERY] = read_query(request, route.query)
         if route.body is not None:
             request[BODY] = await read_json(request, route.body, services.limits.max_body_bytes)
         return await route.handler(request)

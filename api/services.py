@@ -15,12 +15,13 @@ from atom_actors.projections import Budgets
 from atom_actors.system import ActorSystem
 from eventstore import EventStore, LiveProjections, Projection
 
+from .audit import LogAudit
+from .figures import FiguresTicker
 from .hub import StreamHub
 from .keys import KeyRing, KeysProjection
 from .metrics import Metrics, Reader
 from .probes import LogProbe
 from .ratelimit import Rate, RateLimiter
-from .sessions import SessionSigner
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -56,9 +57,9 @@ class Services:
     keys: KeyRing
     hub: StreamHub
     limiter: RateLimiter
-    sessions: SessionSigner
     metrics: Metrics
     log_probe: LogProbe
+    audit: LogAudit
     actors: ActorSystem | None = None
     gateway: Gateway | None = None
     # key_id -> the log position of that key's last write, for read-your-writes
@@ -93,6 +94,7 @@ def build_services(
     if not any(p.name == Budgets.name for p in projections):
         own.append(Budgets())
     live = LiveProjections(store, [*own, *projections])
+    ticker = FiguresTicker(hub, live)
 
     async def follow_the_log() -> None:
         await live.start()
@@ -107,12 +109,12 @@ def build_services(
         keys=KeyRing(live),
         hub=hub,
         limiter=RateLimiter(limits.rate),
-        sessions=SessionSigner(),
         metrics=metrics,
         log_probe=LogProbe(store),
+        audit=LogAudit(store),
         actors=actors,
-        on_startup=[follow_the_log],
-        on_cleanup=[live.stop],
+        on_startup=[follow_the_log, ticker.start],
+        on_cleanup=[live.stop, ticker.stop],
     )
 
 

@@ -1,56 +1,53 @@
-"""Short-lived session tokens, so a browser can open the WebSocket without holding the API key.
+"""Browser sessions: a short-lived token that stands for an API key, recorded in the log.
 
-A token is `<payload>.<signature>`, both base64url: the payload names the key and the expiry
-(Unix seconds), the signature is HMAC-SHA256 with a secret drawn per process, so every token
-dies with the server that issued it.
+Signing in exchanges a key for a token (POST /auth/session). The log records SessionStarted
+in stream `session-<id>` with the token's sha256 (never the token), its key and its expiry,
+and the key ring folds it like the keys. So a token works on every node of a shared log and
+after `atom serve` restarts, until it expires, its session ends (sign-out records
+SessionEnded) or its key is revoked; a copy of the log holds nothing that would open one.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
-import orjson
+from atom_actors.events import SessionEnded, SessionStarted
+from eventstore import NewEvent
+
+from .keys import hash_key
+
+SESSION_PREFIX: Final = "atomsession_"
 
 
-def _encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+def session_stream(session_id: str) -> str:
+    return f"session-{session_id}"
 
 
-def _decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def is_session_token(credential: str) -> bool:
+    """Whether a presented credential is a session token rather than an API key."""
+    return credential.startswith(SESSION_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
-class SessionSigner:
-    """Issues and checks session tokens with one secret."""
+class NewSession:
+    """A fresh token and the event that records its session; the token is shown once."""
 
-    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    token: str
+    session_id: str
+    event: NewEvent
 
-    def _sign(self, payload: str) -> str:
-        return _encode(hmac.new(self.secret, payload.encode(), hashlib.sha256).digest())
 
-    def issue(self, key_id: str, expires_at: int) -> str:
-        payload = _encode(orjson.dumps({"k": key_id, "exp": expires_at}))
-        return f"{payload}.{self._sign(payload)}"
+def start(key_id: str, expires_at: int) -> NewSession:
+    """A session for `key_id` until `expires_at` (Unix seconds)."""
+    token, session_id = SESSION_PREFIX + secrets.token_urlsafe(32), secrets.token_hex(8)
+    started = SessionStarted(
+        session_id=session_id, key_id=key_id, token_hash=hash_key(token), expires_at=expires_at
+    )
+    return NewSession(token, session_id, started.new(api_key_id=key_id, actor="api"))
 
-    def verify(self, token: str, now: float) -> str | None:
-        """The key_id a valid, unexpired token was issued for; None for any other token."""
-        payload, dot, signature = token.partition(".")
-        expected = self._sign(payload).encode()
-        if not dot or not hmac.compare_digest(signature.encode(), expected):
-            return None
-        try:
-            claims = orjson.loads(_decode(payload))
-        except (binascii.Error, ValueError):
-            return None
-        if not isinstance(claims, dict):
-            return None
-        key_id, expires_at = claims.get("k"), claims.get("exp")
-        if not isinstance(key_id, str) or not isinstance(expires_at, int):
-            return None
-        return key_id if now < expires_at else None
+
+def end(session_id: str, key_id: str) -> NewEvent:
+    """The event that ends a session (sign-out)."""
+    return SessionEnded(session_id=session_id, key_id=key_id).new(api_key_id=key_id, actor="api")

@@ -9,8 +9,11 @@ from typing import Any, Final
 import orjson
 from aiohttp import WSMsgType, web
 
+from eventstore import EventStore
+
 from .errors import BadRequest
 from .hub import StreamHub, Subscriber, TooManySubscriptions
+from .logfeed import LogFeed, is_log_topic
 from .validation import Schema, validate
 
 PROTOCOL: Final = """\
@@ -21,7 +24,18 @@ subscribing again to a topic replaces its filter, so no event arrives twice),
 `{"type": "event", "topic", "payload"}` and answers `{"type": "subscribed" | "unsubscribed" |
 "pong" | "error", ...}`, all in one ordered stream. A client that falls too far behind is
 closed with code 4008 (slow consumer) instead of slowing anyone else; at shutdown, 1001.
-The server also pings at the protocol level (heartbeat)."""
+The server also pings at the protocol level (heartbeat).
+
+Topics: `requests` (every request's states), `tokens:<request id>` (its tokens as they are
+generated), `figures` (the log position the figures have reached, at most once a second
+and only when it moved: read the figures again then) and any operator topic. With
+`"from_position": N` on subscribe, `requests` and `tokens:<id>` are served from the log:
+every item recorded after position N, then each new one once committed, in log order, each
+once, as `{"type": "events", "topic", "payloads": [...]}` (the items of one page of the log),
+each payload with its `position` (a request's row as GET /requests gives it; a batch of
+tokens: `call_id`, `seq`, `deltas` of [text, ms]); `{"type": "position", "position"}` now
+and then says how far the log has been read when nothing was for you. Reconnect and
+subscribe from the last position you saw to miss nothing and get nothing twice."""
 
 MAX_CLIENT_MESSAGE: Final = 64 * 1024
 
@@ -34,6 +48,7 @@ CLIENT_MESSAGE: Final[Schema] = {
         "op": {"enum": ["subscribe", "unsubscribe", "ping"]},
         "topics": {"type": "array", "minItems": 1, "maxItems": 100, "items": TOPIC},
         "filter": {"type": "object", "maxProperties": 32},
+        "from_position": {"type": "integer", "minimum": 0},
     },
 }
 
@@ -47,6 +62,7 @@ class _Session:
         hub: StreamHub,
         close_grace: float,
         audience: str | None,
+        store: EventStore,
     ) -> None:
         self._ws = ws
         self._hub = hub
@@ -54,14 +70,16 @@ class _Session:
         self._writer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._subscriber = hub.connect(self._closed_by_hub, audience)
+        self._feed = LogFeed(store, hub, self._subscriber, audience)
 
     async def run(self) -> None:
         self._writer = asyncio.create_task(self._write(self._subscriber))
         try:
             async for message in self._ws:
-                self._handle(message.type, message.data)
+                await self._handle(message.type, message.data)
         finally:
             self._writer.cancel()
+            await self._feed.close()
             self._hub.disconnect(self._subscriber)
             # wait(), not await: the writer's cancellation is expected, ours must propagate.
             await asyncio.wait({self._writer})
@@ -90,7 +108,7 @@ class _Session:
                     await self._ws.send_str(message)
                     self._hub.count_sent(subscriber, 1)
 
-    def _handle(self, kind: WSMsgType, data: Any) -> None:
+    async def _handle(self, kind: WSMsgType, data: Any) -> None:
         try:
             if kind is not WSMsgType.TEXT:
                 raise BadRequest("send JSON text frames")
@@ -99,12 +117,12 @@ class _Session:
             except orjson.JSONDecodeError as exc:
                 raise BadRequest(f"not valid JSON: {exc}") from None
             validate(CLIENT_MESSAGE, command)
-            self._execute(command)
+            await self._execute(command)
         except BadRequest as exc:
             error = {"type": exc.type, "message": exc.message, **exc.details()}
             self._hub.send(self._subscriber, {"type": "error", "error": error})
 
-    def _execute(self, command: dict[str, Any]) -> None:
+    async def _execute(self, command: dict[str, Any]) -> None:
         op = command["op"]
         if op == "ping":
             self._hub.send(self._subscriber, {"type": "pong"})
@@ -112,6 +130,23 @@ class _Session:
         topics = command.get("topics")
         if topics is None:
             raise BadRequest(f"{op} needs topics", field="topics")
+        after = command.get("from_position")
+        if op == "subscribe" and after is not None:
+            if not all(is_log_topic(topic) for topic in topics):
+                raise BadRequest(
+                    "from_position serves the log's topics only: requests and tokens:<id>",
+                    field="from_position",
+                )
+            if len(self._feed.topics | set(topics)) > self._hub.max_topics:
+                raise BadRequest(
+                    f"a connection may subscribe to {self._hub.max_topics} topics",
+                    field="topics",
+                )
+            # One source per topic: from the log now, so not from the hub as well.
+            self._hub.unsubscribe(self._subscriber, topics)
+            self._hub.send(self._subscriber, {"type": "subscribed", "topics": topics})
+            await self._feed.subscribe(topics, int(after), command.get("filter", {}))
+            return
         if op == "subscribe":
             try:
                 self._hub.subscribe(self._subscriber, topics, command.get("filter", {}))
@@ -119,6 +154,7 @@ class _Session:
                 raise BadRequest(str(exc), field="topics") from None
         else:
             self._hub.unsubscribe(self._subscriber, topics)
+        self._feed.unsubscribe(topics)
         self._hub.send(self._subscriber, {"type": f"{op}d", "topics": topics})
 
 
@@ -129,10 +165,14 @@ async def serve_socket(
     heartbeat: float,
     close_grace: float,
     audience: str | None,
+    store: EventStore,
 ) -> web.WebSocketResponse:
     """Upgrade the request and serve the connection until either side closes it; the client
-    sees the news of `audience`'s requests (None: of every request)."""
-    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_CLIENT_MESSAGE)
+    sees the news of `audience`'s requests (None: of every request), live from the hub or
+    from `store`'s log."""
+    # No permessage-deflate: the server is bound by one GIL, and compressing every frame of a
+    # busy feed cost it more than sending the bytes (seen with a console open under load).
+    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_CLIENT_MESSAGE, compress=False)
     await ws.prepare(request)
-    await _Session(ws, hub, close_grace, audience).run()
+    await _Session(ws, hub, close_grace, audience, store).run()
     return ws

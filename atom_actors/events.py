@@ -352,6 +352,43 @@ class ApiKeyRevoked(DomainEvent):
     by: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStarted(DomainEvent):
+    """A browser session stands for a key until `expires_at` (Unix seconds); only the token's
+    sha256 is kept."""
+
+    TYPE: ClassVar[str] = "SessionStarted"
+    session_id: str
+    key_id: str
+    token_hash: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionEnded(DomainEvent):
+    """A session was ended before its expiry (sign-out)."""
+
+    TYPE: ClassVar[str] = "SessionEnded"
+    session_id: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogVerified(DomainEvent):
+    """A verification of the whole log ran: what it found up to `head`, and who asked."""
+
+    TYPE: ClassVar[str] = "LogVerified"
+    head: int
+    head_hash: str
+    events: int
+    streams: int
+    ok: bool
+    first_bad_position: int | None = None
+    problem: str | None = None
+    seconds: float = 0.0
+    by: str | None = None
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -378,6 +415,9 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         StreamEventPublished,
         ApiKeyIssued,
         ApiKeyRevoked,
+        SessionStarted,
+        SessionEnded,
+        LogVerified,
     )
 }
 

@@ -2,8 +2,8 @@
 
 Each is an eventstore Projection (`initial()`, `apply(state, event) -> state`) over JSON
 state, so it can be stored with its checkpoint, rebuilt from position 0 and compared.
-Latencies are kept as log-scale histograms (buckets 10% wide), so percentiles need no raw
-samples and a fold stays small however long the log grows.
+Latencies are kept as log-scale histograms (`folding`), so percentiles need no raw samples
+and a fold stays small however long the log grows; `series` keeps the same figures per minute.
 
 What belongs to a tenancy (its calls, spend, requests and failures) is also kept per tenancy,
 read from the `tenancy` its events carry in their metadata, so that a tenant's reads show its
@@ -12,51 +12,34 @@ own traffic and nobody else's.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from atom_actors.principal import INTERNAL
 from eventstore import RecordedEvent
+
+from .folding import histogram_add, percentile, strategy_key, tenancy_of_event
+from .series import Series
+
+__all__ = [
+    "Budgets",
+    "Cache",
+    "Failures",
+    "Orchestration",
+    "Performance",
+    "ScoredCalls",
+    "Series",
+    "all_projections",
+    "current_period",
+    "percentile",
+    "period_keys",
+    "tenancy_of_event",
+]
 
 State = dict[str, Any]
 
-_BUCKET = math.log(1.1)
 CACHE_ENTRIES = 10_000
 """The cache projection keeps the newest answers up to this many."""
-
-
-def bucket(ms: float) -> str:
-    """The histogram bucket of a duration: values within 10% share one."""
-    return str(math.floor(math.log(max(ms, 0.01)) / _BUCKET))
-
-
-def percentile(histogram: Mapping[str, int], q: float) -> float | None:
-    """The q-quantile (0..1) of a bucket histogram, as the bucket's upper edge in ms."""
-    total = sum(histogram.values())
-    if total == 0:
-        return None
-    rank = q * total
-    seen = 0
-    for key in sorted(histogram, key=int):
-        seen += histogram[key]
-        if seen >= rank:
-            return round(math.exp((int(key) + 1) * _BUCKET), 3)
-    return None
-
-
-def _add(histogram: dict[str, int], ms: float | None) -> None:
-    if ms is not None:
-        key = bucket(ms)
-        histogram[key] = histogram.get(key, 0) + 1
-
-
-def tenancy_of_event(event: RecordedEvent) -> str:
-    """The tenancy an event belongs to; events from before tenancies were recorded, and those
-    of no request, are the installation's own (`internal`)."""
-    tenancy = event.metadata.get("tenancy")
-    return tenancy if isinstance(tenancy, str) else INTERNAL
 
 
 def _spend_row(state: State, tenancy: str, name: str) -> State:
@@ -126,8 +109,8 @@ class Performance:
         elif kind == "ModelCallCompleted":
             row = _model(state, data["model"])
             row["completed"] += 1
-            _add(row["latency_ms"], data["latency_ms"])
-            _add(row["ttft_ms"], data["ttft_ms"])
+            histogram_add(row["latency_ms"], data["latency_ms"])
+            histogram_add(row["ttft_ms"], data["ttft_ms"])
             if data["tokens_per_s"]:
                 row["tps_total"] += data["tokens_per_s"]
                 row["tps_count"] += 1
@@ -196,11 +179,8 @@ def _outcomes() -> State:
 
 
 def _outcome(state: State, kind: str, data: Mapping[str, Any]) -> None:
-    key = data.get("strategy") or "direct"
-    if data.get("ensemble_method"):
-        key = f"ensemble:{data['ensemble_method']}"
     row = state["strategies"].setdefault(
-        key,
+        strategy_key(data),
         {
             "requests": 0,
             "failed": 0,
@@ -228,7 +208,7 @@ def _outcome(state: State, kind: str, data: Mapping[str, Any]) -> None:
         row["agreement_total"] += data["agreement"]
         row["agreement_count"] += 1
     row["baseline_pico"] += data.get("baseline_pico", 0)
-    _add(row["latency_ms"], data["latency_ms"])
+    histogram_add(row["latency_ms"], data["latency_ms"])
 
 
 def period_keys(recorded_at: str) -> list[str]:
@@ -377,4 +357,12 @@ class ScoredCalls:
 
 def all_projections() -> list[Any]:
     """Every projection the server keeps, in a fixed order."""
-    return [Performance(), Orchestration(), Budgets(), Cache(), Failures(), ScoredCalls()]
+    return [
+        Performance(),
+        Orchestration(),
+        Budgets(),
+        Cache(),
+        Failures(),
+        Series(),
+        ScoredCalls(),
+    ]

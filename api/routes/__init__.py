@@ -7,13 +7,16 @@ from typing import Final
 from ..routing import Route
 from . import (
     admin,
+    console,
     health,
     insights,
+    log,
     meta,
     models,
     observability,
     openai_compat,
     process,
+    requests,
     session,
     streaming,
 )
@@ -24,9 +27,12 @@ ROUTES: Final[tuple[Route, ...]] = (
     *process.ROUTES,
     *insights.ROUTES,
     *observability.ROUTES,
+    *requests.ROUTES,
+    *log.ROUTES,
     *openai_compat.ROUTES,
     *session.ROUTES,
     *streaming.ROUTES,
     *meta.ROUTES,
     *admin.ROUTES,
+    *console.ROUTES,
 )

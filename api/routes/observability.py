@@ -18,7 +18,7 @@ from atom_actors.cost import estimate_tokens
 from atom_actors.recommend import Task, recommend
 
 from ..auth import Role
-from ..routing import BODY, PRINCIPAL, Route, json_response
+from ..routing import BODY, PRINCIPAL, QUERY, Route, json_response
 from ..services import services_of
 from ..tenancy import seen_tenancy, visible_scopes
 from ._gateway import consistent, gateway_of
@@ -45,6 +45,21 @@ async def performance(request: web.Request) -> web.Response:
     await consistent(request)
     state = gateway_of(request).projections.state("performance")
     return json_response({"models": views.models(state, seen_tenancy(request[PRINCIPAL]))})
+
+
+WINDOW: Final = {"window": {"enum": sorted(views.WINDOWS), "description": "default hour"}}
+
+
+async def timeseries(request: web.Request) -> web.Response:
+    await consistent(request)
+    projections = gateway_of(request).projections
+    body = views.series(
+        projections.state("series"),
+        seen_tenancy(request[PRINCIPAL]),
+        window=request[QUERY].get("window", "hour"),
+        now=datetime.now(UTC),
+    )
+    return json_response({**body, "position": projections.position})
 
 
 async def orchestration_performance(request: web.Request) -> web.Response:
@@ -128,6 +143,12 @@ ROUTES: Final = (
           summary="Per model: requests, errors by kind, latency percentiles, time to first "
           "token, tokens/s, tokens, cost, quality by capability",
           response=OBJECT, tag="observability"),
+    Route("GET", "/api/advanced-ai/timeseries", timeseries, role=Role.VIEWER,
+          summary="Per minute over the last hour (or per 5 minutes over the day): requests/s, "
+          "error rate, p50 and p95 latency, tokens/s and spend; per model and strategy too",
+          description="Columns that share the bucket times `t` (Unix seconds), from the "
+          "`series` projection of the log. Models and strategies are kept for the hour.",
+          query=WINDOW, response=OBJECT, tag="observability"),
     Route("GET", "/api/advanced-ai/dashboard", dashboard, role=Role.VIEWER,
           summary="Health, traffic, spend against budgets, top models, recent failures",
           response=OBJECT, tag="observability"),

@@ -95,6 +95,7 @@ async def streaming_ws(request: web.Request) -> web.WebSocketResponse:
         heartbeat=services.limits.ws_heartbeat_s,
         close_grace=services.limits.ws_close_grace_s,
         audience=audience,
+        store=services.store,
     )
 
 

@@ -167,6 +167,8 @@ CASES: list[tuple[str, Any, str | None, str]] = [
     ("/api/advanced-ai/auth/session", {"minutes": 0}, "minutes", "minutes: must be at least 1"),
     ("/api/advanced-ai/auth/session", {"hours": 1}, "hours", "hours: unknown field"),
     ("/api/advanced-ai/streaming/events", {"topic": "t"}, "payload", "payload: required"),
+    # the log's verification
+    ("/api/advanced-ai/log/verify", {"from": 1}, "from", "from: unknown field"),
     # the admin routes
     ("/api/advanced-ai/admin/keys", {}, "role", "role: required"),
     ("/api/advanced-ai/admin/keys", {"role": "king"}, "role", "role: must be one of"),

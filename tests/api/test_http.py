@@ -18,6 +18,8 @@ PROMPT = {"role": "user", "content": "hi"}
 GUARDED = [
     ("GET", "/api/advanced-ai/streaming/status", Role.VIEWER, None, {200}),
     ("POST", "/api/advanced-ai/auth/session", Role.VIEWER, {}, {200}),
+    # Made with a key, not a session's token: there is no session to end.
+    ("DELETE", "/api/advanced-ai/auth/session", Role.VIEWER, None, {400}),
     ("GET", "/api/advanced-ai/openapi.json", Role.VIEWER, None, {200}),
     ("GET", "/metrics", Role.OPERATOR, None, {200}),
     ("POST", "/api/advanced-ai/streaming/events", Role.OPERATOR, {"topic": "t", "payload": {}},
@@ -35,6 +37,11 @@ GUARDED = [
     ("GET", "/api/advanced-ai/performance", Role.VIEWER, None, {200}),
     ("GET", "/api/advanced-ai/dashboard", Role.VIEWER, None, {200}),
     ("GET", "/api/advanced-ai/orchestration/performance", Role.VIEWER, None, {200}),
+    ("GET", "/api/advanced-ai/timeseries", Role.VIEWER, None, {200}),
+    ("GET", "/api/advanced-ai/requests", Role.VIEWER, None, {200}),
+    ("GET", "/api/advanced-ai/requests/{request_id}", Role.VIEWER, None, {404}),
+    ("GET", "/api/advanced-ai/log", Role.VIEWER, None, {200}),
+    ("POST", "/api/advanced-ai/log/verify", Role.OPERATOR, None, {200}),
     ("POST", "/api/advanced-ai/orchestration/recommendations", Role.VIEWER,
      {"capability": "text_generation"}, {200}),
     ("POST", "/v1/chat/completions", Role.USER, {"model": "m", "messages": [PROMPT],
@@ -48,8 +55,9 @@ GUARDED = [
     ("POST", "/api/advanced-ai/admin/keys", Role.ADMIN, {"role": "viewer"}, {201}),
     ("DELETE", "/api/advanced-ai/admin/keys/{key_id}", Role.ADMIN, None, {404}),
 ]  # fmt: skip
-# What the matrix puts in a path's parameters: a tenant without a budget, a key never issued.
-EXAMPLES = {"{scope}": "tenant:acme", "{key_id}": "0123456789abcdef"}
+# What the matrix puts in a path's parameters: a tenant without a budget, a key never issued,
+# a request never made.
+EXAMPLES = {"{scope}": "tenant:acme", "{key_id}": "0123456789abcdef", "{request_id}": "none"}
 
 
 def test_the_matrix_covers_every_guarded_route_but_the_websocket() -> None:

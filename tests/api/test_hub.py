@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -101,6 +102,22 @@ async def test_a_full_queue_cuts_only_its_subscriber() -> None:
     assert stats.subscriptions == {"t": 1}
     assert hub.publish("u", {"n": 4}) == 0
     assert hub.publish("t", {"n": 4}) == 1
+
+
+async def test_a_producer_that_can_wait_waits_for_room_instead_of_being_cut() -> None:
+    hub = StreamHub(queue_limit=4)
+    subscriber, closes = _connect(hub)
+    for n in range(2):
+        hub.send(subscriber, {"n": n})
+    waiting = asyncio.create_task(subscriber.room())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    # The writer takes what is queued: there is room again.
+    assert len(await subscriber.take()) == 2
+    await asyncio.wait_for(waiting, 1)
+    hub.send(subscriber, {"n": 2})
+    await asyncio.wait_for(subscriber.room(), 1)
+    assert closes.calls == []
 
 
 async def test_a_closed_subscriber_takes_nothing_and_stays_closed() -> None:
