@@ -18,7 +18,7 @@ from .budget import BudgetBook, Reservation
 from .calls import CallFailed, CallResult, ModelCaller
 from .catalog import ModelSpec
 from .cost import PromptSize, Settlement, call_reservation, output_bound, prompt_bound, settle
-from .providers import CallParams, Delta
+from .providers import CallParams, Delta, ToolCallDelta
 from .request import Attempt, Publish, RequestContext, TokenSink
 
 
@@ -84,6 +84,22 @@ class BudgetedCaller:
                 payload = {"member": label, "text": delta.text, "ms": round(elapsed, 3)}
                 publish(topic, payload, ctx.tenancy)
 
+        def on_tool_piece(piece: ToolCallDelta, _ms: float) -> None:
+            nonlocal streamed
+            streamed += piece.token_bound
+            elapsed = (time.perf_counter() - ctx.started) * 1000
+            if ctx.on_tool_call is not None:
+                ctx.on_tool_call(label, piece, elapsed)
+                ctx.delivered = member is None
+            if publish is not None and (listening is None or listening(topic)):
+                payload = {
+                    "member": label,
+                    "text": "",
+                    "tool_call": piece.to_openai(),
+                    "ms": round(elapsed, 3),
+                }
+                publish(topic, payload, ctx.tenancy)
+
         def broken_off() -> Settlement:
             return settle(
                 spec,
@@ -107,6 +123,7 @@ class BudgetedCaller:
                 # The caller commits the request's log, this reservation with it, before it
                 # calls upstream: the money is on the record before it can be spent.
                 log=ctx.log,
+                on_tool_call=on_tool_piece if params.tools else None,
             )
         except CallFailed as exc:
             ctx.attempts.append(Attempt(model, attempt, exc.kind, exc.message))

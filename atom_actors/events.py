@@ -116,6 +116,8 @@ class ModelCallCompleted(DomainEvent):
     # How its cost was set (cost.SettleRule): "usage", as the provider reported it, or
     # "counted", the prompt's bound and the tokens streamed, for a provider that reports none.
     rule: str = "usage"
+    # The tools the answer calls, in OpenAI's shape ({"id", "type", "function"}); None: none.
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +158,8 @@ class RequestCompleted(DomainEvent):
     cache_key: str | None = None
     tenant: str | None = None
     capability: str | None = None
+    # The tools the answer calls, in OpenAI's shape ({"id", "type", "function"}); None: none.
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from eventstore import BufferedStream, EventStore, LiveProjections, StoreClosed, new_event_id
@@ -23,9 +22,9 @@ from eventstore import BufferedStream, EventStore, LiveProjections, StoreClosed,
 from .budget import RESERVATION_TTL_S, BudgetBook
 from .budgeted import BudgetedCaller
 from .cache import AnswerCache, request_params
-from .calls import CallResult
+from .calls import CallResult, call_prompt_size
 from .catalog import ModelSpec, unavailable_reason
-from .cost import cost_pico, prompt_size, to_usd
+from .cost import cost_pico, to_usd
 from .ensemble import EnsembleAnswer, answer_ensemble
 from .events import (
     BudgetRejected,
@@ -39,8 +38,17 @@ from .events import (
 from .fallback import answer_single
 from .principal import Principal
 from .projections import percentile
+from .providers import ToolCall, tool_call_deltas
 from .quality import Evidence, learned_quality
-from .request import GatewayError, ProcessRequest, ProcessResult, Publish, RequestContext, TokenSink
+from .request import (
+    GatewayError,
+    ProcessRequest,
+    ProcessResult,
+    Publish,
+    RequestContext,
+    TokenSink,
+    ToolCallEvents,
+)
 from .scoring import Judge, feedback, record_reference
 from .snapshot import (
     EnsembleSpec,
@@ -161,13 +169,16 @@ class Gateway:
         principal: Principal,
         on_token: TokenSink | None = None,
         request_id: str | None = None,
+        on_tool_call: ToolCallEvents | None = None,
     ) -> ProcessResult:
-        """Answer one request; raises GatewayError (after recording it) when there is none."""
+        """Answer one request; raises GatewayError (after recording it) when there is none.
+
+        `on_token` hears every piece of text as it streams, `on_tool_call` every piece of a
+        tool call."""
         if req.model is not None and req.model not in self.actors.specs:
             raise GatewayError(404, "unknown_model", f"no model named {req.model!r}", field="model")
-        size = prompt_size(req.messages, req.params.response_format)
-        if size.images:
-            req = self._for_images(req)
+        size = call_prompt_size(req.messages, req.params)
+        needs = self._needs(req, size.images > 0)
         request_id = request_id or new_event_id()
         ctx = RequestContext(
             request_id=request_id,
@@ -181,6 +192,8 @@ class Gateway:
                 "tenancy": principal.tenancy,
                 "actor": "gateway",
             },
+            on_tool_call=on_tool_call,
+            needs=needs,
         )
         ctx.record(
             RequestReceived(
@@ -259,21 +272,27 @@ class Gateway:
         result = await answer_single(self.calls, ctx, decision, on_token)
         return await self._complete(ctx, decision, result, key)
 
-    def _for_images(self, req: ProcessRequest) -> ProcessRequest:
-        """Images go only to multimodal models: refused at once for another named model."""
-        blind = frozenset(
-            name
-            for name, spec in self.actors.specs.items()
-            if "multimodal" not in spec.capabilities
-        )
-        if req.model is not None and req.model in blind:
-            raise GatewayError(
-                400,
-                "bad_request",
-                f"model {req.model!r} does not take images (it lacks the multimodal capability)",
-                field="messages",
-            )
-        return replace(req, deny=req.deny | blind)
+    def _needs(self, req: ProcessRequest, images: bool) -> frozenset[str]:
+        """What the request's content needs of a model: images go only to multimodal models,
+        tool definitions to models with the tools capability. A named model that lacks one is
+        refused at once."""
+        needs = []
+        if images:
+            needs.append(("multimodal", "images", "messages"))
+        if req.params.tools:
+            needs.append(("tools", "tools", "tools"))
+        if req.model is not None:
+            spec = self.actors.specs[req.model]
+            for capability, what, field in needs:
+                if capability not in spec.capabilities:
+                    raise GatewayError(
+                        400,
+                        "bad_request",
+                        f"model {req.model!r} does not take {what} "
+                        f"(it lacks the {capability} capability)",
+                        field=field,
+                    )
+        return frozenset(capability for capability, _, _ in needs)
 
     def _route_request(self, ctx: RequestContext) -> RouteRequest:
         req = ctx.req
@@ -295,6 +314,7 @@ class Gateway:
             max_cost_usd=req.max_cost_usd,
             deadline_ms=req.deadline_ms,
             ensemble=req.ensemble or EnsembleSpec(),
+            needs=ctx.needs,
         )
 
     def _no_candidate(self, ctx: RequestContext, decision: RouteDecision) -> GatewayError:
@@ -343,6 +363,7 @@ class Gateway:
             cache_key=cache_key,
             tenant=ctx.principal.tenant,
             capability=req.capability,
+            tool_calls=_openai_calls(result.tool_calls),
         )
         position = await self._finish(ctx, completed)
         self._announce(ctx, "requests", {"request_id": ctx.request_id, "state": "completed"})
@@ -358,6 +379,7 @@ class Gateway:
             cost_pico=spend.cost_pico,
             latency_ms=latency_ms,
             finish_reason=result.finish_reason,
+            tool_calls=result.tool_calls,
             route={
                 "strategy": decision.strategy.value,
                 "chosen": result.model,
@@ -410,6 +432,10 @@ class Gateway:
         self, ctx: RequestContext, key: str, hit: dict[str, Any], on_token: TokenSink | None
     ) -> ProcessResult:
         self.cache.replay(ctx, key, hit, on_token, self.publish)
+        tool_calls = tuple(ToolCall.from_openai(call) for call in hit.get("tool_calls") or ())
+        if tool_calls and ctx.on_tool_call is not None:
+            for piece in tool_call_deltas(tool_calls):
+                ctx.on_tool_call(hit["model"], piece, ctx.elapsed_ms())
         latency_ms = ctx.elapsed_ms()
         strategy = None if ctx.req.model else ctx.req.strategy.value
         completed = RequestCompleted(
@@ -427,6 +453,7 @@ class Gateway:
             cache_key=key,
             tenant=ctx.principal.tenant,
             capability=ctx.req.capability,
+            tool_calls=hit.get("tool_calls"),
         )
         position = await self._finish(ctx, completed)
         return ProcessResult(
@@ -438,6 +465,7 @@ class Gateway:
             cost_pico=0,
             latency_ms=latency_ms,
             finish_reason=hit["finish_reason"],
+            tool_calls=tool_calls,
             route={"strategy": "cache", "chosen": hit["model"], "source": hit["request_id"]},
             cached=True,
             position=position,
@@ -455,3 +483,7 @@ class Gateway:
         """Wait for background work (judges) to finish, at shutdown."""
         if self.judge is not None:
             await self.judge.drain()
+
+
+def _openai_calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]] | None:
+    return [call.to_openai() for call in calls] if calls else None

@@ -13,13 +13,15 @@ from .answers import FREE_TEXT, AnswerFormat
 from .cost import PromptSize, Settlement, to_usd
 from .events import DomainEvent
 from .principal import Principal
-from .providers import CallParams
+from .providers import CallParams, ToolCall, ToolCallDelta
 from .snapshot import EnsembleSpec, Strategy
 
 Publish = Callable[[str, dict[str, Any], str], object]
 """publish(topic, payload, tenancy): live news of a request, for those who may see it."""
 TokenSink = Callable[[str, str, float], None]
 """Called with (member or model, text, ms since the request started) for every delta."""
+ToolCallEvents = Callable[[str, ToolCallDelta, float], None]
+"""Called with (member or model, a piece of a tool call, ms since the request started)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class ProcessResult:
     latency_ms: float
     finish_reason: str
     route: dict[str, Any]
+    tool_calls: tuple[ToolCall, ...] = ()
     attempts: tuple[Attempt, ...] = ()
     cached: bool = False
     ensemble: dict[str, Any] | None = None
@@ -137,6 +140,10 @@ class RequestContext:
     spend: Spend = field(default_factory=Spend)
     # Tokens of an answer went out to a streaming client: that answer can no longer be retried.
     delivered: bool = False
+    # Where the pieces of the tool calls the answer makes go as they stream, if anywhere.
+    on_tool_call: ToolCallEvents | None = None
+    # Capabilities its content needs of a model (see Gateway._needs).
+    needs: frozenset[str] = frozenset()
 
     @property
     def tenancy(self) -> str:

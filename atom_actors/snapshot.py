@@ -72,6 +72,9 @@ class RouteRequest:
     max_cost_usd: float | None = None
     deadline_ms: float | None = None
     ensemble: EnsembleSpec = EnsembleSpec()
+    # Capabilities the request's content needs beside `capability`: "multimodal" for images,
+    # "tools" for tool definitions.
+    needs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.prompt.estimate < 0 or self.prompt.bound < 0 or self.prompt.images < 0:

@@ -151,6 +151,8 @@ def exclusion_reason(spec: ModelSpec, snapshot: RouteSnapshot, request: RouteReq
         return f"unavailable: {snapshot.unavailable[name]}"
     if request.capability not in spec.capabilities:
         return f"capability: lacks {request.capability}"
+    if request.needs and not request.needs <= spec.capabilities:
+        return f"capability: lacks {', '.join(sorted(request.needs - spec.capabilities))}"
     needed = request.prompt.estimate + output_bound(spec, request.max_tokens)
     if needed > spec.context_window:
         return f"context: needs {needed} > {spec.context_window}"

@@ -7,7 +7,15 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from atom_actors.providers._base import CallParams, Delta, Event, Finish, Message, Usage
+from atom_actors.providers._base import (
+    CallParams,
+    Delta,
+    Event,
+    Finish,
+    Message,
+    ToolCallDelta,
+    Usage,
+)
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import (
     DEFAULT_TIMEOUTS,
@@ -59,14 +67,15 @@ class OpenAIProvider:
     ) -> AsyncGenerator[Event, None]:
         """Yield the completion's deltas, then its Finish."""
         clock = CallClock(self._endpoint.timeouts)
-        answer = _Answer()
+        answer = _Answer([] if params.tools else None)
         body = request_body(self.model, messages, params)
 
         def take(event: ServerSentEvent) -> Delta | None:
             return None if _is_done(event) else answer.take(event_json(event))
 
         events = self._endpoint.events(body, clock, _is_done)
-        async with aclosing(events), aclosing(deltas_of(events, take, clock)) as items:
+        items = deltas_of(events, take, clock, answer.tool_calls)
+        async with aclosing(events), aclosing(items):
             async for item in items:
                 yield item
         yield answer.finish()
@@ -101,6 +110,12 @@ def request_body(model: str, messages: Sequence[Message], params: CallParams) ->
         body["logprobs"] = True
     if params.response_format is not None:
         body["response_format"] = params.response_format
+    if params.tools:
+        body["tools"] = [tool.to_openai() for tool in params.tools]
+    if params.tool_choice is not None:
+        body["tool_choice"] = params.tool_choice.to_openai()
+    if params.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = params.parallel_tool_calls
     return body
 
 
@@ -114,9 +129,12 @@ class _Answer:
         "_logprob_sum",
         "_raw_usage",
         "_usage",
+        "tool_calls",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, tool_calls: list[ToolCallDelta] | None = None) -> None:
+        # Where the tool-call pieces read go, for a call that offers tools.
+        self.tool_calls = tool_calls
         self._id: str | None = None
         self._finish_reason: str | None = None
         self._usage: Usage | None = None
@@ -144,8 +162,11 @@ class _Answer:
             return None
         choice = choices[0]
         self._finish_reason = choice.get("finish_reason") or self._finish_reason
-        text = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        text = delta.get("content")
         if not text:
+            if self.tool_calls is not None and (calls := delta.get("tool_calls")):
+                self.tool_calls.extend(_tool_call_delta(call) for call in calls)
             return None
         tokens = (choice.get("logprobs") or {}).get("content")
         if not tokens:
@@ -165,6 +186,13 @@ class _Answer:
         mean = self._logprob_sum / self._logprob_count if self._logprob_count else None
         raw = {"id": self._id, "finish_reason": self._finish_reason, "usage": self._raw_usage}
         return Finish(self._usage, self._finish_reason, mean, raw)
+
+
+def _tool_call_delta(call: Mapping[str, Any]) -> ToolCallDelta:
+    function = call.get("function") or {}
+    return ToolCallDelta(
+        int(call["index"]), call.get("id"), function.get("name"), function.get("arguments") or ""
+    )
 
 
 def _stream_error(error: Any) -> ProviderError:
