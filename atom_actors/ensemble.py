@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from .budgeted import BudgetedCaller
 from .calls import CallResult
-from .combiners import EnsembleResult, MemberAnswer, combine
+from .combiners import TOOL_CALLS_KEY, EnsembleResult, MemberAnswer, answer_key, combine
 from .events import EnsembleCombined
 from .request import GatewayError, RequestContext, TokenSink
 from .scoring import record_agreement
@@ -87,7 +87,12 @@ async def answer_ensemble(
         quality = quality_of(model)
         if isinstance(outcome, CallResult):
             results[label] = outcome
-            answers.append(MemberAnswer(label, model, outcome.text, quality, outcome.mean_logprob))
+            made = tuple(call.canonical() for call in outcome.tool_calls)
+            answers.append(
+                MemberAnswer(
+                    label, model, outcome.text, quality, outcome.mean_logprob, tool_calls=made
+                )
+            )
         elif isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
             raise outcome
         else:
@@ -105,8 +110,17 @@ async def answer_ensemble(
     if combined.chosen is None or combined.answer is None:
         tried = [f"{a.member}: {a.error}" for a in answers]
         raise GatewayError(502, "upstream_failed", "no ensemble member answered", tried=tried)
-    for result in results.values():
-        record_agreement(ctx, result, combined.answer)
+    fmt = ctx.req.answer_format
+    for answer in answers:
+        result = results.get(answer.member)
+        if result is None:
+            continue
+        if combined.normalized is not None and combined.normalized.startswith(TOOL_CALLS_KEY):
+            # Calls agree or not: the same functions with equal arguments, or anything else.
+            agreed = answer_key(answer, fmt) == combined.normalized
+            record_agreement(ctx, result, combined.answer, score=1.0 if agreed else 0.0)
+        else:
+            record_agreement(ctx, result, combined.answer)
     return EnsembleAnswer(plan.method, results[combined.chosen], combined.to_dict(), members)
 
 
@@ -119,6 +133,7 @@ def _member_row(
         "model": answer.model,
         "text": answer.text,
         "error": answer.error,
+        "tool_calls": [call.to_openai() for call in result.tool_calls] if result else [],
         "weight": combined.weights.get(answer.member),
         "cost_pico": result.cost_pico if result is not None else 0,
     }

@@ -16,6 +16,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from atom_actors.providers import ToolCallDelta, tool_call_deltas
 from atom_actors.request import GatewayError, ProcessRequest, ProcessResult
 from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
 
@@ -113,6 +114,11 @@ def _usage(result: ProcessResult) -> dict[str, int]:
 
 
 def completion(result: ProcessResult, asked: str, created: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
+    if result.tool_calls:
+        # As OpenAI answers a call with nothing said: content null beside the calls.
+        message["content"] = result.text or None
+        message["tool_calls"] = [call.to_openai() for call in result.tool_calls]
     return {
         "id": f"chatcmpl-{result.request_id}",
         "object": "chat.completion",
@@ -121,7 +127,7 @@ def completion(result: ProcessResult, asked: str, created: int) -> dict[str, Any
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.text, "refusal": None},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": result.finish_reason,
             }
@@ -169,36 +175,53 @@ async def _stream(
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
-    queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     model_name: str = body["model"]
     outcome: dict[str, Any] = {}
-
-    def on_token(member: str, text: str, _ms: float) -> None:
-        queue.put_nowait((member, text))
-
     request_id = str(uuid.uuid4())
+    opened = False
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _chunk(request_id, model_name, created, delta, finish)
+
+    def on_token(_member: str, text: str, _ms: float) -> None:
+        nonlocal opened
+        if not opened:
+            opened = True
+            queue.put_nowait(chunk({"role": "assistant", "content": ""}))
+        queue.put_nowait(chunk({"content": text}))
+
+    def on_tool_call(_member: str, piece: ToolCallDelta, _ms: float) -> None:
+        nonlocal opened
+        delta: dict[str, Any] = {"tool_calls": [piece.to_openai()]}
+        if not opened:
+            # An answer that opens with a call says nothing: content null, as OpenAI streams it.
+            opened = True
+            delta = {"role": "assistant", "content": None, **delta}
+        queue.put_nowait(chunk(delta))
 
     async def produce() -> None:
+        # An ensemble's answer is known only once its members are combined: it goes whole.
+        single = req.ensemble is None
         try:
-            outcome["result"] = await gateway.process(req, principal, on_token, request_id)
+            outcome["result"] = await gateway.process(
+                req,
+                principal,
+                on_token if single else None,
+                request_id,
+                on_tool_call if single and req.params.tools else None,
+            )
         except GatewayError as exc:
             outcome["error"] = exc
         finally:
             queue.put_nowait(None)
 
     producer = asyncio.create_task(produce())
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _chunk(request_id, model_name, created, delta, finish)
-
     try:
         while (item := await queue.get()) is not None:
-            if req.ensemble is not None:
-                continue  # an ensemble's answer is known only once its members are combined
             if not response.prepared:
                 await response.prepare(request)
-                await response.write(chunk({"role": "assistant", "content": ""}))
-            await response.write(chunk({"content": item[1]}))
+            await response.write(item)
     finally:
         producer.cancel()
     if "error" in outcome:
@@ -211,7 +234,9 @@ async def _stream(
     remember(request, result)
     if not response.prepared:
         await response.prepare(request)
-        await response.write(chunk({"role": "assistant", "content": result.text}))
+        await response.write(chunk({"role": "assistant", "content": result.text or None}))
+        for piece in tool_call_deltas(result.tool_calls):
+            await response.write(chunk({"tool_calls": [piece.to_openai()]}))
     await response.write(chunk({}, result.finish_reason))
     if include_usage:
         usage = {

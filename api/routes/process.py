@@ -6,7 +6,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from atom_actors.request import GatewayError, ProcessResult
+from atom_actors.request import GatewayError, ProcessResult, TokenSink, ToolCallEvents
 
 from ..auth import Role
 from ..routing import BODY, PRINCIPAL, Route, json_response
@@ -22,6 +22,11 @@ RESULT: Final = {
         "model": {"type": "string"},
         "text": {"type": "string"},
         "finish_reason": {"type": "string"},
+        "tool_calls": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "the tools the answer calls, in OpenAI's shape",
+        },
         "usage": {
             "type": "object",
             "properties": {
@@ -60,6 +65,7 @@ def result_json(result: ProcessResult) -> dict[str, Any]:
         "model": result.model,
         "text": result.text,
         "finish_reason": result.finish_reason,
+        "tool_calls": [call.to_openai() for call in result.tool_calls],
         "usage": {
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
@@ -86,8 +92,8 @@ async def _answer(request: web.Request, endpoint: str) -> web.StreamResponse:
     principal = request[PRINCIPAL]
     if req.stream:
 
-        async def run(on_token: Any) -> dict[str, Any]:
-            result = await gateway.process(req, principal, on_token)
+        async def run(on_token: TokenSink, on_tool_call: ToolCallEvents) -> dict[str, Any]:
+            result = await gateway.process(req, principal, on_token, None, on_tool_call)
             remember(request, result)
             return result_json(result)
 
@@ -124,8 +130,10 @@ async def feedback(request: web.Request) -> web.Response:
 
 _STREAM = (
     "With `stream: true` the answer comes as Server-Sent Events: `token` events "
-    "({member, text, ms}) as tokens arrive, then one `done` event with the result (sent only "
-    "once the request's events are committed), or an `error` event."
+    "({member, text, ms}) as tokens arrive, `tool_call` events ({member, index, id?, name?, "
+    "arguments, ms}: the pieces of the calls the answer makes, OpenAI's streaming shape), "
+    "then one `done` event with the result (sent only once the request's events are "
+    "committed), or an `error` event."
 )
 
 ROUTES: Final = (

@@ -29,6 +29,8 @@ from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from ._base import CallParams, Delta, Event, Finish, Message, Usage
 from ._errors import ErrorKind, ProviderError
+from ._local_tools import grammar as tools_grammar
+from ._local_tools import offered, plain_messages, read_calls
 from ._prompt import TRANSCRIPT_STOPS, message_text, transcript
 
 # llama.cpp's own sampling defaults, used where a call leaves a parameter unset.
@@ -115,7 +117,10 @@ class LlamaCppProvider:
         if not self._busy.acquire(blocking=False):
             raise ProviderError(ErrorKind.OVERLOADED, f"{self.name} is running another call")
         try:
-            yield from self._generate(messages, params)
+            if offered(params):
+                yield from read_calls(self._generate(plain_messages(messages, params), params))
+            else:
+                yield from self._generate(messages, params)
         finally:
             self._busy.release()
 
@@ -143,7 +148,7 @@ class LlamaCppProvider:
             top_p=_bounded("top_p", params.top_p, _DEFAULT_TOP_P, 1.0),
             top_k=_TOP_K,
             min_p=_MIN_P,
-            grammar=_grammar(params.response_format),
+            grammar=_grammar(params),
         )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = _Holdback((*prompt.stops, *params.stop))
@@ -184,7 +189,14 @@ class LlamaCppProvider:
             text = transcript(messages)
             tokens = self._tokenize(text, add_bos=True, special=False)
             return _Prompt(tokens, TRANSCRIPT_STOPS, strip_leading=True, format="transcript")
-        plain: list[Any] = [{"role": m.get("role"), "content": message_text(m)} for m in messages]
+        # A template may know no tool role: a tool's result is told as the user's turn.
+        plain: list[Any] = [
+            {
+                "role": "user" if m.get("role") == "tool" else m.get("role"),
+                "content": message_text(m),
+            }
+            for m in messages
+        ]
         try:
             result = self._formatter(messages=plain)
         except (TemplateError, ValueError) as exc:
@@ -311,8 +323,17 @@ def _bounded(name: str, value: float | None, default: float, high: float) -> flo
     return value
 
 
-def _grammar(response_format: Mapping[str, Any] | None) -> LlamaGrammar | None:
-    """The grammar that constrains output to the requested format, if any."""
+def _grammar(params: CallParams) -> LlamaGrammar | None:
+    """The grammar that constrains output to the tools offered or the requested format."""
+    response_format = params.response_format
+    calls = tools_grammar(params)
+    if calls is not None:
+        if response_format is not None and response_format.get("type") != "text":
+            raise ProviderError(
+                ErrorKind.BAD_REQUEST,
+                "response_format and tools together: the local model takes one grammar",
+            )
+        return calls
     if response_format is None or response_format.get("type") == "text":
         return None
     kind = response_format.get("type")
