@@ -16,6 +16,8 @@ from api.routes import ROUTES
 from tests.api.conftest import Fleet
 
 HI = [{"role": "user", "content": "hi"}]
+TOOL = {"type": "function", "function": {"name": "now"}}
+CALL = {"id": "c1", "type": "function", "function": {"name": "now", "arguments": "{}"}}
 
 # (path, body as JSON or raw bytes, the field named, the start of the message)
 CASES: list[tuple[str, Any, str | None, str]] = [
@@ -123,6 +125,29 @@ CASES: list[tuple[str, Any, str | None, str]] = [
     ("/v1/chat/completions", {"model": "atom:fastest", "messages": HI}, "model",
      "unknown model 'atom:fastest'; router aliases are"),
     ("/v1/chat/completions", b"", "model", "model: required"),
+    # tools, on every model route
+    ("/v1/chat/completions", {"model": "cheap", "messages": HI, "tool_choice": "auto"},
+     "tool_choice", "tool_choice goes with tools"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": HI,
+                              "tools": [{"type": "web", "function": {"name": "now"}}]},
+     "tools[0].type", "tools[0].type: must be one of"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": HI, "tools": [TOOL],
+                              "tool_choice": {"type": "function"}},
+     "tool_choice", "tool_choice: tool_choice is 'auto'"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": [{"role": "tool", "content": "4"}]},
+     "messages[0].tool_call_id", "messages[0].tool_call_id: required"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": [{"role": "assistant"}]},
+     "messages[0].content", "messages[0].content: required"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": [
+        {"role": "user", "content": "x", "tool_calls": [CALL]}]},
+     "messages[0].tool_calls", "messages[0].tool_calls: only an assistant calls tools"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}]},
+     "messages[0].tool_calls[0].type", "messages[0].tool_calls[0].type: required"),
+    ("/api/advanced-ai/process", {"prompt": "hi", "parallel_tool_calls": True},
+     "parallel_tool_calls", "parallel_tool_calls goes with tools"),
+    ("/api/advanced-ai/orchestrate", {"prompt": "hi", "tools": [TOOL, TOOL]},
+     "tools[1].function.name", "tools[1].function.name: 'now' is offered twice"),
     # the session and broadcast routes
     ("/api/advanced-ai/auth/session", {"minutes": 0}, "minutes", "minutes: must be at least 1"),
     ("/api/advanced-ai/auth/session", {"hours": 1}, "hours", "hours: unknown field"),
