@@ -98,6 +98,8 @@ class CallResult:
     tokens_per_s: float | None
     mean_logprob: float | None
     tool_calls: tuple[ToolCall, ...] = ()
+    # The client's stop sequence that ended the answer, when the provider says which.
+    stop_sequence: str | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -439,6 +441,7 @@ class _Call:
             tokens_per_s=tokens_per_s,
             mean_logprob=finish.mean_logprob,
             tool_calls=tool_calls,
+            stop_sequence=finish.raw.get("stop_sequence"),
         )
         completed = ModelCallCompleted(
             request_id=self.request_id,

@@ -380,6 +380,7 @@ class Gateway:
             latency_ms=latency_ms,
             finish_reason=result.finish_reason,
             tool_calls=result.tool_calls,
+            stop_sequence=result.stop_sequence,
             route={
                 "strategy": decision.strategy.value,
                 "chosen": result.model,

@@ -73,6 +73,7 @@ class ProcessResult:
     finish_reason: str
     route: dict[str, Any]
     tool_calls: tuple[ToolCall, ...] = ()
+    stop_sequence: str | None = None
     attempts: tuple[Attempt, ...] = ()
     cached: bool = False
     ensemble: dict[str, Any] | None = None

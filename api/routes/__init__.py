@@ -7,6 +7,7 @@ from typing import Final
 from ..routing import Route
 from . import (
     admin,
+    anthropic_compat,
     health,
     insights,
     meta,
@@ -25,6 +26,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     *insights.ROUTES,
     *observability.ROUTES,
     *openai_compat.ROUTES,
+    *anthropic_compat.ROUTES,
     *session.ROUTES,
     *streaming.ROUTES,
     *meta.ROUTES,

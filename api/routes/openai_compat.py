@@ -75,24 +75,22 @@ def aliases() -> list[str]:
 
 def chat_request(body: Mapping[str, Any]) -> ProcessRequest:
     """The gateway request of an OpenAI chat completion body."""
-    name: str = body["model"]
     fields: dict[str, Any] = dict(body)
     if "max_completion_tokens" in body and "max_tokens" not in body:
         fields["max_tokens"] = body["max_completion_tokens"]
-    if not name.startswith(PREFIX):
-        return ProcessRequest(
-            messages=messages_of(body),
-            params=params_of(fields),
-            model=name,
-            endpoint="v1/chat/completions",
-            stream=body.get("stream", False),
-        )
     request = ProcessRequest(
         messages=messages_of(body),
         params=params_of(fields),
         endpoint="v1/chat/completions",
         stream=body.get("stream", False),
     )
+    return targeted(request, body["model"])
+
+
+def targeted(request: ProcessRequest, name: str) -> ProcessRequest:
+    """The request aimed at `model`: a configured model, or a router alias (`atom:...`)."""
+    if not name.startswith(PREFIX):
+        return replace(request, model=name)
     alias = name.removeprefix(PREFIX)
     if alias.startswith("ensemble:"):
         method = alias.removeprefix("ensemble:")

@@ -216,9 +216,12 @@ class CallParams:
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: bool = False
+    # The end user the call is made for (OpenAI's `user`, Anthropic's metadata.user_id).
+    user: str | None = None
     # {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}
     # or {"type": "json_object"}
     response_format: Mapping[str, Any] | None = None

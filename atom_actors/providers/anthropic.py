@@ -139,8 +139,12 @@ def request_body(
         body["temperature"] = params.temperature
     if params.top_p is not None:
         body["top_p"] = params.top_p
+    if params.top_k is not None:
+        body["top_k"] = params.top_k
     if params.stop:
         body["stop_sequences"] = params.stop
+    if params.user is not None:
+        body["metadata"] = {"user_id": params.user}
     if params.response_format is not None:
         output_format = _output_format(params.response_format)
         if output_format is not None:

@@ -146,7 +146,7 @@ class LlamaCppProvider:
             prompt.tokens,
             temp=_bounded("temperature", params.temperature, _DEFAULT_TEMPERATURE, 2.0),
             top_p=_bounded("top_p", params.top_p, _DEFAULT_TOP_P, 1.0),
-            top_k=_TOP_K,
+            top_k=_TOP_K if params.top_k is None else params.top_k,
             min_p=_MIN_P,
             grammar=_grammar(params),
         )
@@ -181,7 +181,12 @@ class LlamaCppProvider:
             usage=Usage(len(prompt.tokens), len(logprobs)),
             finish_reason=finish_reason,
             mean_logprob=sum(logprobs) / len(logprobs) if params.logprobs and logprobs else None,
-            raw={"seed": seed, "prompt_format": prompt.format},
+            raw={
+                "seed": seed,
+                "prompt_format": prompt.format,
+                # The client's stop sequence that ended the answer (the transcript's are not).
+                "stop_sequence": stops.matched if stops.matched in params.stop else None,
+            },
         )
 
     def _prompt(self, messages: Sequence[Message]) -> _Prompt:
@@ -250,14 +255,17 @@ class _Holdback:
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(s for s in stops if s)
         self._pending: list[Delta] = []
+        # The stop sequence the text reached, once it has.
+        self.matched: str | None = None
 
     def push(self, piece: Delta) -> tuple[list[Delta], bool]:
         """The pieces now safe to send, and whether a stop sequence was reached."""
         self._pending.append(piece)
         text = "".join(p.text for p in self._pending)
-        found = [i for i in (text.find(s) for s in self._stops) if i >= 0]
+        found = [(i, s) for i, s in ((text.find(s), s) for s in self._stops) if i >= 0]
         if found:
-            released = _cut(self._pending, min(found))
+            at, self.matched = min(found)
+            released = _cut(self._pending, at)
             self._pending = []
             return released, True
         safe = len(text) - max((_overlap(text, s) for s in self._stops), default=0)

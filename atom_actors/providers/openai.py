@@ -108,6 +108,8 @@ def request_body(model: str, messages: Sequence[Message], params: CallParams) ->
         body["seed"] = params.seed
     if params.logprobs:
         body["logprobs"] = True
+    if params.user is not None:
+        body["user"] = params.user
     if params.response_format is not None:
         body["response_format"] = params.response_format
     if params.tools:

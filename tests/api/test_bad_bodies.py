@@ -13,7 +13,7 @@ import pytest
 
 from api.auth import Role
 from api.routes import ROUTES
-from tests.api.conftest import Fleet
+from tests.api.conftest import Fleet, error_type
 
 HI = [{"role": "user", "content": "hi"}]
 TOOL = {"type": "function", "function": {"name": "now"}}
@@ -148,6 +148,28 @@ CASES: list[tuple[str, Any, str | None, str]] = [
      "parallel_tool_calls", "parallel_tool_calls goes with tools"),
     ("/api/advanced-ai/orchestrate", {"prompt": "hi", "tools": [TOOL, TOOL]},
      "tools[1].function.name", "tools[1].function.name: 'now' is offered twice"),
+    # /v1/messages and its token count
+    ("/v1/messages", {"model": "cheap", "messages": HI}, "max_tokens", "max_tokens: required"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": [
+        {"role": "system", "content": "x"}]}, "messages[0].role",
+     "messages[0].role: must be one of"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": HI, "temperature": 1.5},
+     "temperature", "temperature: must be at most 1"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": HI,
+                      "thinking": {"type": "enabled"}}, "thinking", "thinking: unknown field"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": [
+        {"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]},
+     "messages", "messages: a malformed message"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": HI,
+                      "tool_choice": {"type": "any"}}, "tool_choice",
+     "tool_choice goes with tools"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": HI, "tools": [
+        {"name": "now", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "tool", "name": "clock"}}, "tool_choice.name",
+     "tool_choice.name: no tool named 'clock'"),
+    ("/v1/messages/count_tokens", {"model": "cheap"}, "messages", "messages: required"),
+    ("/v1/messages/count_tokens", {"model": "cheap", "messages": HI, "max_tokens": 5},
+     "max_tokens", "max_tokens: unknown field"),
     # the session and broadcast routes
     ("/api/advanced-ai/auth/session", {"minutes": 0}, "minutes", "minutes: must be at least 1"),
     ("/api/advanced-ai/auth/session", {"hours": 1}, "hours", "hours: unknown field"),
@@ -188,7 +210,7 @@ async def test_bad_bodies_are_400_naming_the_field_and_write_nothing(fleet: Flee
         status, answer = await _post(fleet, path, body)
         case = f"{path} {body!r}"
         assert status == 400, (case, answer)
-        assert answer["error"]["type"] == "bad_request", case
+        assert error_type(path, answer) == "bad_request", case
         assert answer["error"].get("field") == field, (case, answer)
         assert answer["error"]["message"].startswith(message), (case, answer)
     # Nothing half-written: not a RequestReceived, not an event of any kind, no upstream call.
@@ -214,7 +236,7 @@ async def test_bodies_over_the_limit_are_413_and_write_nothing(fleet: Fleet, chu
         status, answer, _ = await fleet.api.call(
             "POST", path, key=fleet.api.keys[Role.ADMIN], data=payload
         )
-        assert (status, answer["error"]["type"]) == (413, "too_large"), path
+        assert (status, error_type(path, answer)) == (413, "too_large"), path
         assert str(limit) in answer["error"]["message"]
     assert fleet.store.head() == head
     assert fleet.upstream.requests == []
