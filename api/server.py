@@ -55,6 +55,7 @@ def with_gateway(services: Services) -> Services:
         services.projections,
         publish=hub.publish,
         listening=hub.listening,
+        reservation_ttl_s=services.config.reservation_ttl_s,
     )
     # Cleanup hooks run in reverse: the gateway's background work ends before the projections.
     services.on_cleanup.append(gateway.drain)

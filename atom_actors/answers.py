@@ -60,7 +60,7 @@ def extract_choice(text: str) -> str | None:
 
 def extract_json_field(text: str, field: str) -> str | None:
     """The field at a dotted path ("result.answer") of a JSON reply, in canonical JSON."""
-    value = _parse_json(text)
+    value = parse_json(text)
     for key in field.split("."):
         if isinstance(value, dict) and key in value:
             value = value[key]
@@ -75,7 +75,7 @@ def extract_json_field(text: str, field: str) -> str | None:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _parse_json(text: str) -> object:
+def parse_json(text: str) -> object:
     """The reply as JSON: as it stands, else inside a code fence, else its outermost braces."""
     attempts = [text]
     fenced = _CODE_FENCE.search(text)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .budget import RESERVATION_TTL_S
 from .catalog import ADMISSION, CAPABILITIES, PROVIDERS, ModelSpec, default_catalog
 
 
@@ -26,6 +27,8 @@ class Config:
     port: int = 8080
     models: tuple[ModelSpec, ...] = field(default_factory=tuple)
     source: str = "embedded defaults"
+    reservation_ttl_s: float = RESERVATION_TTL_S
+    """How long a reservation a crash left unsettled counts against its budgets."""
 
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -112,7 +115,7 @@ def _model(entry: object, index: int, source: str) -> ModelSpec:
 def parse_config(document: Mapping[str, Any], source: str, defaults: Config) -> Config:
     """Validate a parsed TOML document; anything it leaves out comes from `defaults`."""
     for section in document:
-        if section not in ("log", "server", "models"):
+        if section not in ("log", "server", "budgets", "models"):
             raise ConfigError(f"{source}: unknown section {section!r}")
     log = document.get("log", {})
     server = document.get("server", {})
@@ -138,6 +141,19 @@ def parse_config(document: Mapping[str, Any], source: str, defaults: Config) -> 
         raise ConfigError(f"{source}: server: field 'host': expected a non-empty string")
     port = _number(server.get("port", defaults.port), f"{source}: server: field 'port'",
                    minimum=0, integer=True)  # fmt: skip
+    budgets = document.get("budgets", {})
+    if not isinstance(budgets, Mapping):
+        raise ConfigError(f"{source}: [budgets] must be a table")
+    for key in budgets:
+        if key != "reservation_ttl_s":
+            raise ConfigError(f"{source}: budgets: field {key!r}: unknown field")
+    ttl = float(
+        _number(
+            budgets.get("reservation_ttl_s", defaults.reservation_ttl_s),
+            f"{source}: budgets: field 'reservation_ttl_s'",
+            minimum=1,
+        )
+    )
     entries = document.get("models")
     if entries is None:
         models = defaults.models
@@ -149,7 +165,7 @@ def parse_config(document: Mapping[str, Any], source: str, defaults: Config) -> 
         for name in names:
             if names.count(name) > 1:
                 raise ConfigError(f"{_where(source, name, 'name')}: defined twice")
-    return Config(db_path, durability, host, port, models, source)
+    return Config(db_path, durability, host, port, models, source, ttl)
 
 
 def load_config(path: str | None, *, local_model_path: str | None = None) -> Config:

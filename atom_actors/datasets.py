@@ -4,9 +4,10 @@ Two formats load into one `RecordedDataset`:
 
 - RouteLLM's GSM8K files (`gsm8k_responses.csv`, with `contaminated_prompts.jsonl` and
   `gsm8k_test.jsonl` beside it when present);
-- JSONL, one prompt a line:
+- JSONL, one prompt a line (docs/datasets.md has an example):
   `{"prompt": str, "gold"?: str, "responses": {model: {"text": str, "correct"?: bool,
-  "prompt_tokens"?: int, "completion_tokens"?: int}}}`.
+  "prompt_tokens"?: int, "completion_tokens"?: int, "cost_usd"?: float,
+  "mean_logprob"?: float}}}`.
 
 Token counts the data does not carry are estimated as ceil(characters / 4), the usual
 rule of thumb for English text under BPE tokenizers; `RecordedAnswer.tokens_estimated` says so.
@@ -15,8 +16,9 @@ rule of thumb for English text under BPE tokenizers; `RecordedAnswer.tokens_esti
 from __future__ import annotations
 
 import csv
+import math
 import random
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -48,6 +50,8 @@ class RecordedAnswer:
     prompt_tokens: int
     completion_tokens: int
     tokens_estimated: bool
+    cost_usd: float | None = None
+    mean_logprob: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +228,8 @@ def _jsonl_item(record: Mapping[str, Any], where: str) -> RecordedItem:
             correct,
             _optional_count(response, "prompt_tokens", at),
             _optional_count(response, "completion_tokens", at),
+            cost_usd=_optional_number(response, "cost_usd", at, minimum=0.0),
+            mean_logprob=_optional_number(response, "mean_logprob", at, maximum=0.0),
         )
     return RecordedItem(prompt, None if gold is None else str(gold), MappingProxyType(answers))
 
@@ -234,8 +240,13 @@ def _answer(
     correct: bool | None,
     prompt_tokens: int | None,
     completion_tokens: int | None,
+    *,
+    cost_usd: float | None = None,
+    mean_logprob: float | None = None,
 ) -> RecordedAnswer:
     return RecordedAnswer(
+        cost_usd=cost_usd,
+        mean_logprob=mean_logprob,
         text=text,
         correct=correct,
         prompt_tokens=estimate_tokens(prompt) if prompt_tokens is None else prompt_tokens,
@@ -265,6 +276,28 @@ def _optional_count(record: Mapping[str, Any], key: str, where: str) -> int | No
     return value
 
 
+def _optional_number(
+    record: Mapping[str, Any],
+    key: str,
+    where: str,
+    *,
+    minimum: float = -math.inf,
+    maximum: float = math.inf,
+) -> float | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not minimum <= value <= maximum
+        or not math.isfinite(value)
+    ):
+        bounds = "a number >= 0" if minimum == 0.0 else "a number <= 0"
+        raise DatasetError(f"{where}.{key} must be {bounds}")
+    return float(value)
+
+
 def _field(record: Mapping[str, Any], key: str, kind: type[_T], where: str) -> _T:
     value = record.get(key)
     if not isinstance(value, kind):
@@ -284,3 +317,86 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
             if not isinstance(record, dict):
                 raise DatasetError(f"{path}:{lineno}: expected a JSON object")
             yield lineno, record
+
+
+def to_jsonl(dataset: RecordedDataset) -> str:
+    """The dataset in the JSONL format `load_jsonl` reads (token counts and costs included)."""
+    lines = []
+    for item in dataset.items:
+        responses: dict[str, dict[str, Any]] = {}
+        for model, answer in item.answers.items():
+            response: dict[str, Any] = {"text": answer.text}
+            if answer.correct is not None:
+                response["correct"] = answer.correct
+            if not answer.tokens_estimated:
+                response["prompt_tokens"] = answer.prompt_tokens
+                response["completion_tokens"] = answer.completion_tokens
+            if answer.cost_usd is not None:
+                response["cost_usd"] = answer.cost_usd
+            if answer.mean_logprob is not None:
+                response["mean_logprob"] = answer.mean_logprob
+            responses[model] = response
+        record: dict[str, Any] = {"prompt": item.prompt}
+        if item.gold is not None:
+            record["gold"] = item.gold
+        record["responses"] = responses
+        lines.append(orjson.dumps(record).decode())
+    return "".join(line + "\n" for line in lines)
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticModel:
+    """A model of a synthetic dataset: how often it is right, and what each answer costs."""
+
+    name: str
+    accuracy: float
+    cost_usd: float
+
+
+def synthesize(
+    models: Sequence[SyntheticModel], prompts: int, correlation: float, seed: int = 0
+) -> RecordedDataset:
+    """A recorded dataset with known answers: prompt k asks for a sum, `gold` is its value.
+
+    Prompt k has a difficulty u_k and model i a draw v_ik, each spread evenly over [0, 1)
+    (the (j + 1/2)/n points, shuffled): model i is right on prompt k when w < accuracy_i, where
+    w is u_k with probability `correlation`, else v_ik. So each model is right on exactly
+    round(accuracy x prompts) prompts when correlation is 0 or 1; at 1 the weaker model's right
+    prompts are a subset of the stronger's, at 0 the models err independently. A wrong answer
+    is gold + 1 + the model's index, so no two models are wrong alike. Every answer states its
+    own correctness, 10 + 10 tokens, and its model's cost_usd.
+    """
+    if prompts < 1:
+        raise ValueError(f"prompts must be >= 1, got {prompts}")
+    if not 0.0 <= correlation <= 1.0:
+        raise ValueError(f"correlation must be in [0, 1], got {correlation}")
+    rng = random.Random(seed)
+
+    def spread() -> list[float]:
+        points = [(j + 0.5) / prompts for j in range(prompts)]
+        rng.shuffle(points)
+        return points
+
+    shared = spread()
+    own = {m.name: spread() for m in models}
+    coins = [[rng.random() < correlation for _ in models] for _ in range(prompts)]
+    items = []
+    for k in range(prompts):
+        a, b = rng.randrange(10, 1000), rng.randrange(10, 1000)
+        gold = a + b
+        answers = {}
+        for i, m in enumerate(models):
+            draw = shared[k] if coins[k][i] else own[m.name][k]
+            right = draw < m.accuracy
+            value = gold if right else gold + 1 + i
+            answers[m.name] = RecordedAnswer(
+                text=f"#### {value}",
+                correct=right,
+                prompt_tokens=10,
+                completion_tokens=10,
+                tokens_estimated=False,
+                cost_usd=m.cost_usd,
+            )
+        prompt = f"Question {k}: what is {a} + {b}?"
+        items.append(RecordedItem(prompt, str(gold), MappingProxyType(answers)))
+    return RecordedDataset(tuple(m.name for m in models), tuple(items))

@@ -231,9 +231,14 @@ class Gateway:
         except GatewayError as error:
             await self._fail(ctx, error)
             raise
+        except asyncio.CancelledError:
+            # The client went away: its story ends on the record too, with what it cost.
+            ctx.record(self._failed(ctx, GatewayError(499, "cancelled", "the client went away")))
+            self._announce(ctx, "requests", {"request_id": ctx.request_id, "state": "failed"})
+            raise
         finally:
             self._in_flight -= 1
-            # A request cancelled (its client gone) leaves what it did on the record too.
+            # Cancelled, the request cannot wait for its log: what it did is queued to it.
             with contextlib.suppress(StoreClosed):
                 ctx.log.flush()
 
@@ -412,18 +417,21 @@ class Gateway:
 
     async def _fail(self, ctx: RequestContext, error: GatewayError) -> None:
         error.request_id = ctx.request_id
-        failed = RequestFailed(
+        error.position = await asyncio.shield(self._finish(ctx, self._failed(ctx, error)))
+        self._announce(ctx, "requests", {"request_id": ctx.request_id, "state": "failed"})
+
+    @staticmethod
+    def _failed(ctx: RequestContext, error: GatewayError) -> RequestFailed:
+        return RequestFailed(
             request_id=ctx.request_id,
             kind=error.kind,
             message=error.message,
             status=error.status,
-            tried=error.tried,
+            tried=error.tried or ctx.tried(),
             latency_ms=ctx.elapsed_ms(),
             strategy=None if ctx.req.model else ctx.req.strategy.value,
             cost_pico=ctx.spend.cost_pico,
         )
-        error.position = await asyncio.shield(self._finish(ctx, failed))
-        self._announce(ctx, "requests", {"request_id": ctx.request_id, "state": "failed"})
 
     def _announce(self, ctx: RequestContext, topic: str, payload: dict[str, Any]) -> None:
         if self.publish is not None:

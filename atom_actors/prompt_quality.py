@@ -96,8 +96,11 @@ class TfIdfIndex:
         """
         similarity = [0.0] * self.size
         for term, tf in Counter(words(text)).items():
-            weight = (1.0 + math.log(tf)) * self.idf.get(term, 0.0)
-            for doc, doc_weight in self.postings.get(term, ()):
+            idf = self.idf.get(term)
+            if idf is None:  # a word no document has adds nothing
+                continue
+            weight = (1.0 + math.log(tf)) * idf
+            for doc, doc_weight in self.postings[term]:
                 similarity[doc] += weight * doc_weight
         shared = [doc for doc, value in enumerate(similarity) if value > 0.0]
         # nlargest is stable, so among equals the earlier document comes first.
@@ -122,6 +125,8 @@ class PromptQuality:
     index: TfIdfIndex
     neighbours: int
     offset_prior: float
+    # How many examples each model was scored on: its predictions' evidence.
+    evidence: Mapping[str, int]
 
     def predict(self, prompt: str) -> dict[str, Prediction]:
         """Each model's expected score on `prompt`, clamped to [0, 1]."""
@@ -132,8 +137,8 @@ class PromptQuality:
             residuals = self.residuals[model]
             offsets = [r for r in (residuals[i] for i in near) if r is not None]
             offset = math.fsum(offsets) / (len(offsets) + self.offset_prior) if offsets else 0.0
-            evidence = sum(1 for r in residuals if r is not None)
-            predictions[model] = Prediction(min(1.0, max(0.0, line.at(x) + offset)), evidence)
+            score = min(1.0, max(0.0, line.at(x) + offset))
+            predictions[model] = Prediction(score, self.evidence[model])
         return predictions
 
 
@@ -161,7 +166,8 @@ def fit_prompt_quality(
             for e in examples
         )
     index = TfIdfIndex.build([e.prompt for e in examples])
-    return PromptQuality(lines, residuals, index, neighbours, offset_prior)
+    evidence = {m: sum(r is not None for r in rs) for m, rs in residuals.items()}
+    return PromptQuality(lines, residuals, index, neighbours, offset_prior, evidence)
 
 
 def _models(examples: Iterable[ScoredPrompt]) -> list[str]:

@@ -162,9 +162,13 @@ async def feedback(
             or not completed
             or not principal.may_see(tenancy_of(received.get("api_key_id"), received.get("tenant")))
         ):
-            # Another tenancy's request is answered as one that does not exist.
+            # Another tenancy's request is answered as one that does not exist, and its id
+            # is not echoed: an error names nothing of anyone else's.
             raise GatewayError(
-                404, "unknown_request", f"no answered request {request_id!r}", field="request_id"
+                404,
+                "unknown_request",
+                "no answered request of yours has this id",
+                field="request_id",
             )
         try:
             value = scorer.score(ScoreInput(completed[-1].data["text"], feedback=score))

@@ -28,6 +28,7 @@ class Strategy(StrEnum):
     SPEED_FIRST = "speed_first"
     CAPABILITY = "capability"
     ENSEMBLE = "ensemble"
+    CASCADE = "cascade"
 
 
 class EnsembleMethod(StrEnum):
@@ -56,6 +57,22 @@ class EnsembleSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CascadeSpec:
+    """How a cascade starts: `first` cheapest models, or `samples` calls of the cheapest one,
+    answer together (so their agreement can be checked); at most `steps` rungs in all."""
+
+    first: int = 1
+    samples: int = 1
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.first < 1 or self.samples < 1 or (self.steps is not None and self.steps < 1):
+            raise ValueError("a cascade needs first >= 1, samples >= 1 and steps >= 1")
+        if self.first > 1 and self.samples > 1:
+            raise ValueError("a cascade starts with several models or several samples, not both")
+
+
+@dataclass(frozen=True, slots=True)
 class RouteRequest:
     """One request as routing sees it; allow=None allows every model, an empty set none.
 
@@ -72,6 +89,7 @@ class RouteRequest:
     max_cost_usd: float | None = None
     deadline_ms: float | None = None
     ensemble: EnsembleSpec = EnsembleSpec()
+    cascade: CascadeSpec = CascadeSpec()
     # Capabilities the request's content needs beside `capability`: "multimodal" for images,
     # "tools" for tool definitions.
     needs: frozenset[str] = frozenset()
@@ -190,6 +208,32 @@ class EnsemblePlan:
 
 
 @dataclass(frozen=True, slots=True)
+class CascadeRung:
+    """One step of a cascade: the calls it makes together, and what they reserve together."""
+
+    models: tuple[str, ...]
+    reservation_pico: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"models": list(self.models), "reservation_pico": self.reservation_pico}
+
+
+@dataclass(frozen=True, slots=True)
+class CascadePlan:
+    """The ladder, cheapest rung first: each rung is reserved just before it is called."""
+
+    rungs: tuple[CascadeRung, ...]
+
+    @property
+    def reservation_pico(self) -> int:
+        """What the whole ladder could cost: the most a cascade can spend."""
+        return sum(rung.reservation_pico for rung in self.rungs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rungs": [rung.to_dict() for rung in self.rungs]}
+
+
+@dataclass(frozen=True, slots=True)
 class RouteDecision:
     """Candidates best first (the first is the choice, the rest the fallback order), and why."""
 
@@ -199,6 +243,7 @@ class RouteDecision:
     reason: str
     next_counter: int | None = None
     ensemble: EnsemblePlan | None = None
+    cascade: CascadePlan | None = None
 
     @property
     def chosen(self) -> Candidate | None:
@@ -224,4 +269,5 @@ class RouteDecision:
             "reason": self.reason,
             "next_counter": self.next_counter,
             "ensemble": self.ensemble.to_dict() if self.ensemble else None,
+            "cascade": self.cascade.to_dict() if self.cascade else None,
         }

@@ -16,6 +16,8 @@ from atom_actors.cost import call_reservation, format_usd, from_usd, output_boun
 from atom_actors.quality import Evidence, estimate, learned_quality
 from atom_actors.snapshot import (
     Candidate,
+    CascadePlan,
+    CascadeRung,
     EnsemblePlan,
     Exclusion,
     Health,
@@ -124,6 +126,11 @@ def ensemble(snapshot: RouteSnapshot, request: RouteRequest) -> Ranking:
     return quality_first(snapshot, request)
 
 
+def cascade(snapshot: RouteSnapshot, request: RouteRequest) -> Ranking:
+    """The ladder climbs from the cheapest, so the ranking is cost_first's."""
+    return cost_first(snapshot, request)
+
+
 STRATEGIES: Final[Mapping[Strategy, Ranker]] = MappingProxyType(
     {
         Strategy.ROUND_ROBIN: round_robin,
@@ -132,6 +139,7 @@ STRATEGIES: Final[Mapping[Strategy, Ranker]] = MappingProxyType(
         Strategy.SPEED_FIRST: speed_first,
         Strategy.CAPABILITY: capability,
         Strategy.ENSEMBLE: ensemble,
+        Strategy.CASCADE: cascade,
     }
 )
 
@@ -226,6 +234,21 @@ def route(snapshot: RouteSnapshot, request: RouteRequest) -> RouteDecision:
             request.strategy, candidates, tuple(excluded), reason + note, ensemble=plan
         )
 
+    if request.strategy is Strategy.CASCADE:
+        ladder, note = plan_cascade(candidates, request, headroom)
+        climbed = [m for rung in ladder.rungs for m in dict.fromkeys(rung.models)]
+        place = {m: i for i, m in enumerate(climbed)}
+        # The ladder first, in the order it climbs, so that the decision's choice is rung 1's.
+        candidates = tuple(sorted(candidates, key=lambda c: place.get(c.model, len(place))))
+        steps = " then ".join("+".join(rung.models) for rung in ladder.rungs) or "no model"
+        return RouteDecision(
+            request.strategy,
+            candidates,
+            tuple(excluded),
+            f"cascade: {steps}{note}",
+            cascade=ladder,
+        )
+
     chosen = candidates[0]
     reason = _why(request, snapshot, chosen, len(candidates))
     if len(affordable) < len(passing):
@@ -315,3 +338,63 @@ def _plan_ensemble(
     if named_out:
         note += f"; named but not eligible: {', '.join(named_out)}"
     return EnsemblePlan(spec.method, tuple(members), total), note
+
+
+def plan_cascade(
+    candidates: Ranking, request: RouteRequest, headroom_pico: int | None
+) -> tuple[CascadePlan, str]:
+    """The ladder over candidates ranked cheapest first, and a note on who was left off.
+
+    Rung 1 is the `first` cheapest models (or `samples` calls of the cheapest). Each later rung
+    is the next dearer model whose learned quality is above every rung's before it: a dearer
+    model no stronger than one already asked would add cost and promise nothing. The whole
+    ladder's reservations together fit the headroom and max_cost_usd, so climbing to the top
+    never overspends; a rung that would not fit is left off and named.
+    """
+    spec = request.cascade
+    limits = [headroom_pico] if headroom_pico is not None else []
+    if request.max_cost_usd is not None:
+        limits.append(from_usd(request.max_cost_usd))
+    limit = min(limits, default=None)
+    total = 0
+    left_out: list[str] = []
+
+    def fits(reservation: int) -> bool:
+        return limit is None or total + reservation <= limit
+
+    first = [candidates[0]] * spec.samples if spec.samples > 1 else list(candidates[: spec.first])
+    rung_one: list[Candidate] = []
+    for candidate in first:
+        if fits(candidate.reservation_pico):
+            rung_one.append(candidate)
+            total += candidate.reservation_pico
+        else:
+            left_out.append(candidate.model)
+    rungs: list[CascadeRung] = []
+    best = -1.0
+    if rung_one:
+        rungs.append(_rung(rung_one))
+        best = max(c.quality for c in rung_one)
+    asked = {c.model for c in first}
+    for candidate in candidates:
+        if spec.steps is not None and len(rungs) >= spec.steps:
+            break
+        if candidate.model in asked or candidate.quality <= best:
+            continue
+        if not fits(candidate.reservation_pico):
+            left_out.append(candidate.model)
+            continue
+        rungs.append(_rung([candidate]))
+        total += candidate.reservation_pico
+        best = candidate.quality
+    note = ""
+    if left_out and limit is not None:
+        note = (
+            f"; left off, the ladder's reservations would exceed"
+            f" {format_usd(to_usd(limit))} USD: {', '.join(dict.fromkeys(left_out))}"
+        )
+    return CascadePlan(tuple(rungs)), note
+
+
+def _rung(members: Sequence[Candidate]) -> CascadeRung:
+    return CascadeRung(tuple(c.model for c in members), sum(c.reservation_pico for c in members))

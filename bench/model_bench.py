@@ -59,6 +59,7 @@ def provider_tps(tokens: int, runs: int, threads: int) -> float:
         start = time.perf_counter()
         *_, finish = provider.generate(MESSAGES, params)
         assert isinstance(finish, Finish)
+        assert finish.usage is not None
         rates.append(finish.usage.completion_tokens / (time.perf_counter() - start))
     provider.close()
     return statistics.median(rates)

@@ -219,7 +219,9 @@ def _excerpt(text: str, limit: int) -> str:
 
 
 def _short(identifier: str) -> str:
-    return identifier[:8]
+    # Ids are time-ordered (UUID version 7): those made together share their first digits,
+    # and differ in their last.
+    return identifier[-8:]
 
 
 def _received(d: dict[str, Any], _: Trace) -> list[str]:
@@ -277,9 +279,20 @@ def _reserved(d: dict[str, Any], trace: Trace) -> list[str]:
     ]
 
 
+# How each settlement rule set the cost (atom_actors.cost.SettleRule), for people.
+_RULES = {
+    "usage": "the usage reported",
+    "counted": "no usage reported: the prompt's bound and {completion} tokens counted",
+    "cut": "broken off: the prompt's bound and {completion} tokens streamed",
+    "none": "nothing was output",
+}
+
+
 def _settled(d: dict[str, Any], _: Trace) -> list[str]:
+    rule = _RULES.get(d.get("rule", "usage"), d.get("rule", ""))
     return [
         f"budget settled {_usd(d['actual_usd'])} of {_usd(d['reserved_usd'])}"
+        f" by {rule.format(completion=d.get('completion_tokens'))}"
         f" (reservation {_short(d['reservation_id'])})"
     ]
 

@@ -92,7 +92,7 @@ async def test_a_key_made_over_http_works_at_once_and_stops_when_revoked(fleet: 
 
 async def test_a_key_made_by_another_process_works_on_its_first_request(fleet: Fleet) -> None:
     made = await asyncio.to_thread(
-        atom, "keys", "create", "--db", fleet.store.path, "--role", "viewer"
+        atom, "keys", "create", "--db", fleet.store.location, "--role", "viewer"
     )
     assert made.returncode == 0, made.stderr
     key = made.stdout.splitlines()[-1]

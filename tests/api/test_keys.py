@@ -10,8 +10,8 @@ import time
 import pytest
 
 from api.auth import Role
+from api.budgets import Budget
 from api.keys import (
-    Budget,
     KeysProjection,
     UnknownKey,
     hash_key,

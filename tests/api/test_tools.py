@@ -57,6 +57,7 @@ async def test_a_call_comes_back_as_tool_calls_and_is_on_the_record(
 
     [choice] = completion.choices
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    call: Any
     [call] = choice.message.tool_calls or []
     function: Any = call.function
     assert (call.id, function.name, function.arguments) == (

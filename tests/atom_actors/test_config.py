@@ -79,6 +79,18 @@ def test_a_valid_file(tmp_path: Path) -> None:
     assert local.provider == "llamacpp" and local.capabilities == {"text_generation"}
 
 
+def test_budgets_and_the_bounds_of_a_models_calls(tmp_path: Path) -> None:
+    text = GOOD.replace("[server]", "[budgets]\nreservation_ttl_s = 30\n\n[server]").replace(
+        "max_concurrency = 32",
+        "max_concurrency = 32\nmax_output_tokens = 300\nmax_image_tokens = 48169",
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.reservation_ttl_s == 30.0
+    fast, local = config.models
+    assert (fast.max_output_tokens, fast.max_image_tokens) == (300, 48169)
+    assert (local.max_output_tokens, local.max_image_tokens) == (4096, None)
+
+
 def test_the_log_in_postgresql_is_named_by_its_url(tmp_path: Path) -> None:
     url = "postgresql://atom@db.internal/atom"
     config = load_config(write(tmp_path, GOOD.replace('path = "gateway.db"', f'url = "{url}"')))
@@ -104,6 +116,11 @@ def test_the_log_in_postgresql_is_named_by_its_url(tmp_path: Path) -> None:
         (('path = "gateway.db"', 'url = "gateway.db"'), "log: field 'url': expected a postgresql"),
         (('path = "gateway.db"', 'path = "a.db"\nurl = "postgresql:///atom"'),
          "log: fields 'path' and 'url': give one, not both"),
+        (("[server]", "[budgets]\nreservation_ttl_s = 0\n[server]"),
+         "budgets: field 'reservation_ttl_s': must be at least 1"),
+        (("[server]", "[budgets]\nttl = 5\n[server]"), "budgets: field 'ttl': unknown field"),
+        (('max_concurrency = 32', 'max_output_tokens = 0'),
+         "model 'fast': field 'max_output_tokens': must be at least 1"),
     ],
 )  # fmt: skip
 def test_errors_name_the_file_the_model_and_the_field(

@@ -161,7 +161,7 @@ def test_a_response_formats_schema_is_part_of_the_prompt() -> None:
 def test_tool_definitions_calls_and_results_are_part_of_the_prompt() -> None:
     tool = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
     ask = [{"role": "user", "content": "Hi"}]
-    turn = [
+    turn: list[dict[str, Any]] = [
         *ask,
         {"role": "assistant", "content": None, "tool_calls": [
             {"id": "c1", "type": "function",

@@ -10,15 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from atom_actors.cost import estimate_tokens
 from atom_actors.datasets import (
     DatasetError,
     RecordedAnswer,
     RecordedDataset,
     RecordedItem,
-    estimate_tokens,
+    SyntheticModel,
     load_dataset,
     load_jsonl,
     load_routellm,
+    synthesize,
+    to_jsonl,
 )
 from tests.paths import GSM8K
 
@@ -114,6 +117,9 @@ def test_jsonl_keeps_recorded_counts_and_estimates_missing_ones(tmp_path: Path) 
         ({"prompt": "p", "responses": {"a": {"text": "t", "correct": "yes"}}}, "correct"),
         ({"prompt": "p", "responses": {"a": {"text": "t", "prompt_tokens": -1}}}, "prompt_tokens"),
         ({"prompt": "p", "responses": {"a": {}}}, "`text` must be a str"),
+        ({"prompt": "p", "responses": {"a": {"text": "t", "cost_usd": -1}}}, "cost_usd"),
+        ({"prompt": "p", "responses": {"a": {"text": "t", "cost_usd": "1"}}}, "cost_usd"),
+        ({"prompt": "p", "responses": {"a": {"text": "t", "mean_logprob": 0.5}}}, "mean_logprob"),
     ],
 )
 def test_jsonl_names_the_line_of_a_malformed_record(
@@ -159,3 +165,60 @@ def test_shared_routellm_gsm8k_data() -> None:
     # RouteLLM reports 63.7% and 85.8% on the decontaminated set.
     assert ds.accuracy(WEAK) == pytest.approx(0.637, abs=0.0005)
     assert ds.accuracy(STRONG) == pytest.approx(0.858, abs=0.0005)
+
+
+def test_jsonl_carries_recorded_costs_and_logprobs(tmp_path: Path) -> None:
+    response = {"text": "#### 3", "cost_usd": 0.002, "mean_logprob": -0.25}
+    path = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "responses": {"a": response}}])
+    answer = load_jsonl(path).items[0].answers["a"]
+    assert (answer.cost_usd, answer.mean_logprob) == (0.002, -0.25)
+
+
+THREE = [
+    SyntheticModel("small", 0.5, 0.001),
+    SyntheticModel("medium", 0.7, 0.004),
+    SyntheticModel("large", 0.9, 0.02),
+]
+
+
+@pytest.mark.parametrize("correlation", [0.0, 1.0])
+def test_synthetic_models_are_right_exactly_as_often_as_asked(correlation: float) -> None:
+    ds = synthesize(THREE, prompts=40, correlation=correlation, seed=3)
+    assert ds.models == ("small", "medium", "large")
+    assert [ds.accuracy(m.name) for m in THREE] == [0.5, 0.7, 0.9]
+    for item in ds.items:
+        for i, (model, answer) in enumerate(item.answers.items()):
+            value = answer.text.removeprefix("#### ")
+            assert (value == item.gold) is answer.correct
+            assert answer.correct or int(value) == int(item.gold or 0) + 1 + i
+            assert answer.cost_usd == THREE[i].cost_usd, model
+
+
+def test_perfectly_correlated_models_err_in_a_nested_way() -> None:
+    ds = synthesize(THREE, prompts=40, correlation=1.0, seed=5)
+    for item in ds.items:
+        small, medium, large = (item.answers[m.name].correct for m in THREE)
+        assert small <= medium <= large  # type: ignore[operator]
+
+
+def test_a_dataset_survives_the_jsonl_round_trip(tmp_path: Path) -> None:
+    ds = synthesize(THREE, prompts=12, correlation=0.5, seed=1)
+    path = tmp_path / "s.jsonl"
+    path.write_text(to_jsonl(ds), encoding="utf-8")
+    again = load_jsonl(path)
+    assert again.models == ds.models
+    assert [(i.prompt, i.gold, dict(i.answers)) for i in again.items] == [
+        (i.prompt, i.gold, dict(i.answers)) for i in ds.items
+    ]
+
+
+def test_the_documented_jsonl_example_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "datasets.md").read_text("utf-8")
+    example = doc.split("```json\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.jsonl"
+    path.write_text(json.dumps(json.loads(example)) + "\n", encoding="utf-8")
+    ds = load_jsonl(path)
+    assert ds.models == ("small", "medium", "large")
+    large = ds.items[0].answers["large"]
+    assert (large.cost_usd, large.completion_tokens, large.tokens_estimated) == (0.004, 6, False)
+    assert ds.items[0].answers["medium"].mean_logprob == -0.21

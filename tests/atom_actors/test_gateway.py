@@ -66,6 +66,30 @@ async def test_cost_first_picks_the_cheapest_and_says_why(
     assert completed["baseline_pico"] > completed["cost_pico"], "savings against the dearest"
 
 
+async def test_until_the_loop_is_wired_a_cascade_is_served_down_its_ladder(
+    log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
+) -> None:
+    # The ladder: cheap, then mid (stronger); dear is left off, no stronger than mid.
+    models = [
+        network_spec("cheap", upstream.base_url, input_usd_per_mtok=0.5, output_usd_per_mtok=1.0,
+                     quality_prior=0.6),
+        network_spec("mid", upstream.base_url, input_usd_per_mtok=3.0, output_usd_per_mtok=15.0,
+                     quality_prior=0.8),
+        network_spec("dear", upstream.base_url, input_usd_per_mtok=30.0, output_usd_per_mtok=60.0,
+                     quality_prior=0.7),
+    ]  # fmt: skip
+    gateway = await make_gateway(models)
+    result = await gateway.process(
+        ProcessRequest(ASK, CallParams(max_tokens=16), strategy=Strategy.CASCADE), USER
+    )
+    assert result.model == "cheap"
+    (decided,) = [
+        e for e in log.read_stream(f"request-{result.request_id}") if e.type == "RouteDecided"
+    ]
+    assert decided.data["order"] == ["cheap", "mid", "dear"]
+    assert decided.data["reason"] == "cascade: cheap then mid"
+
+
 async def test_a_failing_model_is_retried_then_the_next_one_answers(
     log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
 ) -> None:
@@ -183,6 +207,13 @@ async def test_deterministic_answers_come_from_the_cache_per_tenant(
         request, Principal(key_id="key-2", role=Role.USER, tenant="globex")
     )
     assert not other_tenant.cached and len(upstream.requests) == 2
+    # A key without a tenant is a tenancy of its own: it shares no answers with another.
+    alone = [Principal(key_id=k, role=Role.USER) for k in ("solo-1", "solo-2")]
+    answers = []
+    for who in (*alone, alone[0]):
+        answers.append(await gateway.process(request, who))
+        await gateway.projections.wait_until(answers[-1].position, timeout=5)
+    assert [a.cached for a in answers] == [False, False, True]
     bypass = ProcessRequest(ASK, CallParams(max_tokens=8, temperature=0.0), "m", use_cache=False)
     assert not (await gateway.process(bypass, USER)).cached
 
@@ -288,6 +319,44 @@ async def test_feedback_is_a_score_of_the_request(
     with pytest.raises(GatewayError) as unknown:
         await gateway.feedback("no-such-request", 0.5, USER)
     assert unknown.value.status == 404
+
+
+async def test_a_key_scores_a_request_once_and_only_its_own_tenancy_may(
+    log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
+) -> None:
+    gateway = await make_gateway(specs(upstream, m=(1, 1)))
+    result = await gateway.process(ProcessRequest(ASK, CallParams(max_tokens=8), "m"), USER)
+
+    async def quality() -> list[float]:
+        await gateway.projections.wait_until(log.head(), timeout=5)
+        row = gateway.projections.state("performance")["models"]["m"]["quality"]
+        total, count = row["text_generation"]
+        return [round(total, 6), count]
+
+    await gateway.feedback(result.request_id, 0.2, USER)
+    assert await quality() == [0.2, 1]
+    # The same key again: the later score takes the earlier one's place.
+    await gateway.feedback(result.request_id, 0.9, USER)
+    assert await quality() == [0.9, 1]
+    # Another key of the same tenant scores it too.
+    colleague = Principal(key_id="key-9", role=Role.USER, tenant="acme")
+    await gateway.feedback(result.request_id, 0.5, colleague)
+    assert await quality() == [1.4, 2]
+    scores = [e.data for e in log.read_stream(f"request-{result.request_id}")]
+    assert [
+        (d["score"], d["replaces"], d["by"]) for d in scores if d.get("scorer") == "feedback"
+    ] == [
+        (0.2, None, "key-1"),
+        (0.9, 0.2, "key-1"),
+        (0.5, None, "key-9"),
+    ]
+    # Another tenancy's key is told there is no such request; an operator may score it.
+    outsider = Principal(key_id="key-2", role=Role.USER, tenant="globex")
+    with pytest.raises(GatewayError) as refused:
+        await gateway.feedback(result.request_id, 1.0, outsider)
+    assert refused.value.status == 404 and result.request_id not in refused.value.message
+    await gateway.feedback(result.request_id, 0.0, Principal(key_id="key-3", role=Role.OPERATOR))
+    assert await quality() == [1.4, 3]
 
 
 async def test_an_ensemble_member_past_the_deadline_is_left_out(

@@ -95,13 +95,20 @@ async def test_a_request_cancelled_while_queued_for_admission_leaves_its_story(
     await asyncio.gather(queued, return_exceptions=True)
     await first
     for _ in range(100):
-        if "BudgetSettled" in story(log, "b"):
+        if "RequestFailed" in story(log, "b"):
             break
         await asyncio.sleep(0.01)
-    # Never admitted, so never started: received, routed, reserved and released.
-    assert story(log, "b") == ["RequestReceived", "RouteDecided", "BudgetReserved", "BudgetSettled"]
-    settled = log.read_stream("request-b")[-1].data
-    assert settled["actual_pico"] == 0
+    # Never admitted, so never started: received, routed, reserved, released, and cancelled.
+    assert story(log, "b") == [
+        "RequestReceived",
+        "RouteDecided",
+        "BudgetReserved",
+        "BudgetSettled",
+        "RequestFailed",
+    ]
+    settled, failed = (e.data for e in log.read_stream("request-b")[-2:])
+    assert (settled["actual_pico"], settled["rule"]) == (0, "none")
+    assert (failed["kind"], failed["status"], failed["cost_pico"]) == ("cancelled", 499, 0)
 
 
 async def test_projections_skip_what_they_do_not_read(

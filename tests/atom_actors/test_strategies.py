@@ -4,6 +4,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import replace
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from atom_actors.catalog import ModelSpec
 from atom_actors.cost import PromptSize, output_bound, reservation_pico, to_usd
 from atom_actors.quality import Evidence
 from atom_actors.snapshot import (
+    CascadeSpec,
     EnsembleMethod,
     EnsembleSpec,
     Health,
@@ -417,3 +419,86 @@ def test_the_decision_is_plain_json(catalog: tuple[ModelSpec, ...]) -> None:
 
 def test_the_default_catalog_routes_without_data() -> None:
     assert route(RouteSnapshot(DEFAULT_CATALOG), request()).chosen is not None
+
+
+# The cascade's ladder.
+
+
+def _ladder(snapshot: RouteSnapshot, req: RouteRequest) -> list[tuple[str, ...]]:
+    plan = route(snapshot, req).cascade
+    assert plan is not None
+    return [rung.models for rung in plan.rungs]
+
+
+def test_a_cascade_climbs_from_the_cheapest_through_ever_stronger_models(
+    catalog: tuple[ModelSpec, ...],
+) -> None:
+    decision = route(RouteSnapshot(catalog), request(Strategy.CASCADE))
+    assert decision.cascade is not None
+    # gpt-4 costs what claude-3-opus does and promises less (0.85 against 0.88): left off.
+    assert [r.models for r in decision.cascade.rungs] == [
+        ("claude-3-haiku",), ("claude-3-sonnet",), ("gpt-4-turbo",), ("claude-3-opus",)
+    ]  # fmt: skip
+    by_name = {s.name: s for s in catalog}
+    assert [r.reservation_pico for r in decision.cascade.rungs] == [
+        reservation_pico(by_name[r.models[0]], 500, 500) for r in decision.cascade.rungs
+    ]
+    assert decision.order[:4] == (
+        "claude-3-haiku",
+        "claude-3-sonnet",
+        "gpt-4-turbo",
+        "claude-3-opus",
+    )
+    assert decision.chosen is not None and decision.chosen.model == "claude-3-haiku"
+    assert decision.reason == (
+        "cascade: claude-3-haiku then claude-3-sonnet then gpt-4-turbo then claude-3-opus"
+    )
+    assert decision.to_dict()["cascade"]["rungs"][0] == {
+        "models": ["claude-3-haiku"],
+        "reservation_pico": reservation_pico(by_name["claude-3-haiku"], 500, 500),
+    }
+
+
+def test_a_cascade_can_start_with_several_cheap_models_or_samples(
+    catalog: tuple[ModelSpec, ...],
+) -> None:
+    snapshot = RouteSnapshot(catalog)
+    two = request(Strategy.CASCADE, cascade=CascadeSpec(first=2))
+    assert _ladder(snapshot, two) == [
+        ("claude-3-haiku", "claude-3-sonnet"), ("gpt-4-turbo",), ("claude-3-opus",)
+    ]  # fmt: skip
+    three = request(Strategy.CASCADE, cascade=CascadeSpec(samples=3, steps=2))
+    assert _ladder(snapshot, three) == [("claude-3-haiku",) * 3, ("claude-3-sonnet",)]
+
+
+def test_a_cascade_ladder_fits_max_cost_as_a_whole(catalog: tuple[ModelSpec, ...]) -> None:
+    decision = route(RouteSnapshot(catalog), request(Strategy.CASCADE, max_cost_usd=0.025))
+    assert decision.cascade is not None
+    # haiku 0.00075 + sonnet 0.009 leave 0.01525, short of gpt-4-turbo's 0.02.
+    assert [r.models for r in decision.cascade.rungs] == [("claude-3-haiku",), ("claude-3-sonnet",)]
+    assert decision.cascade.reservation_pico <= 25 * 10**9
+    assert decision.reason.endswith(
+        "; left off, the ladder's reservations would exceed 0.025 USD: gpt-4-turbo"
+    )
+
+
+# No deadline: a test never asserts timings, and a loaded machine is slow.
+@settings(max_examples=80, deadline=None)
+@given(snapshots(), route_requests(Strategy.CASCADE))
+def test_a_cascade_ladder_climbs_in_cost_and_quality_within_the_limits(
+    snapshot: RouteSnapshot, req: RouteRequest
+) -> None:
+    decision = route(snapshot, req)
+    plan = decision.cascade
+    if not decision.candidates:
+        return
+    assert plan is not None and plan.rungs
+    assert decision.chosen is not None and decision.chosen.model == plan.rungs[0].models[0]
+    by_model = {c.model: c for c in decision.candidates}
+    strengths = [max(by_model[m].quality for m in rung.models) for rung in plan.rungs]
+    assert all(a < b for a, b in pairwise(strengths))
+    costs = [by_model[rung.models[-1]].reservation_pico for rung in plan.rungs]
+    assert costs == sorted(costs)
+    limits = [to_usd(plan.reservation_pico) <= limit for limit in
+              (snapshot.headroom_usd, req.max_cost_usd) if limit is not None]  # fmt: skip
+    assert all(limits)

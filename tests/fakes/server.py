@@ -69,6 +69,7 @@ class Bill:
     prompt: str
     prompt_tokens: int
     completion_tokens: int
+    complete: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +252,7 @@ class FakeServer(ABC):
                     call.prompt,
                     call.prompt_tokens if billed else 0,
                     (sent.tokens or 0) if billed else 0,
+                    sent.complete,
                 )
             )
 

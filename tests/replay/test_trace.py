@@ -70,10 +70,11 @@ def test_a_request_that_was_retried_then_fell_back_and_was_scored_is_told_in_ord
         "candidate cheap", "candidate backup", "candidate dear", "excluded a: not in allow list",
         "budget reserved $0.000031 for cheap",
         "call cheap attempt 1 failed", "upstream_error (HTTP 500, retryable)",
-        "budget settled $0 of $0.000031",
+        "budget settled $0 of $0.000031 by nothing was output",
         "call cheap attempt 2 failed", "call cheap attempt 3 failed",
         "call backup attempt 1 completed", "8 + 2 tokens, $0.000036",
         "2 tokens streamed: the first at",
+        "budget settled $0.000036 of", "by the usage reported",
         "score reference v1 gave 1 to backup",
         "completed by backup", "4 attempts, 3 fallbacks", 'answer "Four: 4"',
     )  # fmt: skip

@@ -98,6 +98,7 @@ async def test_max_tokens_ends_with_finish_reason_length(
     assert drained.text == "Paris is"
     assert drained.finish is not None
     assert drained.finish.finish_reason == "length"
+    assert drained.finish.usage is not None
     assert drained.finish.usage.completion_tokens == 2
 
 
@@ -295,6 +296,7 @@ async def test_cached_prompt_tokens_count_in_the_prompt(
     drained = await drain(make_anthropic().stream(MESSAGES, CallParams()))
 
     assert drained.finish is not None
+    assert drained.finish.usage is not None
     assert drained.finish.usage.prompt_tokens == PROMPT_TOKENS
     assert drained.finish.raw["usage"]["input_tokens"] == PROMPT_TOKENS - 5
     assert drained.finish.raw["usage"]["cache_read_input_tokens"] == 5

@@ -81,6 +81,7 @@ def test_a_short_generation_returns_text_and_usage(gemma: LlamaCppProvider) -> N
     assert isinstance(gemma, BlockingProvider)
     deltas, finish = _run(gemma, CallParams(max_tokens=4, temperature=0.0))
     assert _text(deltas).strip()
+    assert finish.usage is not None
     assert finish.usage.completion_tokens == 4
     assert finish.finish_reason == "length"
     assert finish.mean_logprob is None
@@ -98,6 +99,7 @@ def test_the_stream_is_what_llama_cpp_completes_for_the_transcript(
     assert len(deltas) >= 3
     assert _text(deltas) == expected["choices"][0]["text"].lstrip()
     assert finish.finish_reason == expected["choices"][0]["finish_reason"]
+    assert finish.usage is not None
     assert finish.usage.prompt_tokens == expected["usage"]["prompt_tokens"]
     assert finish.usage.completion_tokens == expected["usage"]["completion_tokens"]
 
@@ -158,11 +160,13 @@ def test_logprobs_are_given_per_delta_and_averaged(gemma: LlamaCppProvider) -> N
     logprobs = [d.logprob for d in deltas]
     assert all(lp is not None and lp <= 0.0 for lp in logprobs)
     total = sum(lp for lp in logprobs if lp is not None)
+    assert finish.usage is not None
     assert total == pytest.approx(finish.mean_logprob * finish.usage.completion_tokens)
 
 
 def test_token_counts_agree_with_usage(gemma: LlamaCppProvider) -> None:
     _, finish = _run(gemma, CallParams(max_tokens=1, temperature=0.0))
+    assert finish.usage is not None
     assert gemma.count_prompt_tokens(QUESTION) == finish.usage.prompt_tokens
     # The prompt is the transcript plus the BOS token.
     assert gemma.count_tokens(transcript(QUESTION)) + 1 == finish.usage.prompt_tokens
@@ -214,6 +218,7 @@ def test_a_chat_template_shapes_the_prompt() -> None:
         assert finish.raw["prompt_format"] == "chat_template"
         # The question, and <bos> <start_of_turn> user \n ... <end_of_turn> \n <start_of_turn>
         # model \n: the template's control tokens are one token each.
+        assert finish.usage is not None
         assert finish.usage.prompt_tokens == provider.count_tokens(QUESTION[0]["content"]) + 9
         assert provider.count_prompt_tokens(QUESTION) == finish.usage.prompt_tokens
         with pytest.raises(ProviderError, match="roles must alternate") as caught:

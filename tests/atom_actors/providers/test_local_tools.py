@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ WEATHER = Tool(
     {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 )
 NOW = Tool("now")
-AGENT = [
+AGENT: list[dict[str, Any]] = [
     {"role": "user", "content": "Warm in Paris?"},
     {
         "role": "assistant",

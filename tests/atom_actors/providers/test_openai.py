@@ -100,6 +100,7 @@ async def test_max_tokens_cuts_the_reply_with_finish_reason_length(
     assert drained.text == "The quick brown"
     assert drained.finish is not None
     assert drained.finish.finish_reason == "length"
+    assert drained.finish.usage is not None
     assert drained.finish.usage.completion_tokens == 3
 
 

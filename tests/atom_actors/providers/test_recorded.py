@@ -50,6 +50,7 @@ async def test_streams_the_recorded_text_in_words_then_its_usage() -> None:
     assert len(deltas) > 3
     assert "".join(d.text for d in deltas if isinstance(d, Delta)) == ANSWER
     assert isinstance(finish, Finish)
+    assert finish.usage is not None
     assert (finish.usage.prompt_tokens, finish.usage.completion_tokens) == (9, 7)
     assert finish.finish_reason == "stop"
     assert finish.raw == {"correct": True, "gold": "4", "tokens_estimated": False}
