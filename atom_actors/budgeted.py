@@ -18,6 +18,7 @@ from .budget import BudgetBook, Reservation
 from .calls import CallFailed, CallResult, ModelCaller
 from .catalog import ModelSpec
 from .cost import PromptSize, Settlement, call_reservation, output_bound, prompt_bound, settle
+from .parameters import asked, refused, without
 from .providers import CallParams, Delta, ToolCallDelta
 from .request import Attempt, Publish, RequestContext, TokenSink
 
@@ -61,6 +62,11 @@ class BudgetedCaller:
         that does not fit, CallFailed (settled) for a call that got no answer."""
         spec = self._specs[model]
         params = params or ctx.req.params
+        if ctx.req.drop_params:
+            dropped = refused(spec.provider, asked(params))
+            if dropped:
+                params = without(params, dropped)
+                ctx.dropped[model] = dropped
         prompt = prompt or ctx.prompt
         # ATOM always sends max_tokens: the answer's cost is then bounded by what it reserves.
         max_tokens = output_bound(spec, params.max_tokens)

@@ -34,8 +34,13 @@ def request_params(ctx: RequestContext) -> dict[str, Any]:
         "logprobs": p.logprobs,
         "response_format": dict(p.response_format) if p.response_format else None,
     }
-    # Only a request that offers tools says so: the others' records (and cache keys) are as
-    # they were before tools.
+    # Parameters added since are recorded only when set: the other requests' records (and
+    # cache keys) are as they were before them.
+    for name in ("top_k", "top_logprobs", "presence_penalty", "frequency_penalty", "user"):
+        if (value := getattr(p, name)) is not None:
+            params[name] = value
+    if p.logit_bias:
+        params["logit_bias"] = dict(p.logit_bias)
     if p.tools:
         params["tools"] = [tool.to_openai() for tool in p.tools]
     if p.tool_choice is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -100,6 +100,8 @@ class CallResult:
     tool_calls: tuple[ToolCall, ...] = ()
     # The client's stop sequence that ended the answer, when the provider says which.
     stop_sequence: str | None = None
+    # Every token with its log-probability (OpenAI's shape), when the call asked for them.
+    logprobs: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def prompt_tokens(self) -> int:
@@ -442,6 +444,7 @@ class _Call:
             mean_logprob=finish.mean_logprob,
             tool_calls=tool_calls,
             stop_sequence=finish.raw.get("stop_sequence"),
+            logprobs=finish.logprobs,
         )
         completed = ModelCallCompleted(
             request_id=self.request_id,

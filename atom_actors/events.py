@@ -160,6 +160,8 @@ class RequestCompleted(DomainEvent):
     capability: str | None = None
     # The tools the answer calls, in OpenAI's shape ({"id", "type", "function"}); None: none.
     tool_calls: list[dict[str, Any]] | None = None
+    # The parameters left out for the model that answered, the request allowing it.
+    dropped_params: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

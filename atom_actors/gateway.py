@@ -36,6 +36,7 @@ from .events import (
     request_stream,
 )
 from .fallback import answer_single
+from .parameters import asked, field, refused, why
 from .principal import Principal
 from .projections import percentile
 from .providers import ToolCall, tool_call_deltas
@@ -179,6 +180,7 @@ class Gateway:
             raise GatewayError(404, "unknown_model", f"no model named {req.model!r}", field="model")
         size = call_prompt_size(req.messages, req.params)
         needs = self._needs(req, size.images > 0)
+        parameters = self._parameters(req)
         request_id = request_id or new_event_id()
         ctx = RequestContext(
             request_id=request_id,
@@ -194,6 +196,7 @@ class Gateway:
             },
             on_tool_call=on_tool_call,
             needs=needs,
+            parameters=parameters,
         )
         ctx.record(
             RequestReceived(
@@ -299,6 +302,22 @@ class Gateway:
                     )
         return frozenset(capability for capability, _, _ in needs)
 
+    def _parameters(self, req: ProcessRequest) -> frozenset[str]:
+        """The parameters the request sets that some provider refuses; a named model whose
+        provider refuses one is refused at once, naming it, unless they may be dropped."""
+        names = asked(req.params)
+        if names and req.model is not None and not req.drop_params:
+            provider = self.actors.specs[req.model].provider
+            if no := refused(provider, names):
+                raise GatewayError(
+                    400,
+                    "bad_request",
+                    f"model {req.model!r} cannot honour {field(no[0])}: {why(provider, no[0])}; "
+                    'leave it out, or allow dropping it with "atom": {"drop_params": true}',
+                    field=field(no[0]),
+                )
+        return names
+
     def _route_request(self, ctx: RequestContext) -> RouteRequest:
         req = ctx.req
         strategy = req.strategy
@@ -320,6 +339,7 @@ class Gateway:
             deadline_ms=req.deadline_ms,
             ensemble=req.ensemble or EnsembleSpec(),
             needs=ctx.needs,
+            parameters=frozenset() if req.drop_params else ctx.parameters,
         )
 
     def _no_candidate(self, ctx: RequestContext, decision: RouteDecision) -> GatewayError:
@@ -369,6 +389,7 @@ class Gateway:
             tenant=ctx.principal.tenant,
             capability=req.capability,
             tool_calls=_openai_calls(result.tool_calls),
+            dropped_params=list(dropped) if (dropped := ctx.dropped.get(result.model)) else None,
         )
         position = await self._finish(ctx, completed)
         self._announce(ctx, "requests", {"request_id": ctx.request_id, "state": "completed"})
@@ -386,6 +407,8 @@ class Gateway:
             finish_reason=result.finish_reason,
             tool_calls=result.tool_calls,
             stop_sequence=result.stop_sequence,
+            dropped_params=ctx.dropped.get(result.model, ()),
+            logprobs=result.logprobs,
             route={
                 "strategy": decision.strategy.value,
                 "chosen": result.model,

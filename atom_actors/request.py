@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,8 @@ class ProcessRequest:
     use_cache: bool = True
     endpoint: str = "process"
     stream: bool = False
+    # Leave out the parameters a model's provider cannot honour, instead of refusing it.
+    drop_params: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,10 @@ class ProcessResult:
     route: dict[str, Any]
     tool_calls: tuple[ToolCall, ...] = ()
     stop_sequence: str | None = None
+    # The parameters left out for the model that answered (the request allowed it).
+    dropped_params: tuple[str, ...] = ()
+    # Every token with its log-probability (OpenAI's shape), when the request asked for them.
+    logprobs: tuple[Mapping[str, Any], ...] = ()
     attempts: tuple[Attempt, ...] = ()
     cached: bool = False
     ensemble: dict[str, Any] | None = None
@@ -145,6 +151,10 @@ class RequestContext:
     on_tool_call: ToolCallEvents | None = None
     # Capabilities its content needs of a model (see Gateway._needs).
     needs: frozenset[str] = frozenset()
+    # The parameters it sets that some provider refuses (parameters.asked), and those each
+    # model's call left out, when the request allows dropping them.
+    parameters: frozenset[str] = frozenset()
+    dropped: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def tenancy(self) -> str:

@@ -88,6 +88,21 @@ TOOLS: Final = {
     },
 }
 
+ATOM_OPTIONS: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "drop_params": {
+            "type": "boolean",
+            "description": "leave out the parameters a model's provider cannot honour (the "
+            "answer names them) instead of refusing it; also the header X-Atom-Drop-Params: "
+            "true",
+        }
+    },
+    "description": "ATOM's own options, beside the provider's parameters",
+}
+DROP_HEADER: Final = "X-Atom-Drop-Params"
+
 PARAMS: Final[dict[str, Any]] = {
     "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
@@ -100,6 +115,16 @@ PARAMS: Final[dict[str, Any]] = {
     },
     "seed": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
     "logprobs": {"type": "boolean"},
+    "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20},
+    "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "logit_bias": {
+        "type": "object",
+        "maxProperties": 300,
+        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+    },
+    "user": {"type": "string", "maxLength": 256},
+    "atom": ATOM_OPTIONS,
     "tools": TOOLS,
     "tool_choice": {
         "type": ["string", "object"],
@@ -207,6 +232,8 @@ def params_of(body: Mapping[str, Any]) -> CallParams:
     if fmt is not None and fmt["type"] == "json_schema" and "json_schema" not in fmt:
         raise BadRequest("response_format.json_schema is required", field="response_format")
     tools = tools_of(body)
+    if "top_logprobs" in body and not body.get("logprobs"):
+        raise BadRequest("top_logprobs goes with logprobs: true", field="top_logprobs")
     return CallParams(
         max_tokens=body.get("max_tokens"),
         temperature=body.get("temperature"),
@@ -214,6 +241,11 @@ def params_of(body: Mapping[str, Any]) -> CallParams:
         stop=(stop,) if isinstance(stop, str) else tuple(stop),
         seed=body.get("seed"),
         logprobs=body.get("logprobs", False),
+        top_logprobs=body.get("top_logprobs"),
+        presence_penalty=body.get("presence_penalty"),
+        frequency_penalty=body.get("frequency_penalty"),
+        logit_bias=body.get("logit_bias") or None,
+        user=body.get("user"),
         response_format=None if fmt is None or fmt["type"] == "text" else fmt,
         tools=tools,
         tool_choice=tool_choice_of(body, tools),
@@ -252,6 +284,14 @@ def tool_choice_of(body: Mapping[str, Any], tools: tuple[Tool, ...]) -> ToolChoi
             f"tool_choice: no tool named {choice.name!r} is offered", field="tool_choice"
         )
     return choice
+
+
+def drop_params(body: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
+    """Whether the request allows dropping what a model cannot honour: `"atom":
+    {"drop_params": true}` in its body, or the header."""
+    if body.get("atom", {}).get("drop_params"):
+        return True
+    return headers.get(DROP_HEADER, "").strip().lower() in ("1", "true", "yes")
 
 
 def answer_format_of(body: Mapping[str, Any]) -> AnswerFormat:

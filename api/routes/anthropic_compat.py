@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 import orjson
@@ -30,8 +31,9 @@ from atom_actors.request import GatewayError, ProcessRequest, ProcessResult
 from ..auth import Role
 from ..errors import BadRequest, NotFound, Shape, anthropic_error_body
 from ..routing import BODY, PRINCIPAL, Route, json_response
+from ._bodies import ATOM_OPTIONS, drop_params
 from ._gateway import GATEWAY_ERRORS, failure, gateway_of, remember
-from .openai_compat import PREFIX, targeted
+from .openai_compat import PREFIX, dropped, dropped_header, targeted
 
 _TEXT_BLOCK = {
     "type": "object",
@@ -125,6 +127,7 @@ MESSAGES_BODY: Final = {
             "properties": {"user_id": {"type": ["string", "null"], "maxLength": 256}},
         },
         "stream": {"type": "boolean"},
+        "atom": ATOM_OPTIONS,
     },
 }
 COUNT_BODY: Final = {
@@ -245,6 +248,7 @@ def message(result: ProcessResult, asked: str) -> dict[str, Any]:
         "stop_reason": stop_reason(result),
         "stop_sequence": result.stop_sequence,
         "usage": _usage(result),
+        **dropped(result),
     }
 
 
@@ -300,7 +304,7 @@ class _Events:
         out = self._close()
         delta = {"stop_reason": stop_reason(result), "stop_sequence": result.stop_sequence}
         out += _event("message_delta", {"type": "message_delta", "delta": delta,
-                                         "usage": _usage(result)})  # fmt: skip
+                                         "usage": _usage(result), **dropped(result)})  # fmt: skip
         return out + _event("message_stop", {"type": "message_stop"})
 
     def _start(self) -> bytes:
@@ -343,6 +347,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     body = request[BODY]
     gateway = gateway_of(request)
     req = messages_request(body)
+    if drop_params(body, request.headers):
+        req = replace(req, drop_params=True)
     if req.model is not None and req.model not in gateway.actors.specs:
         raise NotFound(f"no model named {req.model!r}")
     if not req.stream:
@@ -351,7 +357,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         except GatewayError as exc:
             raise failure(request, exc) from None
         remember(request, result)
-        return json_response(message(result, body["model"]))
+        return json_response(message(result, body["model"]), headers=dropped_header(result))
     return await _stream(request, req, body["model"])
 
 

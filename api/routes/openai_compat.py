@@ -24,7 +24,7 @@ from ..auth import Role
 from ..errors import BadRequest
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
-from ._bodies import MESSAGES, PARAMS, messages_of, params_of
+from ._bodies import MESSAGES, PARAMS, drop_params, messages_of, params_of
 from ._gateway import GATEWAY_ERRORS, error_json, failure, gateway_of, remember
 
 PREFIX: Final = "atom:"
@@ -41,8 +41,12 @@ CHAT: Final = {
             "type": "object",
             "properties": {"include_usage": {"type": "boolean"}},
         },
-        "n": {"type": "integer", "minimum": 1, "maximum": 1},
-        "user": {"type": "string"},
+        "n": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1,
+            "description": "one choice per answer; several come from /orchestrate's samples",
+        },
         **PARAMS,
     },
 }
@@ -126,23 +130,43 @@ def completion(result: ProcessResult, asked: str, created: int) -> dict[str, Any
             {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                "logprobs": _logprobs(result),
                 "finish_reason": result.finish_reason,
             }
         ],
         "usage": _usage(result),
         "system_fingerprint": None,
+        **dropped(result),
     }
 
 
+def _logprobs(result: ProcessResult) -> dict[str, Any] | None:
+    return {"content": list(result.logprobs), "refusal": None} if result.logprobs else None
+
+
+def dropped(result: ProcessResult) -> dict[str, Any]:
+    """What the answer says of the parameters left out for its model, if any were."""
+    if not result.dropped_params:
+        return {}
+    return {"atom": {"dropped_params": list(result.dropped_params)}}
+
+
+def dropped_header(result: ProcessResult) -> dict[str, str] | None:
+    if not result.dropped_params:
+        return None
+    return {"X-Atom-Dropped-Params": ", ".join(result.dropped_params)}
+
+
 def _chunk(request_id: str, model: str, created: int, delta: dict[str, Any],
-           finish: str | None) -> bytes:  # fmt: skip
+           finish: str | None, extra: Mapping[str, Any] | None = None,
+           logprobs: dict[str, Any] | None = None) -> bytes:  # fmt: skip
     chunk = {
         "id": f"chatcmpl-{request_id}",
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
+        **(extra or {}),
     }
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
@@ -151,6 +175,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = request[BODY]
     gateway = gateway_of(request)
     req = chat_request(body)
+    if drop_params(body, request.headers):
+        req = replace(req, drop_params=True)
     principal = request[PRINCIPAL]
     created = int(time.time())
     if not req.stream:
@@ -159,7 +185,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         except GatewayError as exc:
             raise failure(request, exc) from None
         remember(request, result)
-        return json_response(completion(result, body["model"], created))
+        return json_response(
+            completion(result, body["model"], created), headers=dropped_header(result)
+        )
     return await _stream(request, req, body, created)
 
 
@@ -235,7 +263,11 @@ async def _stream(
         await response.write(chunk({"role": "assistant", "content": result.text or None}))
         for piece in tool_call_deltas(result.tool_calls):
             await response.write(chunk({"tool_calls": [piece.to_openai()]}))
-    await response.write(chunk({}, result.finish_reason))
+    # The answer's log-probabilities come whole with its finish: a client's accumulator
+    # (the openai client's stream helpers) joins them as it joins those of every chunk.
+    last = _chunk(request_id, model_name, created, {}, result.finish_reason, dropped(result),
+                  _logprobs(result))  # fmt: skip
+    await response.write(last)
     if include_usage:
         usage = {
             "id": f"chatcmpl-{request_id}",

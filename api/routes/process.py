@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Final
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from atom_actors.request import GatewayError, ProcessResult, TokenSink, ToolCall
 from ..auth import Role
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
-from ._bodies import ORCHESTRATE, PROCESS, process_request
+from ._bodies import ORCHESTRATE, PROCESS, drop_params, process_request
 from ._gateway import GATEWAY_ERRORS, failure, gateway_of, remember, stream_sse
 
 RESULT: Final = {
@@ -26,6 +27,11 @@ RESULT: Final = {
             "type": "array",
             "items": {"type": "object"},
             "description": "the tools the answer calls, in OpenAI's shape",
+        },
+        "dropped_params": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "parameters left out for the model that answered (drop_params)",
         },
         "usage": {
             "type": "object",
@@ -66,6 +72,7 @@ def result_json(result: ProcessResult) -> dict[str, Any]:
         "text": result.text,
         "finish_reason": result.finish_reason,
         "tool_calls": [call.to_openai() for call in result.tool_calls],
+        "dropped_params": list(result.dropped_params),
         "usage": {
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
@@ -89,6 +96,8 @@ def result_json(result: ProcessResult) -> dict[str, Any]:
 async def _answer(request: web.Request, endpoint: str) -> web.StreamResponse:
     gateway = gateway_of(request)
     req = process_request(request[BODY], endpoint)
+    if drop_params(request[BODY], request.headers):
+        req = replace(req, drop_params=True)
     principal = request[PRINCIPAL]
     if req.stream:
 

@@ -220,6 +220,12 @@ class CallParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: bool = False
+    # How many of the likeliest tokens to give beside each one (needs logprobs).
+    top_logprobs: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    # Token id (in the provider's tokenizer) -> bias in [-100, 100].
+    logit_bias: Mapping[str, float] | None = None
     # The end user the call is made for (OpenAI's `user`, Anthropic's metadata.user_id).
     user: str | None = None
     # {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}
@@ -244,6 +250,9 @@ class Delta:
     text: str
     logprob: float | None = None
     tokens: int | None = None
+    # Its tokens with their log-probabilities in OpenAI's shape ({token, logprob, bytes,
+    # top_logprobs}), when the call asked for logprobs and the provider streams them.
+    entries: tuple[Mapping[str, Any], ...] | None = None
 
     @property
     def token_bound(self) -> int:
@@ -275,6 +284,8 @@ class Finish:
     finish_reason: str
     mean_logprob: float | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # Every token of the answer with its log-probability in OpenAI's shape, when asked for.
+    logprobs: tuple[Mapping[str, Any], ...] = ()
 
 
 Event = Delta | Deltas | ToolCallDelta | Finish

@@ -124,7 +124,8 @@ def request_body(
 ) -> dict[str, Any]:
     """The streaming request for a call; ValueError if it cannot be said to Anthropic.
 
-    Anthropic has no seed and no log-probabilities: those parameters are left out.
+    What Anthropic cannot honour (a seed, log-probabilities, penalties: parameters.REFUSED)
+    never reaches this point: routing leaves its models out, or the request has them dropped.
     """
     system, turns = to_anthropic(messages)
     body: dict[str, Any] = {

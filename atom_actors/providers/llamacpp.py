@@ -148,12 +148,15 @@ class LlamaCppProvider:
             top_p=_bounded("top_p", params.top_p, _DEFAULT_TOP_P, 1.0),
             top_k=_TOP_K if params.top_k is None else params.top_k,
             min_p=_MIN_P,
+            presence_penalty=params.presence_penalty or 0.0,
+            frequency_penalty=params.frequency_penalty or 0.0,
             grammar=_grammar(params),
         )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = _Holdback((*prompt.stops, *params.stop))
         output = _Output(prompt.strip_leading, with_logprobs=params.logprobs)
         logprobs: list[float] = []
+        entries: list[dict[str, Any]] = []
         finish_reason = "length"
         stopped = False
         try:
@@ -162,7 +165,9 @@ class LlamaCppProvider:
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     finish_reason = "stop"
                     break
-                logprobs.append(self._logprob(token) if params.logprobs else 0.0)
+                if params.logprobs:
+                    entries.append(self._entry(token, params.top_logprobs or 0))
+                logprobs.append(entries[-1]["logprob"] if params.logprobs else 0.0)
                 piece = Delta(decoder.decode(self._piece(token)), logprobs[-1])
                 released, stopped = stops.push(piece)
                 yield from output.emit(released)
@@ -187,6 +192,7 @@ class LlamaCppProvider:
                 # The client's stop sequence that ended the answer (the transcript's are not).
                 "stop_sequence": stops.matched if stops.matched in params.stop else None,
             },
+            logprobs=tuple(entries),
         )
 
     def _prompt(self, messages: Sequence[Message]) -> _Prompt:
@@ -238,15 +244,26 @@ class LlamaCppProvider:
                 return buffer.raw[:n]
             size = -n
 
-    def _logprob(self, token: int) -> float:
-        """Log-probability of `token` under the logits it was just sampled from."""
+    def _entry(self, token: int, top: int) -> dict[str, Any]:
+        """`token` with its log-probability under the logits it was just sampled from, and the
+        `top` likeliest tokens there, in OpenAI's shape."""
         # The last decoded position's logits stay readable without logits_all, and cost one
         # log-softmax over the vocabulary instead of a logits row stored per position.
         logits = np.ctypeslib.as_array(
             llama_cpp.llama_get_logits_ith(self._llm.ctx, -1), shape=(self._n_vocab,)
         )
-        top = float(logits.max())
-        return float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
+        high = float(logits.max())
+        norm = high + float(np.log(np.exp(logits - high).sum()))
+        entry = self._token_entry(token, float(logits[token]) - norm)
+        likeliest = np.argpartition(-logits, top)[:top] if top else ()
+        ranked = sorted(likeliest, key=lambda t: -float(logits[t]))
+        entry["top_logprobs"] = [self._token_entry(int(t), float(logits[t]) - norm) for t in ranked]
+        return entry
+
+    def _token_entry(self, token: int, logprob: float) -> dict[str, Any]:
+        piece = self._piece(token)
+        text = piece.decode("utf-8", errors="replace")
+        return {"token": text, "logprob": logprob, "bytes": list(piece)}
 
 
 class _Holdback:

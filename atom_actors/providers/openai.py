@@ -108,6 +108,14 @@ def request_body(model: str, messages: Sequence[Message], params: CallParams) ->
         body["seed"] = params.seed
     if params.logprobs:
         body["logprobs"] = True
+    if params.top_logprobs is not None:
+        body["top_logprobs"] = params.top_logprobs
+    if params.presence_penalty is not None:
+        body["presence_penalty"] = params.presence_penalty
+    if params.frequency_penalty is not None:
+        body["frequency_penalty"] = params.frequency_penalty
+    if params.logit_bias:
+        body["logit_bias"] = dict(params.logit_bias)
     if params.user is not None:
         body["user"] = params.user
     if params.response_format is not None:
@@ -125,6 +133,7 @@ class _Answer:
     """What the chunks of one streamed completion add up to."""
 
     __slots__ = (
+        "_entries",
         "_finish_reason",
         "_id",
         "_logprob_count",
@@ -143,6 +152,7 @@ class _Answer:
         self._raw_usage: Mapping[str, Any] | None = None
         self._logprob_sum = 0.0
         self._logprob_count = 0
+        self._entries: list[Mapping[str, Any]] = []
 
     def take(self, chunk: Any) -> Delta | None:
         """Account for one chunk; return its text, if it has any."""
@@ -177,7 +187,8 @@ class _Answer:
         logprob = math.fsum(token["logprob"] for token in tokens)
         self._logprob_sum += logprob
         self._logprob_count += len(tokens)
-        return Delta(text, logprob, len(tokens))
+        self._entries.extend(tokens)
+        return Delta(text, logprob, len(tokens), tuple(tokens))
 
     def finish(self) -> Finish:
         if self._finish_reason is None:
@@ -187,7 +198,7 @@ class _Answer:
         # Some compatible servers ignore include_usage: the caller then counts (usage None).
         mean = self._logprob_sum / self._logprob_count if self._logprob_count else None
         raw = {"id": self._id, "finish_reason": self._finish_reason, "usage": self._raw_usage}
-        return Finish(self._usage, self._finish_reason, mean, raw)
+        return Finish(self._usage, self._finish_reason, mean, raw, tuple(self._entries))
 
 
 def _tool_call_delta(call: Mapping[str, Any]) -> ToolCallDelta:

@@ -96,6 +96,7 @@ class FakeOpenAI(FakeServer):
             max_tokens=max_tokens,
             stop=(stop,) if isinstance(stop, str) else tuple(stop),
             logprobs=bool(body.get("logprobs")),
+            top_logprobs=int(body.get("top_logprobs") or 0),
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
             tools=tools,
             after_result=messages[-1].get("role") == "tool",
@@ -112,7 +113,9 @@ class FakeOpenAI(FakeServer):
                 {
                     "index": 0,
                     "message": _message(completion),
-                    "logprobs": _logprobs(completion.tokens) if call.logprobs else None,
+                    "logprobs": _logprobs(completion.tokens, call.top_logprobs)
+                    if call.logprobs
+                    else None,
                     "finish_reason": _FINISH_REASONS[completion.ending],
                 }
             ],
@@ -135,7 +138,9 @@ class FakeOpenAI(FakeServer):
             return sse({**head, "choices": [choice]})
 
         tokens = [
-            chunk({"content": t}, None, _logprobs((t,)) if call.logprobs else None)
+            chunk(
+                {"content": t}, None, _logprobs((t,), call.top_logprobs) if call.logprobs else None
+            )
             for t in completion.tokens
         ]
         for index, made in enumerate(completion.calls):
@@ -269,9 +274,18 @@ def _usage(call: Call, completion: Completion, behaviour: Behaviour) -> dict[str
     }
 
 
-def _logprobs(tokens: tuple[str, ...]) -> dict[str, Any]:
+def _logprobs(tokens: tuple[str, ...], top: int = 0) -> dict[str, Any]:
+    """Each token with its log-probability, and `top` likeliest ones: itself first, then less
+    likely spellings of it."""
+
+    def entry(token: str, value: float) -> dict[str, Any]:
+        return {"token": token, "logprob": value, "bytes": list(token.encode())}
+
     content = [
-        {"token": t, "logprob": logprob(t), "bytes": list(t.encode()), "top_logprobs": []}
+        {
+            **entry(t, logprob(t)),
+            "top_logprobs": [entry(t + "~" * i, logprob(t) - i) for i in range(top)],
+        }
         for t in tokens
     ]
     return {"content": content, "refusal": None}

@@ -54,6 +54,7 @@ class Call:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: bool = False
+    top_logprobs: int = 0
     include_usage: bool = False
     # The tools offered, and whether the conversation ends with a tool's result.
     tools: ToolOffer | None = None
