@@ -29,9 +29,12 @@ from ._gateway import GATEWAY_ERRORS, error_json, failure, gateway_of, remember
 
 PREFIX: Final = "atom:"
 
+# Unknown fields are refused by name: a parameter the gateway does not speak (audio,
+# prediction, store, ...) is never silently ignored.
 CHAT: Final = {
     "type": "object",
     "required": ["model", "messages"],
+    "additionalProperties": False,
     "properties": {
         "model": {"type": "string", "minLength": 1},
         "messages": MESSAGES,
@@ -39,6 +42,7 @@ CHAT: Final = {
         "stream": {"type": "boolean"},
         "stream_options": {
             "type": "object",
+            "additionalProperties": False,
             "properties": {"include_usage": {"type": "boolean"}},
         },
         "n": {

@@ -125,6 +125,10 @@ CASES: list[tuple[str, Any, str | None, str]] = [
     ("/v1/chat/completions", {"model": "atom:fastest", "messages": HI}, "model",
      "unknown model 'atom:fastest'; router aliases are"),
     ("/v1/chat/completions", b"", "model", "model: required"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": HI, "audio": {"voice": "alloy"}},
+     "audio", "audio: unknown field"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": HI, "top_logprobs": 2},
+     "top_logprobs", "top_logprobs goes with logprobs: true"),
     # tools, on every model route
     ("/v1/chat/completions", {"model": "cheap", "messages": HI, "tool_choice": "auto"},
      "tool_choice", "tool_choice goes with tools"),
