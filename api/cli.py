@@ -7,7 +7,8 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Final
 
 import orjson
 
@@ -180,15 +181,6 @@ def _revoke_key(options: argparse.Namespace) -> int:
     return 0
 
 
-def _keys(options: argparse.Namespace) -> int:
-    action = {"create": _create_key, "list": _list_keys, "revoke": _revoke_key}[options.action]
-    try:
-        return action(options)
-    except EventStoreError as exc:
-        print(f"atom keys {options.action}: {exc}", file=sys.stderr)
-        return 2
-
-
 def _known_scope(store: LogReader, scope: str) -> None:
     """A key's scope must name a key the log holds: a typo would limit nobody."""
     if scope.startswith("key:") and scope.removeprefix("key:") not in {
@@ -240,15 +232,22 @@ def _clear_budget(options: argparse.Namespace) -> int:
     return 0
 
 
-def _budgets(options: argparse.Namespace) -> int:
-    action = {"set": _set_budget, "list": _list_budgets, "clear": _clear_budget}[options.action]
+_ACTIONS: Final[dict[str, dict[str, Callable[[argparse.Namespace], int]]]] = {
+    "keys": {"create": _create_key, "list": _list_keys, "revoke": _revoke_key},
+    "budgets": {"set": _set_budget, "list": _list_budgets, "clear": _clear_budget},
+}
+
+
+def _manage(options: argparse.Namespace) -> int:
+    """Run an `atom keys` or `atom budgets` action: bad input or a bad log is one line, 2."""
+    said = f"atom {options.command} {options.action}"
     try:
-        return action(options)
+        return _ACTIONS[options.command][options.action](options)
     except BadBudget as exc:
-        print(f"atom budgets {options.action}: --{exc.field}: {exc}", file=sys.stderr)
+        print(f"{said}: --{exc.field}: {exc}", file=sys.stderr)
         return 2
     except EventStoreError as exc:
-        print(f"atom budgets {options.action}: {exc}", file=sys.stderr)
+        print(f"{said}: {exc}", file=sys.stderr)
         return 2
 
 
@@ -264,6 +263,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = _parser().parse_args(args)
     if options.command == "serve":
         return _serve(options)
-    if options.command == "budgets":
-        return _budgets(options)
-    return _keys(options)
+    return _manage(options)

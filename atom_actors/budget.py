@@ -1,21 +1,24 @@
 """Budgets: reservations that can never overspend a limit, settled with the real cost.
 
-The book lives on the event loop, whose single thread makes check-and-reserve atomic. It reads
-the Budgets projection and adds what this process reserved that the projection has not folded
-yet, counting conservatively while the two catch up: an amount may be counted twice for a
-moment, never zero times.
+The book lives on the event loop, whose single thread makes check-and-reserve atomic in this
+process. It reads the Budgets projection and adds what this process reserved that the
+projection has not folded yet, counting conservatively while the two catch up: an amount may
+be counted twice for a moment, never zero times. What other processes (other gateway nodes on
+one log) reserved meanwhile is checked where it cannot be raced: a reservation in a limited
+scope is appended with a guard (`BudgetGuard`), which the log's writer decides under the
+log's write lock over every budget event the others committed since the book's view.
 """
 
 from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
-from eventstore import new_event_id
+from eventstore import Guard, RecordedEvent, new_event_id
 
 from .cost import Settlement
 from .events import BudgetReserved, BudgetSettled
@@ -38,19 +41,19 @@ class BudgetExceeded(Exception):
         self.headroom_pico = headroom_pico
 
 
-def headroom(
+def rooms(
     state: Mapping[str, Any],
     extra: Iterable[tuple[list[str], int]],
     scopes: Iterable[str],
     now: float,
-) -> tuple[str, int] | None:
-    """The tightest (scope, remaining pico-dollars) among `scopes`, or None when none is limited.
+) -> dict[str, int]:
+    """What remains of each limited scope among `scopes`, in pico-dollars.
 
     `state` is the Budgets projection; `extra` is money to count on top of it.
     """
     extra = list(extra)
     today = datetime.fromtimestamp(now, UTC)
-    tightest: tuple[str, int] | None = None
+    found = {}
     for scope in scopes:
         limit = state["limits"].get(scope)
         if limit is None:
@@ -63,10 +66,69 @@ def headroom(
             if scope in scopes_ and expires > now
         )
         reserved += sum(amount for scopes_, amount in extra if scope in scopes_)
-        room = limit_pico - spent - reserved
-        if tightest is None or room < tightest[1]:
-            tightest = (scope, room)
-    return tightest
+        found[scope] = limit_pico - spent - reserved
+    return found
+
+
+def headroom(
+    state: Mapping[str, Any],
+    extra: Iterable[tuple[list[str], int]],
+    scopes: Iterable[str],
+    now: float,
+) -> tuple[str, int] | None:
+    """The tightest (scope, remaining pico-dollars) among `scopes`, or None when none is limited."""
+    found = rooms(state, extra, scopes, now)
+    if not found:
+        return None
+    scope = min(found, key=lambda s: found[s])
+    return scope, found[scope]
+
+
+BUDGET_EVENTS: Final = frozenset({"BudgetSet", "BudgetCleared", "BudgetReserved", "BudgetSettled"})
+
+
+@dataclass(slots=True)
+class BudgetGuard:
+    """The condition a reservation is appended on: that what other processes reserved, settled
+    and set since this book's view still leaves it room in every limited scope.
+
+    Called on the log's writer thread under its write lock, with the others' budget events
+    after the view; `refused` says (scope, room) once it has refused.
+    """
+
+    rooms: dict[str, int]
+    limits: dict[str, int]
+    amount: int
+    clock: Callable[[], float]
+    refused: tuple[str, int] | None = None
+
+    def __call__(self, events: Sequence[RecordedEvent]) -> str | None:
+        change = dict.fromkeys(self.rooms, 0)
+        limits = dict(self.limits)
+        lifted: set[str] = set()
+        now = self.clock()
+        for event in events:
+            data = event.data
+            if event.type == "BudgetReserved":
+                if data["expires_at"] > now:
+                    for scope in data["scopes"]:
+                        if scope in change:
+                            change[scope] -= data["amount_pico"]
+            elif event.type == "BudgetSettled":
+                for scope in data["scopes"]:
+                    if scope in change:
+                        change[scope] += data["reserved_pico"] - data["actual_pico"]
+            elif event.type == "BudgetSet" and data["scope"] in change:
+                limits[data["scope"]] = data["limit_pico"]
+                lifted.discard(data["scope"])
+            elif event.type == "BudgetCleared":
+                lifted.add(data["scope"])
+        for scope, room in self.rooms.items():
+            left = room + change[scope] + limits[scope] - self.limits[scope]
+            if scope not in lifted and left < self.amount:
+                self.refused = (scope, left)
+                return str(BudgetExceeded(scope, self.amount, left))
+        return None
 
 
 @dataclass(slots=True)
@@ -83,6 +145,9 @@ class Reservation:
     scopes: list[str]
     amount_pico: int
     model: str
+    # In a limited scope: what its append must be guarded by (see BudgetGuard).
+    guard: Guard | None = None
+    budget_guard: BudgetGuard | None = None
 
 
 class BudgetBook:
@@ -126,21 +191,39 @@ class BudgetBook:
 
     def headroom(self, scopes: Iterable[str]) -> tuple[str, int] | None:
         """The tightest remaining budget among `scopes`, counting this process's reservations."""
+        found = self._rooms(scopes)
+        if not found:
+            return None
+        scope = min(found, key=lambda s: found[s])
+        return scope, found[scope]
+
+    def _rooms(self, scopes: Iterable[str]) -> dict[str, int]:
         self._forget_folded()
         state = self._state()
         limits = state["limits"]
         if not any(scope in limits for scope in scopes):
-            return None
-        return headroom(state, self._extra(), scopes, self._clock())
+            return {}
+        return rooms(state, self._extra(), scopes, self._clock())
 
     def reserve(
         self, request_id: str, scopes: list[str], amount_pico: int, model: str
     ) -> tuple[Reservation, BudgetReserved]:
-        """Take `amount_pico` from every scope or raise BudgetExceeded; append the event."""
-        tight = self.headroom(scopes)
-        if tight is not None and amount_pico > tight[1]:
-            raise BudgetExceeded(tight[0], amount_pico, tight[1])
-        reservation = Reservation(new_event_id(), request_id, scopes, amount_pico, model)
+        """Take `amount_pico` from every scope or raise BudgetExceeded; append the event, with
+        the reservation's `guard` when a scope is limited."""
+        found = self._rooms(scopes)
+        if found:
+            tight = min(found, key=lambda s: found[s])
+            if amount_pico > found[tight]:
+                raise BudgetExceeded(tight, amount_pico, found[tight])
+        checked = None
+        guard = None
+        if found:
+            limits = self._state()["limits"]
+            checked = BudgetGuard(found, {s: limits[s][0] for s in found}, amount_pico, self._clock)
+            guard = Guard(self._position(), checked, BUDGET_EVENTS)
+        reservation = Reservation(
+            new_event_id(), request_id, scopes, amount_pico, model, guard, checked
+        )
         self._pending[reservation.reservation_id] = _Pending(scopes, amount_pico)
         event = BudgetReserved(
             request_id=request_id,
@@ -151,6 +234,10 @@ class BudgetBook:
             expires_at=round(self._clock() + self._ttl_s, 3),
         )
         return reservation, event
+
+    def withdraw(self, reservation: Reservation) -> None:
+        """Forget a reservation whose guard refused it: it was never written."""
+        self._pending.pop(reservation.reservation_id, None)
 
     def settle(self, reservation: Reservation, settlement: Settlement) -> BudgetSettled:
         """Replace the reservation by the call's cost; the caller appends the event."""

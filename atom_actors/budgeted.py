@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .budget import BudgetBook, Reservation
+from eventstore import GuardRefused
+
+from .budget import BudgetBook, BudgetExceeded, Reservation
 from .calls import CallFailed, CallResult, ModelCaller
 from .catalog import ModelSpec
 from .cost import PromptSize, Settlement, call_reservation, output_bound, prompt_bound, settle
@@ -73,7 +75,8 @@ class BudgetedCaller:
         bound = prompt_bound(spec, prompt)
         amount = call_reservation(spec, prompt, max_tokens)
         reservation, reserved = self.book.reserve(ctx.request_id, ctx.scopes, amount, model)
-        ctx.record(reserved)
+        reserved_event = reserved.new(**ctx.metadata)
+        ctx.log.add(reserved_event)
         streamed = 0
         topic = f"tokens:{ctx.request_id}"
         label = member or model
@@ -127,10 +130,19 @@ class BudgetedCaller:
                 # The call's events are its own actor's, on behalf of the request's caller.
                 metadata={k: v for k, v in ctx.metadata.items() if k != "actor"},
                 # The caller commits the request's log, this reservation with it, before it
-                # calls upstream: the money is on the record before it can be spent.
+                # calls upstream: the money is on the record before it can be spent. In a
+                # limited scope, under the reservation's guard: other nodes cannot race it.
                 log=ctx.log,
                 on_tool_call=on_tool_piece if params.tools else None,
+                guard=reservation.guard,
             )
+        except GuardRefused:
+            # Others' spending took the room since this process last read the budgets.
+            ctx.log.withdraw(reserved_event)
+            self.book.withdraw(reservation)
+            assert reservation.budget_guard is not None and reservation.budget_guard.refused
+            scope, room = reservation.budget_guard.refused
+            raise BudgetExceeded(scope, amount, room) from None
         except CallFailed as exc:
             ctx.attempts.append(Attempt(model, attempt, exc.kind, exc.message))
             self._settle(ctx, reservation, broken_off())

@@ -73,7 +73,10 @@ class AnswerCache:
         if not deterministic or req.ensemble is not None:
             return None
         target = req.model or f"{req.strategy.value}:{req.capability}"
-        material = [ctx.tenancy, target, list(req.messages), request_params(ctx)]
+        material: list[Any] = [ctx.tenancy, target, list(req.messages), request_params(ctx)]
+        if req.cascades:
+            # Another ladder or threshold may keep another rung's answer.
+            material.append(req.cascade_settings())
         return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     def lookup(self, key: str) -> dict[str, Any] | None:

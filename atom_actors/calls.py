@@ -17,7 +17,14 @@ from typing import Any, cast
 
 import pykka
 
-from eventstore import BufferedStream, EventStore, EventStoreError, new_event_id
+from eventstore import (
+    BufferedStream,
+    EventStore,
+    EventStoreError,
+    Guard,
+    GuardRefused,
+    new_event_id,
+)
 
 from . import bridge
 from ._threads import stream_blocking
@@ -171,14 +178,16 @@ class ModelCaller:
         metadata: dict[str, Any] | None = None,
         log: BufferedStream | None = None,
         on_tool_call: ToolCallSink | None = None,
+        guard: Guard | None = None,
     ) -> CallResult:
         """Call `model` once; raises CallFailed (after logging it) when there is no answer.
 
         Without `log` the call appends its events itself and returns once they are committed.
         With `log`, the request's buffered stream, it adds them there: once admitted, it
         commits whatever the log holds (its caller's reservation, ModelCallStarted) before
-        the upstream call starts, and leaves its outcome in the buffer for the log's owner to
-        commit with what follows.
+        the upstream call starts, under `guard` if one is given, and leaves its outcome in the
+        buffer for the log's owner to commit with what follows. A guard that refuses makes it
+        raise GuardRefused with nothing called and its ModelCallStarted withdrawn.
         """
         try:
             ref, gate = self._directory.entry(model)
@@ -202,7 +211,7 @@ class ModelCaller:
         if log is None:
             log = BufferedStream(self._store, request_stream(request_id))
         call = _Call(log, owned, ref, gate, ticket, request_id, attempt, metadata or {})
-        return await call.run(messages, params, on_delta, on_tool_call)
+        return await call.run(messages, params, on_delta, on_tool_call, guard)
 
 
 async def _ask_admission(ref: pykka.ActorRef[Any], call_id: str) -> Ticket:
@@ -246,6 +255,7 @@ class _Call:
         params: CallParams,
         on_delta: DeltaSink | None,
         on_tool_call: ToolCallSink | None = None,
+        guard: Guard | None = None,
     ) -> CallResult:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
@@ -268,7 +278,8 @@ class _Call:
             provider=self.spec.provider,
             attempt=self.attempt,
         )
-        self.log.add(started.new(**self.metadata))
+        started_event = started.new(**self.metadata)
+        self.log.add(started_event)
         self.tokens = _TokenLog(self.log, self.ticket.call_id, self.metadata)
         self.t0 = time.perf_counter()
         self.first: float | None = None
@@ -283,7 +294,7 @@ class _Call:
                 self.log.flush()
             else:
                 # What the request's log holds goes on the record before the upstream call.
-                await self.log.commit()
+                await self.log.commit(guard)
             text, finish = await self._consume(messages, params, on_delta)
         except asyncio.CancelledError:
             if self.ticket.abort_reason is None:
@@ -296,8 +307,10 @@ class _Call:
             error = ProviderError(ErrorKind.UPSTREAM_ERROR, self.ticket.abort_reason)
         except ProviderError as exc:
             error = exc
-        except EventStoreError:
+        except EventStoreError as exc:
             # The log failed before the call: nothing went upstream off the record.
+            if isinstance(exc, GuardRefused):
+                self.log.withdraw(started_event)
             self._release(Outcome.NEUTRAL)
             raise
         except Exception as exc:  # noqa: BLE001 - a provider bug: its actor is restarted

@@ -18,7 +18,8 @@ Acceptance checks, each a function of one rung's answers (`RungView`) to a `Verd
 
 A policy combines them (`Policy`): the rung's answer is accepted when no check fails and at
 least one passes; a check that abstains neither vouches nor vetoes. At the top of the ladder
-the answer is taken whatever the checks say: there is nothing stronger to ask.
+the answer is taken whatever the checks say: there is nothing stronger to ask. `Acceptance`
+names the checks a request asks for, and builds the policy online and offline alike.
 """
 
 from __future__ import annotations
@@ -28,9 +29,15 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from atom_actors.answers import AnswerFormat, parse_json
+
+DEFAULT_THRESHOLD: Final = 0.76
+"""The learned check's threshold when none is given: on the shared GSM8K recordings, the least
+threshold at which the cascade matched the strong model's accuracy, found inside the train half
+of each of 5 split seeds (fitted on one half of it, swept on the other, both ways): the median
+of those ten, 0.76 (they ranged 0.74-0.78). See docs/architecture.md, "The cascade"."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,6 +185,18 @@ def learned(model: AcceptanceScorer, threshold: float) -> Check:
     return check
 
 
+def unfitted(threshold: float) -> Check:
+    """The learned check before any acceptance model is fitted: it fails, so that the cascade
+    climbs rather than keep an answer that nothing has learnt to trust."""
+
+    def check(rung: RungView) -> Verdict:
+        return Verdict(
+            "learned", False, None, f"no acceptance model yet, none scored (needs {threshold:g})"
+        )
+
+    return check
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """The checks a rung's answer must pass, and the format answers are extracted in."""
@@ -190,6 +209,66 @@ class Policy:
         verdicts = tuple(check(rung) for check in self.checks)
         passed = [v.passed for v in verdicts if v.passed is not None]
         return bool(passed) and all(passed), verdicts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Acceptance:
+    """The checks a request's cascade applies, each with its setting; None leaves one out.
+
+    By default a rung's answer is kept when it holds an answer of the format and the learned
+    score reaches DEFAULT_THRESHOLD.
+    """
+
+    agreement: float | None = None
+    validity: bool = True
+    schema: Mapping[str, Any] | None = None
+    confidence: float | None = None
+    learned: float | None = DEFAULT_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if self.agreement is not None and not 0.0 < self.agreement <= 1.0:
+            raise ValueError(f"agreement: min_share must be in (0, 1], got {self.agreement}")
+        for name, value in (("confidence", self.confidence), ("learned", self.learned)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: must be in [0, 1], got {value}")
+        if self.schema is not None and not self.validity:
+            raise ValueError("validity: a schema needs the validity check")
+        if not self.checks:
+            raise ValueError("a cascade needs at least one acceptance check")
+
+    @property
+    def checks(self) -> tuple[str, ...]:
+        """The names of the checks asked for, in the order the policy applies them."""
+        asked = {
+            "agreement": self.agreement is not None,
+            "validity": self.validity,
+            "confidence": self.confidence is not None,
+            "learned": self.learned is not None,
+        }
+        return tuple(name for name, on in asked.items() if on)
+
+    def policy(self, fmt: AnswerFormat, model: AcceptanceScorer | None) -> Policy:
+        """The policy of these checks; `model` is the learned score (None: not fitted yet)."""
+        checks: list[Check] = []
+        if self.agreement is not None:
+            checks.append(agreement(self.agreement))
+        if self.validity:
+            checks.append(validity(fmt, self.schema))
+        if self.confidence is not None:
+            checks.append(confidence(self.confidence))
+        if self.learned is not None:
+            checks.append(unfitted(self.learned) if model is None else learned(model, self.learned))
+        return Policy(fmt, tuple(checks))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON, for the record of the request."""
+        return {
+            "agreement": self.agreement,
+            "validity": self.validity,
+            "schema": None if self.schema is None else dict(self.schema),
+            "confidence": self.confidence,
+            "learned": self.learned,
+        }
 
 
 class Action(StrEnum):
@@ -343,4 +422,32 @@ def schema_problem(value: object, schema: Mapping[str, Any], where: str = "$") -
             problem = schema_problem(item, schema["items"], f"{where}[{i}]")
             if problem:
                 return problem
+    return None
+
+
+def schema_error(schema: Mapping[str, Any], where: str = "$") -> str | None:
+    """Why `schema` is not one `schema_problem` can check (an unknown type, a malformed keyword),
+    or None when it is."""
+    kind = schema.get("type")
+    if kind is not None:
+        kinds = [kind] if isinstance(kind, str) else kind
+        if not isinstance(kinds, list) or not all(k in _JSON_TYPES for k in kinds):
+            return f"{where}.type: must name JSON types ({', '.join(_JSON_TYPES)})"
+    if "enum" in schema and not isinstance(schema["enum"], list):
+        return f"{where}.enum: must be an array"
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(k, str) for k in required):
+        return f"{where}.required: must be an array of names"
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        return f"{where}.properties: must be an object"
+    nested = [(f"{where}.properties.{k}", v) for k, v in properties.items()]
+    if "items" in schema:
+        nested.append((f"{where}.items", schema["items"]))
+    for path, sub in nested:
+        if not isinstance(sub, dict):
+            return f"{path}: must be a schema (an object)"
+        problem = schema_error(sub, path)
+        if problem:
+            return problem
     return None

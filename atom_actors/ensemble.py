@@ -6,26 +6,18 @@ decides; the combination and every member's answer, weight and cost go on the re
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any
 
+from .best_of import BestOfScorer, Scores
 from .budgeted import BudgetedCaller
 from .calls import CallResult
-from .combiners import TOOL_CALLS_KEY, EnsembleResult, MemberAnswer, answer_key, combine
+from .combiners import TOOL_CALLS_KEY, EnsembleResult, MemberAnswer, Score, answer_key, combine
 from .events import EnsembleCombined
-from .request import GatewayError, RequestContext, TokenSink
+from .request import GatewayError, RequestContext, TokenSink, in_time
 from .scoring import record_agreement
 from .snapshot import EnsembleMethod, RouteDecision
-
-DEADLINE_MARGIN_S: Final = 0.05
-"""An ensemble stops waiting for its members this long before the request's deadline."""
-
-
-class MissedDeadline(Exception):
-    """An ensemble member that had not answered when the deadline came."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +28,8 @@ class EnsembleAnswer:
     chosen: CallResult
     combined: dict[str, Any]
     members: tuple[dict[str, Any], ...]
+    judged: bool = False
+    """The judge graded the answers already (best_of_n): it need not grade the chosen again."""
 
 
 async def answer_ensemble(
@@ -44,8 +38,10 @@ async def answer_ensemble(
     decision: RouteDecision,
     quality_of: Callable[[str], float],
     on_token: TokenSink | None,
+    best_of: BestOfScorer | None = None,
 ) -> EnsembleAnswer:
-    """Ask every member of the decision's plan, combine their answers, and record it."""
+    """Ask every member of the decision's plan, combine their answers, and record it;
+    best_of_n's voters are scored by `best_of`."""
     plan = decision.ensemble
     assert plan is not None
     base_seed = ctx.req.params.seed if ctx.req.params.seed is not None else 0
@@ -58,29 +54,8 @@ async def answer_ensemble(
             params = replace(params, seed=base_seed + i)
         return await calls.call(ctx, model, on_token=on_token, params=params, member=labels[i])
 
-    tasks = [asyncio.ensure_future(member(i, m)) for i, m in enumerate(plan.members)]
     # Members still running near the deadline are left out, so the others' answer stands.
-    wait_s = None
-    if ctx.req.deadline_ms is not None:
-        elapsed_s = time.perf_counter() - ctx.started
-        wait_s = max(0.0, ctx.req.deadline_ms / 1000 - elapsed_s - DEADLINE_MARGIN_S)
-    try:
-        _, late = await asyncio.wait(tasks, timeout=wait_s)
-    except asyncio.CancelledError:
-        # The client went away (or the deadline passed): no member outlives its request.
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    for task in late:
-        task.cancel()
-    await asyncio.gather(*late, return_exceptions=True)
-    outcomes: list[CallResult | BaseException] = [
-        MissedDeadline(f"no answer within deadline_ms {ctx.req.deadline_ms:g}")
-        if task in late
-        else (task.exception() or task.result())
-        for task in tasks
-    ]
+    outcomes = await in_time(ctx, [member(i, m) for i, m in enumerate(plan.members)])
     answers = []
     results: dict[str, CallResult] = {}
     for label, model, outcome in zip(labels, plan.members, outcomes, strict=True):
@@ -97,31 +72,49 @@ async def answer_ensemble(
             raise outcome
         else:
             answers.append(MemberAnswer(label, model, "", quality, error=str(outcome)))
-    combined = combine(plan.method, answers, ctx.req.answer_format)
+    fmt = ctx.req.answer_format
+    scores = None
+    if plan.method is EnsembleMethod.BEST_OF_N and best_of is not None:
+        voters = [(a, results[a.member]) for a in answers if a.member in results]
+        voters = [(a, r) for a, r in voters if answer_key(a, fmt) is not None]
+        scores = await best_of.score(ctx, voters) if voters else None
+    combined = combine(plan.method, answers, fmt, _score_of(scores))
     members = tuple(_member_row(a, combined, results) for a in answers)
+    result = combined.to_dict()
+    if scores is not None:
+        result["scorer"] = scores.to_dict()
     ctx.record(
         EnsembleCombined(
             request_id=ctx.request_id,
             method=plan.method.value,
-            result=combined.to_dict(),
+            result=result,
             members=list(members),
+            scorer=None if scores is None else scores.to_dict(),
         )
     )
     if combined.chosen is None or combined.answer is None:
         tried = [f"{a.member}: {a.error}" for a in answers]
         raise GatewayError(502, "upstream_failed", "no ensemble member answered", tried=tried)
-    fmt = ctx.req.answer_format
     for answer in answers:
-        result = results.get(answer.member)
-        if result is None:
+        call = results.get(answer.member)
+        if call is None:
             continue
         if combined.normalized is not None and combined.normalized.startswith(TOOL_CALLS_KEY):
             # Calls agree or not: the same functions with equal arguments, or anything else.
             agreed = answer_key(answer, fmt) == combined.normalized
-            record_agreement(ctx, result, combined.answer, score=1.0 if agreed else 0.0)
+            record_agreement(ctx, call, combined.answer, score=1.0 if agreed else 0.0)
         else:
-            record_agreement(ctx, result, combined.answer)
-    return EnsembleAnswer(plan.method, results[combined.chosen], combined.to_dict(), members)
+            record_agreement(ctx, call, combined.answer)
+    judged = scores is not None and scores.scorer == "judge"
+    return EnsembleAnswer(plan.method, results[combined.chosen], result, members, judged)
+
+
+def _score_of(scores: Scores | None) -> Score | None:
+    """The combiner's view of a scorer's scores; None leaves best_of_n to confidence."""
+    if scores is None or not scores.scores:
+        return None
+    by_member = scores.scores
+    return lambda answer: by_member[answer.member]
 
 
 def _member_row(

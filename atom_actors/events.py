@@ -62,6 +62,8 @@ class RequestReceived(DomainEvent):
     expected: str | None = None
     answer_format: str = "text"
     answer_field: str | None = None
+    # A cascade's ladder and acceptance checks as asked (CascadeSpec, cascade.Acceptance).
+    cascade: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +77,7 @@ class RouteDecided(DomainEvent):
     candidates: list[dict[str, Any]] = field(default_factory=list)
     excluded: list[dict[str, Any]] = field(default_factory=list)
     ensemble: dict[str, Any] | None = None
+    cascade: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,7 +155,8 @@ class RequestCompleted(DomainEvent):
     attempts: int = 1
     fallbacks: int = 0
     agreement: float | None = None
-    # What the same tokens would have cost at the dearest eligible model: the savings baseline.
+    # What the same tokens would have cost at the dearest eligible model (a cascade: the
+    # answering call's tokens at its ladder's strongest model): the savings baseline.
     baseline_pico: int = 0
     cached: bool = False
     cache_key: str | None = None
@@ -162,6 +166,8 @@ class RequestCompleted(DomainEvent):
     tool_calls: list[dict[str, Any]] | None = None
     # The parameters left out for the model that answered, the request allowing it.
     dropped_params: list[str] | None = None
+    # A cascade's rungs climbed above its first.
+    escalations: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,6 +264,32 @@ class EnsembleCombined(DomainEvent):
     method: str
     result: dict[str, Any]
     members: list[dict[str, Any]]
+    # best_of_n: the scorer that chose (judge, reward or confidence), its scores and why.
+    scorer: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CascadeStepped(DomainEvent):
+    """One move of a cascade: call a rung, accept an answer, or stop the climb short.
+
+    A call or an accept is the `cascade.Step` that `decide` returned (the fields of its
+    `to_dict()`, as `atom replay evaluate` records them), with the replies and the cost of
+    the rung it judged; a stop (`action` "stop") names the rung not taken and why, and the
+    answer that stands.
+    """
+
+    TYPE: ClassVar[str] = "CascadeStepped"
+    request_id: str
+    action: str
+    step: int
+    models: list[str]
+    answer: str | None
+    speaker: str | None
+    verdicts: list[dict[str, Any]]
+    reason: str
+    # The judged rung's replies (member, model, call_id, answer, error) and what they cost.
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    cost_pico: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -345,6 +377,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         BudgetSettled,
         BudgetRejected,
         EnsembleCombined,
+        CascadeStepped,
         ScoreRecorded,
         ScoreFailed,
         CacheHit,

@@ -5,8 +5,9 @@ per attempt, or per ensemble member -> EnsembleCombined) -> ScoreRecorded* -> Re
 or RequestFailed. The answer goes back only after the events that account for it are committed.
 
 Each step is a module of its own: `cache` answers again, `budgeted` pays for one call,
-`fallback` retries and falls back, `ensemble` fans out and combines, `scoring` records scores
-and runs the judge; `strategies` decides the route. This module tells the story that joins them.
+`fallback` retries and falls back, `ensemble` fans out and combines, `cascading` climbs a
+cascade's ladder (CascadeStepped per move), `scoring` records scores and runs the judge;
+`strategies` decides the route. This module tells the story that joins them.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from eventstore import BufferedStream, EventStore, LiveProjections, StoreClosed, new_event_id
 
+from .acceptance_learner import AcceptanceLearner
+from .best_of import BestOfScorer
 from .budget import RESERVATION_TTL_S, BudgetBook
 from .budgeted import BudgetedCaller
 from .cache import AnswerCache, request_params
 from .calls import CallResult, call_prompt_size
+from .cascading import CascadeAnswer, answer_cascade
 from .catalog import ModelSpec, unavailable_reason
 from .cost import cost_pico, to_usd
 from .ensemble import EnsembleAnswer, answer_ensemble
@@ -52,6 +56,7 @@ from .request import (
 )
 from .scoring import Judge, feedback, record_reference
 from .snapshot import (
+    CascadeSpec,
     EnsembleSpec,
     Health,
     ModelFigures,
@@ -62,6 +67,9 @@ from .snapshot import (
 )
 from .strategies import route
 from .system import ActorSystem
+
+CATCH_UP_S: Final = 2.0
+"""How long a request refused for want of budget waits to read the log up to its head."""
 
 
 class Gateway:
@@ -94,6 +102,10 @@ class Gateway:
         )
         self.cache = AnswerCache(projections, clock)
         self.judge = None if judge_model is None else Judge(store, self.calls, judge_model)
+        # The cascade's learned acceptance score, fitted on the log's scored calls; best_of_n's
+        # reward when no judge scores its replies.
+        self.acceptance = AcceptanceLearner(store, lambda: projections.state("scored_calls"))
+        self.best_of = BestOfScorer(self.calls, judge_model, self.acceptance)
         self.publish = publish
         self._env = env
         self._round_robin = 0
@@ -213,6 +225,7 @@ class Gateway:
                 expected=req.expected,
                 answer_format=req.answer_format.kind.value,
                 answer_field=req.answer_format.field,
+                cascade=req.cascade_settings(),
             )
         )
         self._announce(ctx, "requests", {"request_id": request_id, "state": "received"})
@@ -251,6 +264,27 @@ class Gateway:
             hit = self.cache.lookup(key)
             if hit is not None:
                 return await self._from_cache(ctx, key, hit, on_token)
+        try:
+            return await self._routed(ctx, key, on_token)
+        except GatewayError as refused:
+            # Refused for want of budget on this process's view: another node may have freed
+            # room it has not read yet. Read the log to its head, and route once more if that
+            # made room.
+            if refused.status != 402 or not await self._more_room(ctx.scopes):
+                raise
+        return await self._routed(ctx, key, on_token)
+
+    async def _more_room(self, scopes: Sequence[str]) -> bool:
+        """Read the log up to its head; whether that left the scopes more room than before
+        (settlements of other nodes': this process counts its own already)."""
+        before = self.budget.headroom(scopes)
+        await self.projections.catch_up(timeout=CATCH_UP_S)
+        after = self.budget.headroom(scopes)
+        return before is not None and after is not None and after[1] > before[1]
+
+    async def _routed(
+        self, ctx: RequestContext, key: str | None, on_token: TokenSink | None
+    ) -> ProcessResult:
         decision = route(self.snapshot(ctx.scopes), self._route_request(ctx))
         if decision.next_counter is not None:
             self._round_robin = decision.next_counter
@@ -264,6 +298,7 @@ class Gateway:
                 candidates=[c.to_dict() for c in decision.candidates],
                 excluded=[x.to_dict() for x in decision.excluded],
                 ensemble=decision.ensemble.to_dict() if decision.ensemble else None,
+                cascade=decision.cascade.to_dict() if decision.cascade else None,
             )
         )
         if not decision.candidates:
@@ -275,8 +310,13 @@ class Gateway:
                 decision,
                 lambda model: self.quality_of(model, ctx.req.capability),
                 on_token,
+                self.best_of,
             )
             return await self._complete(ctx, decision, answer.chosen, key, answer)
+        if decision.cascade is not None:
+            acceptance = await self.acceptance.current()
+            climbed = await answer_cascade(self.calls, ctx, decision, acceptance, on_token)
+            return await self._complete(ctx, decision, climbed.chosen, key, cascade=climbed)
         result = await answer_single(self.calls, ctx, decision, on_token)
         return await self._complete(ctx, decision, result, key)
 
@@ -340,6 +380,7 @@ class Gateway:
             ensemble=req.ensemble or EnsembleSpec(),
             needs=ctx.needs,
             parameters=frozenset() if req.drop_params else ctx.parameters,
+            cascade=req.cascade or CascadeSpec(),
         )
 
     def _no_candidate(self, ctx: RequestContext, decision: RouteDecision) -> GatewayError:
@@ -364,6 +405,7 @@ class Gateway:
         result: CallResult,
         cache_key: str | None,
         ensemble: EnsembleAnswer | None = None,
+        cascade: CascadeAnswer | None = None,
     ) -> ProcessResult:
         req = ctx.req
         record_reference(ctx, result)
@@ -383,32 +425,23 @@ class Gateway:
             attempts=len(ctx.attempts),
             fallbacks=0 if ensemble else sum(1 for a in ctx.attempts if a.outcome != "ok"),
             agreement=ensemble.combined["agreement"] if ensemble else None,
-            baseline_pico=self._baseline(decision, ctx),
+            baseline_pico=self._baseline(decision, ctx, result, cascade),
             cached=False,
             cache_key=cache_key,
             tenant=ctx.principal.tenant,
             capability=req.capability,
             tool_calls=_openai_calls(result.tool_calls),
             dropped_params=list(dropped) if (dropped := ctx.dropped.get(result.model)) else None,
+            escalations=cascade.escalations if cascade else 0,
         )
         position = await self._finish(ctx, completed)
         self._announce(ctx, "requests", {"request_id": ctx.request_id, "state": "completed"})
-        if self.judge is not None:
+        if self.judge is not None and not (ensemble and ensemble.judged):
             # The judge grades after the answer has gone: it never delays it.
             self.judge.grade_later(ctx, result)
-        return ProcessResult(
-            request_id=ctx.request_id,
-            model=result.model,
-            text=result.text,
-            prompt_tokens=spend.prompt_tokens,
-            completion_tokens=spend.completion_tokens,
-            cost_pico=spend.cost_pico,
-            latency_ms=latency_ms,
-            finish_reason=result.finish_reason,
-            tool_calls=result.tool_calls,
-            stop_sequence=result.stop_sequence,
-            dropped_params=ctx.dropped.get(result.model, ()),
-            logprobs=result.logprobs,
+        return _result(
+            completed,
+            position,
             route={
                 "strategy": decision.strategy.value,
                 "chosen": result.model,
@@ -419,12 +452,26 @@ class Gateway:
             attempts=tuple(ctx.attempts),
             ensemble=ensemble.combined if ensemble else None,
             members=ensemble.members if ensemble else (),
-            position=position,
+            cascade=cascade.steps if cascade else (),
+            tool_calls=result.tool_calls,
+            stop_sequence=result.stop_sequence,
+            dropped_params=ctx.dropped.get(result.model, ()),
+            logprobs=result.logprobs,
         )
 
-    def _baseline(self, decision: RouteDecision, ctx: RequestContext) -> int:
-        """What the same tokens would have cost at the dearest eligible model."""
+    def _baseline(
+        self,
+        decision: RouteDecision,
+        ctx: RequestContext,
+        result: CallResult,
+        cascade: CascadeAnswer | None,
+    ) -> int:
+        """What the same tokens would have cost at the dearest eligible model; for a cascade,
+        what its answer would have cost from the ladder's strongest model."""
         specs = self.actors.specs
+        if cascade is not None:
+            strongest = specs[cascade.strongest]
+            return cost_pico(strongest, result.prompt_tokens, result.completion_tokens)
         spend = ctx.spend
         eligible = [specs[c.model] for c in decision.candidates if c.model in specs]
         return max(
@@ -488,20 +535,8 @@ class Gateway:
             tool_calls=hit.get("tool_calls"),
         )
         position = await self._finish(ctx, completed)
-        return ProcessResult(
-            request_id=ctx.request_id,
-            model=hit["model"],
-            text=hit["text"],
-            prompt_tokens=hit["prompt_tokens"],
-            completion_tokens=hit["completion_tokens"],
-            cost_pico=0,
-            latency_ms=latency_ms,
-            finish_reason=hit["finish_reason"],
-            tool_calls=tool_calls,
-            route={"strategy": "cache", "chosen": hit["model"], "source": hit["request_id"]},
-            cached=True,
-            position=position,
-        )
+        route = {"strategy": "cache", "chosen": hit["model"], "source": hit["request_id"]}
+        return _result(completed, position, route, tool_calls=tool_calls)
 
     # Around requests.
 
@@ -512,10 +547,31 @@ class Gateway:
         return await feedback(self.store, request_id, score, principal, comment)
 
     async def drain(self) -> None:
-        """Wait for background work (judges) to finish, at shutdown."""
+        """Wait for background work (judges, a refit) to finish, at shutdown."""
         if self.judge is not None:
             await self.judge.drain()
+        await self.acceptance.drain()
 
 
 def _openai_calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]] | None:
     return [call.to_openai() for call in calls] if calls else None
+
+
+def _result(
+    completed: RequestCompleted, position: int, route: dict[str, Any], **more: Any
+) -> ProcessResult:
+    """The answer a request's RequestCompleted records, at its log position."""
+    return ProcessResult(
+        request_id=completed.request_id,
+        model=completed.model,
+        text=completed.text,
+        prompt_tokens=completed.prompt_tokens,
+        completion_tokens=completed.completion_tokens,
+        cost_pico=completed.cost_pico,
+        latency_ms=completed.latency_ms,
+        finish_reason=completed.finish_reason,
+        route=route,
+        cached=completed.cached,
+        position=position,
+        **more,
+    )

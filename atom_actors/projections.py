@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from atom_actors.principal import INTERNAL
 from eventstore import RecordedEvent
@@ -170,11 +170,12 @@ def _spend(row: State, prompt_tokens: int, completion_tokens: int, cost_pico: in
 
 
 class Orchestration:
-    """Per strategy and ensemble method: requests, fallbacks, agreement, cost, latency, and the
-    savings against always using the dearest eligible model; the same per tenancy."""
+    """Per strategy and ensemble method: requests, fallbacks, a cascade's escalations, agreement,
+    cost, latency, and the savings against always using the dearest eligible model (a cascade:
+    its ladder's strongest); the same per tenancy."""
 
     name = "orchestration"
-    version = 2
+    version = 3
     # The event types the fold reads; the live runner skips the others.
     types = frozenset({"RequestCompleted", "RequestFailed"})
 
@@ -204,6 +205,7 @@ def _outcome(state: State, kind: str, data: Mapping[str, Any]) -> None:
             "requests": 0,
             "failed": 0,
             "fallbacks": 0,
+            "escalations": 0,
             "agreement_total": 0.0,
             "agreement_count": 0,
             "cost_pico": 0,
@@ -221,6 +223,7 @@ def _outcome(state: State, kind: str, data: Mapping[str, Any]) -> None:
     state["requests"]["completed"] += 1
     state["requests"]["cached"] += bool(data.get("cached"))
     row["fallbacks"] += data.get("fallbacks", 0)
+    row["escalations"] += data.get("escalations", 0)
     if data.get("agreement") is not None:
         row["agreement_total"] += data["agreement"]
         row["agreement_count"] += 1
@@ -340,6 +343,39 @@ class Failures:
         return state
 
 
+LEARNS_FROM: Final = frozenset({"reference", "judge"})
+"""The scorers whose scores say whether a call's answer was right: what the cascade's acceptance
+score learns from (agreement measures consensus, feedback grades a request, not a call)."""
+
+
+class ScoredCalls:
+    """The log positions of the latest scores a reference or a judge gave a call, and how many
+    there have been: where the cascade's acceptance model finds its history. Positions only,
+    since the state is stored again whenever the log moves."""
+
+    name = "scored_calls"
+    version = 1
+    # The event types the fold reads; the live runner skips the others.
+    types = frozenset({"ScoreRecorded"})
+    keep = 2_000
+
+    def initial(self) -> State:
+        return {"count": 0, "recent": []}
+
+    def apply(self, state: State, event: RecordedEvent) -> State:
+        data = event.data
+        if (
+            event.type == "ScoreRecorded"
+            and data.get("subject_kind") == "call"
+            and data.get("scorer") in LEARNS_FROM
+        ):
+            state["count"] += 1
+            recent = state["recent"]
+            recent.append(event.position)
+            del recent[: -self.keep]
+        return state
+
+
 def all_projections() -> list[Any]:
     """Every projection the server keeps, in a fixed order."""
-    return [Performance(), Orchestration(), Budgets(), Cache(), Failures()]
+    return [Performance(), Orchestration(), Budgets(), Cache(), Failures(), ScoredCalls()]

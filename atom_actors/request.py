@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from eventstore import BufferedStream
 
 from .answers import FREE_TEXT, AnswerFormat
+from .cascade import Acceptance
 from .cost import PromptSize, Settlement, to_usd
 from .events import DomainEvent
 from .principal import Principal
 from .providers import CallParams, ToolCall, ToolCallDelta
-from .snapshot import EnsembleSpec, Strategy
+from .snapshot import CascadeSpec, EnsembleSpec, Strategy
 
 Publish = Callable[[str, dict[str, Any], str], object]
 """publish(topic, payload, tenancy): live news of a request, for those who may see it."""
@@ -22,6 +24,12 @@ TokenSink = Callable[[str, str, float], None]
 """Called with (member or model, text, ms since the request started) for every delta."""
 ToolCallEvents = Callable[[str, ToolCallDelta, float], None]
 """Called with (member or model, a piece of a tool call, ms since the request started)."""
+
+DEADLINE_MARGIN_S: Final = 0.05
+"""Calls made together (an ensemble's members, a cascade's rung, the judge's grades) stop being
+waited for this long before the request's deadline."""
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,9 @@ class ProcessRequest:
     capability: str = "text_generation"
     strategy: Strategy = Strategy.QUALITY_FIRST
     ensemble: EnsembleSpec | None = None
+    # A cascade's ladder and checks (strategy cascade); None: the defaults.
+    cascade: CascadeSpec | None = None
+    acceptance: Acceptance | None = None
     allow: frozenset[str] | None = None
     deny: frozenset[str] = frozenset()
     min_quality: float | None = None
@@ -46,6 +57,46 @@ class ProcessRequest:
     stream: bool = False
     # Leave out the parameters a model's provider cannot honour, instead of refusing it.
     drop_params: bool = False
+
+    @property
+    def cascades(self) -> bool:
+        """Whether the router answers it with a cascade (a named model or an ensemble wins)."""
+        return self.strategy is Strategy.CASCADE and self.model is None and self.ensemble is None
+
+    def cascade_settings(self) -> dict[str, Any] | None:
+        """Its cascade's ladder and checks as plain JSON, defaults filled in (None: no cascade)."""
+        if not self.cascades:
+            return None
+        spec = self.cascade or CascadeSpec()
+        return {
+            "first": spec.first,
+            "samples": spec.samples,
+            "steps": spec.steps,
+            "acceptance": (self.acceptance or Acceptance()).to_dict(),
+        }
+
+    @property
+    def combines(self) -> bool:
+        """Whether its answer is known only once several calls are in (an ensemble, a cascade),
+        so that no call's tokens can be streamed as the answer."""
+        return self.ensemble is not None or self.cascades
+
+
+def question_of(messages: Sequence[dict[str, Any]]) -> str:
+    """The text of the last user message (its text parts, joined), or "" without one."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "\n".join(
+                    str(part.get("text", ""))
+                    for part in content
+                    if isinstance(part, dict) and part.get("type") == "text"
+                )
+            return ""
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +135,8 @@ class ProcessResult:
     cached: bool = False
     ensemble: dict[str, Any] | None = None
     members: tuple[dict[str, Any], ...] = ()
+    # A cascade's moves, as its CascadeStepped events record them.
+    cascade: tuple[dict[str, Any], ...] = ()
     position: int = 0
 
     @property
@@ -173,3 +226,43 @@ class RequestContext:
 
     def tried(self) -> list[str]:
         return [a.describe() for a in self.attempts]
+
+
+class MissedDeadline(Exception):
+    """A call made together with others that had not answered when the deadline came."""
+
+
+async def in_time(ctx: RequestContext, calls: Sequence[Awaitable[_T]]) -> list[_T | BaseException]:
+    """Run calls together until they end or the request's deadline nears: each one's result or
+    exception, a MissedDeadline for one still running then (it is cancelled). A cancelled wait
+    (the client went away, the deadline passed) cancels them all: none outlives its request."""
+    wait_s = None
+    if ctx.req.deadline_ms is not None:
+        elapsed_s = time.perf_counter() - ctx.started
+        wait_s = max(0.0, ctx.req.deadline_ms / 1000 - elapsed_s - DEADLINE_MARGIN_S)
+    if len(calls) == 1:
+        # One call needs no task of its own (a cascade's usual rung): awaited in place.
+        try:
+            async with asyncio.timeout(wait_s):
+                return [await calls[0]]
+        except TimeoutError:
+            return [MissedDeadline(f"no answer within deadline_ms {ctx.req.deadline_ms:g}")]
+        except Exception as exc:  # noqa: BLE001 - the caller's to sort, as with a task's
+            return [exc]
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        _, late = await asyncio.wait(tasks, timeout=wait_s)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+    return [
+        MissedDeadline(f"no answer within deadline_ms {ctx.req.deadline_ms:g}")
+        if task in late
+        else (task.exception() or task.result())
+        for task in tasks
+    ]

@@ -18,7 +18,7 @@ from .cost import prompt_size
 from .events import ScoreFailed, ScoreRecorded, request_stream
 from .principal import Principal, tenancy_of
 from .providers import CallParams
-from .request import GatewayError, RequestContext
+from .request import GatewayError, RequestContext, question_of
 from .scorers import (
     AgreementScorer,
     FeedbackScorer,
@@ -78,6 +78,30 @@ def record_agreement(
     ctx.record(_call_score(ctx, result, scorer.id, scorer.version, round(score, 6)))
 
 
+def record_judged(ctx: RequestContext, result: CallResult, score: float, reply: str) -> None:
+    """Record the judge's grade of an answer, with the start of its reply."""
+    ctx.record(_call_score(ctx, result, JudgeScorer.id, JudgeScorer.version, score, reply[:500]))
+
+
+def record_unjudged(ctx: RequestContext, result: CallResult, reason: str) -> None:
+    """Record that the judge could not grade an answer, and why."""
+    ctx.record(
+        ScoreFailed(
+            request_id=ctx.request_id,
+            subject=result.call_id,
+            scorer=JudgeScorer.id,
+            reason=reason,
+        )
+    )
+
+
+def judge_prompt(ctx: RequestContext, result: CallResult) -> list[dict[str, str]]:
+    """The messages that ask the judge to grade an answer to the request's question."""
+    req = ctx.req
+    subject = ScoreInput(result.text, question=question_of(req.messages), expected=req.expected)
+    return JudgeScorer().prompt(subject)
+
+
 class Judge:
     """A configured model that grades answers after they have gone, never delaying them.
 
@@ -101,8 +125,7 @@ class Judge:
     async def _grade(self, ctx: RequestContext, result: CallResult) -> None:
         scorer = JudgeScorer()
         req = ctx.req
-        question = str(req.messages[-1].get("content", "")) if req.messages else ""
-        prompt = scorer.prompt(ScoreInput(result.text, question=question, expected=req.expected))
+        prompt = judge_prompt(ctx, result)
         judge = RequestContext(
             request_id=ctx.request_id,
             req=req,
@@ -122,18 +145,9 @@ class Judge:
             )
             score = scorer.parse(reply.text)
         except (CallFailed, BudgetExceeded, ScoreUnavailable) as exc:
-            judge.record(
-                ScoreFailed(
-                    request_id=ctx.request_id,
-                    subject=result.call_id,
-                    scorer=scorer.id,
-                    reason=str(exc),
-                )
-            )
+            record_unjudged(judge, result, str(exc))
         else:
-            judge.record(
-                _call_score(ctx, result, scorer.id, scorer.version, score, reply.text[:500])
-            )
+            record_judged(judge, result, score, reply.text)
         await judge.log.commit()
 
     async def drain(self) -> None:

@@ -89,6 +89,7 @@ def strategy_row(row: State) -> dict[str, Any]:
         "requests": row["requests"],
         "failed": row["failed"],
         "fallbacks": row["fallbacks"],
+        "escalations": row["escalations"],
         "agreement": _mean(row["agreement_total"], row["agreement_count"]),
         "cost_usd": to_usd(row["cost_pico"]),
         "savings_usd": to_usd(row["baseline_pico"] - row["cost_pico"]),

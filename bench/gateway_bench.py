@@ -1,6 +1,7 @@
 """The gateway end to end: a fake upstream, `atom serve` in front of it, a load generator.
 
     .venv/bin/python bench/gateway_bench.py [--quick] [--modes full,normal] [--concurrency 1,16,64]
+    .venv/bin/python bench/gateway_bench.py --nodes 1,2 --db postgresql://... [--concurrency 64]
 
 Three processes on 127.0.0.1, all started and stopped here: the fake OpenAI upstream
 (`python -m tests.fakes.openai_server`, answering at once), `atom serve` with the durable log
@@ -11,12 +12,18 @@ the upstream directly and through /v1/chat/completions and /api/advanced-ai/proc
 server's CPU per request; the log's events, appends and commits per request (from
 /metrics and from the log itself); and the server's peak RSS (VmHWM) after 2,000 and after
 20,000 requests. Progress lines start with '#'; the last line is one JSON object.
+
+With --nodes and a PostgreSQL --db, it measures instead /v1/chat/completions at each
+concurrency through N `atom serve` nodes on that one log (the load generator's client-side
+round robin over them), for each N, beside one node on an SQLite log, in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import os
 import platform
 import re
@@ -93,12 +100,14 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
     error_samples: list[str] = []
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     timeout = aiohttp.ClientTimeout(total=30)
+    # Requests go to the URLs in turn: a client-side round robin over several nodes.
+    urls = itertools.cycle(spec.get("urls") or [spec["url"]])
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def one() -> tuple[bool, float, str]:
             started = time.perf_counter()
             try:
-                async with session.post(spec["url"], data=payload, headers=headers) as response:
+                async with session.post(next(urls), data=payload, headers=headers) as response:
                     body = await response.read()
                     ok = response.status == 200 and expect in body
                     why = "" if ok else f"{response.status} {body[:200]!r}"
@@ -249,15 +258,22 @@ max_concurrency = 128
 
 @contextmanager
 def atom_serve(
-    directory: str, base_url: str, durability: str, loop: str = "auto"
+    directory: str,
+    base_url: str,
+    durability: str,
+    loop: str = "auto",
+    db: str | None = None,
+    key: str | None = None,
 ) -> Iterator[Server]:
+    """`atom serve` on an SQLite log in `directory`, or on the log at `db`; the admin key it
+    prints, or `key` when the log has one already (another node made it)."""
     config = _config(directory, base_url, durability)
     # `atom serve` of this checkout (PYTHONPATH), whatever checkout the venv was installed from.
     env = {**os.environ, KEY_ENV: "sk-bench", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     atom = "import sys; from api.cli import main; sys.exit(main())"
     command = [sys.executable, "-c", atom, "serve", "--config", config, "--rate-limit", "0"]
     process = subprocess.Popen(
-        [*command, "--loop", loop],
+        [*command, "--loop", loop, *(["--db", db] if db else [])],
         cwd=directory,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -265,10 +281,11 @@ def atom_serve(
         env=env,
     )
     try:
-        key = _read_line(process, r"^(atom_\S+)\s*$", 60).group(1)
+        if key is None:
+            key = _read_line(process, r"^(atom_\S+)\s*$", 60).group(1)
         url = _read_line(process, r"serving on (http://\S+)", 60).group(1)
         _drain(process)
-        yield Server(process, url, key, os.path.join(directory, "atom.db"))
+        yield Server(process, url, key, db or os.path.join(directory, "atom.db"))
     finally:
         _stop(process)
 
@@ -326,10 +343,12 @@ def load(
     seconds: float,
     headers: dict[str, str] | None = None,
     expect: str = REPLY,
+    urls: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Run the load generator in its own process; its figures."""
+    """Run the load generator in its own process (over `urls` in turn, if given); its figures."""
     spec = {
         "url": url,
+        "urls": list(urls),
         "body": body,
         "headers": headers or {},
         "concurrency": concurrency,
@@ -469,6 +488,51 @@ def run_mode(base_url: str, durability: str, plan: Plan, loop: str) -> dict[str,
     return results
 
 
+def run_nodes(
+    base_url: str, db: str, nodes: Sequence[int], plan: Plan, loop: str
+) -> dict[str, Any]:
+    """/v1/chat/completions through N nodes on one PostgreSQL log, for each N, and through
+    one node on an SQLite log, at each concurrency of the plan."""
+    body = {"model": MODEL, "messages": MESSAGES}
+    results: dict[str, Any] = {}
+
+    def measure(name: str, urls: list[str], key: str) -> None:
+        auth = {"Authorization": f"Bearer {key}"}
+        chat = [f"{url}/v1/chat/completions" for url in urls]
+        load(chat[0], body, max(plan.concurrency), plan.warmup, 120, auth, urls=chat)
+        row = {}
+        for c in plan.concurrency:
+            figures = load(chat[0], body, c, plan.count, plan.seconds, auth, urls=chat)
+            if not figures["error_samples"]:
+                del figures["error_samples"]
+            row[f"c{c}"] = figures
+            _say(
+                f"{name} c={c}: {figures['rps']} req/s, p50 {figures['p50_ms']} ms, "
+                f"p99 {figures['p99_ms']} ms, {figures['errors']} errors"
+            )
+        results[name] = row
+
+    with _tempdir() as directory, atom_serve(directory, base_url, "full", loop) as server:
+        measure("sqlite_1", [server.url], server.key)
+    for n in nodes:
+        with contextlib.ExitStack() as stack:
+
+            def node(key: str | None) -> Server:
+                where = stack.enter_context(_tempdir())
+                return stack.enter_context(atom_serve(where, base_url, "full", loop, db, key))
+
+            first = node(None)
+            servers = [first, *(node(first.key) for _ in range(n - 1))]
+            measure(f"postgresql_{n}", [s.url for s in servers], first.key)
+    return results
+
+
+@contextmanager
+def _tempdir() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="atom-bench-") as directory:
+        yield directory
+
+
 def _targets(results: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, met or not, per mode."""
     met: dict[str, Any] = {}
@@ -492,11 +556,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--modes", default="full,normal", help="durability modes to run")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--loop", default="auto", help="the server's loop (atom serve --loop)")
+    parser.add_argument("--nodes", metavar="N,M", help="node counts to run on --db (PostgreSQL)")
+    parser.add_argument("--db", metavar="URL", help="a postgresql:// log for --nodes")
     parser.add_argument("--loadgen", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.loadgen:
         loadgen_main(args.loadgen)
         return
+    if (args.nodes is None) != (args.db is None):
+        parser.error("--nodes and --db go together")
     concurrency = tuple(int(c) for c in args.concurrency.split(","))
     plan = (
         Plan(concurrency, count_c1=300, count=1500, seconds=10, warmup=2000, rss_total=6000)
@@ -506,6 +574,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     _say(f"plan {plan}; {os.cpu_count()} CPUs; python {platform.python_version()}")
     started = time.perf_counter()
+    if args.nodes is not None:
+        counts = [int(n) for n in args.nodes.split(",")]
+        with fake_upstream() as base_url:
+            nodes = run_nodes(base_url, args.db, counts, plan, args.loop)
+        summary = {
+            "bench": "gateway_nodes",
+            "quick": args.quick,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "nodes": nodes,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        print(orjson.dumps(summary).decode(), flush=True)
+        return
     results: dict[str, Any] = {}
     with fake_upstream() as base_url:
         _say(f"fake upstream at {base_url}")

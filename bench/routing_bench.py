@@ -5,8 +5,10 @@ CPT(50%) and CPT(80%); the cascade's cost at the strong model's accuracy (a shar
 model's cost, null when it never gets there) and its APGR; the best accuracy any configuration
 reaches at no more than the strong model's cost. Then the online overhead of each decision,
 timing the pure functions a request would run: the cascade's `decide` on a recorded reply, and
-the learned router's prediction plus `route()`. With --experiments, the learned routers tried
-side by side (bench/_router_experiments.py), with Gemma embeddings from the disk cache.
+the learned router's prediction plus `route()`; and the cascade's overhead in the gateway
+itself, per request beyond its calls, with its refit and its projection's fold
+(bench/_cascade_online.py). With --experiments, the learned routers tried side by side
+(bench/_router_experiments.py), with Gemma embeddings from the disk cache.
 
 Prints one JSON line last.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from _cascade_online import online_figures
 
 from atom_actors.answers import AnswerFormat, AnswerKind
 from atom_actors.cascade import Attempt, Policy, decide, learned
@@ -187,6 +190,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--experiments", action="store_true", help="also the learned routers tried")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads for embeddings")
+    parser.add_argument(
+        "--requests", type=int, default=1000, help="each kind of request timed in the gateway"
+    )
     options = parser.parse_args()
     started = time.perf_counter()
     seeds = []
@@ -222,6 +228,7 @@ def main() -> None:
             [s["learned_router_cost_at_strong_parity"] for s in seeds]
         ),
         **overheads(),
+        **online_figures(options.requests),
     }
     if options.experiments:
         figures["experiments"] = experiments(options.threads)

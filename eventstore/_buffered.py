@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 from ._protocol import EventStore
-from .events import NewEvent
+from .errors import GuardRefused
+from .events import Guard, NewEvent
 
 
 class BufferedStream:
@@ -29,6 +30,9 @@ class BufferedStream:
         self._buffer: list[NewEvent] = []
         self._callbacks: list[tuple[int, Callable[[int], None]]] = []
         self._waiting: list[asyncio.Future[list[int]]] = []
+        # One guarded append at a time: a refused one gives its events back, and what the
+        # next one flushes must follow them (a request's ensemble members reserve at once).
+        self._guarded = asyncio.Lock()
         self.position = 0
         """The last committed position of this stream's events, once `commit` has returned."""
 
@@ -39,24 +43,51 @@ class BufferedStream:
             self._callbacks.append((len(self._buffer), on_committed))
         self._buffer.append(event)
 
-    def flush(self) -> None:
-        """Queue the buffered events as one atomic append; returns at once."""
+    def withdraw(self, event: NewEvent) -> None:
+        """Take a buffered event back out (one a refused guard kept from the log)."""
+        at = next(i for i, e in enumerate(self._buffer) if e is event)
+        del self._buffer[at]
+        self._callbacks = [(i - (i > at), callback) for i, callback in self._callbacks if i != at]
+
+    def flush(self, guard: Guard | None = None) -> asyncio.Future[list[int]] | None:
+        """Queue the buffered events as one atomic append (written only if `guard` lets it);
+        returns at once, with the append's future (None when nothing was buffered)."""
         if not self._buffer:
-            return
+            return None
         alone = self._alone is not None and self._alone()
         append = self.store.append_now if alone else self.store.append_soon
-        waiter = append(self.stream_id, self._buffer)
+        waiter = append(self.stream_id, self._buffer, guard=guard)
         for index, callback in self._callbacks:
             waiter.add_done_callback(_at(index, callback))
         self._buffer, self._callbacks = [], []
         self._waiting.append(waiter)
+        return waiter
 
-    async def commit(self) -> int:
+    async def commit(self, guard: Guard | None = None) -> int:
         """Flush, then wait until every event added so far is committed; the last position.
 
-        An append that failed raises here, and again at every later commit.
+        An append that failed raises here, and again at every later commit; but one its
+        `guard` refused gives its events back to the buffer (before any added since) and
+        raises GuardRefused once, for its owner to withdraw what may not be written.
         """
-        self.flush()
+        if guard is None:
+            self.flush()
+        else:
+            async with self._guarded:
+                events, callbacks = self._buffer, self._callbacks
+                guarded = self.flush(guard)
+                if guarded is not None:
+                    try:
+                        await asyncio.shield(guarded)
+                    except GuardRefused:
+                        self._waiting.remove(guarded)
+                        self._buffer = [*events, *self._buffer]
+                        shift = len(events)
+                        self._callbacks = [
+                            *callbacks,
+                            *((i + shift, c) for i, c in self._callbacks),
+                        ]
+                        raise
         waiting = self._waiting
         for waiter in waiting:
             # Shielded: a cancelled committer must not cancel what others wait for.

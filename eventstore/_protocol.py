@@ -15,7 +15,7 @@ from typing import Any, Protocol, Self
 
 from ._schema import Durability
 from ._writer import WriterStats
-from .events import ExpectedVersion, NewEvent, RecordedEvent, StreamAppend
+from .events import ExpectedVersion, Guard, NewEvent, RecordedEvent, StreamAppend
 from .reader import READ_PAGE, Row
 from .upcasting import Upcasters
 
@@ -136,13 +136,24 @@ class EventStore(LogReader, Protocol):
         ...
 
     def append_soon(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ...
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = ...,
+        *,
+        guard: Guard | None = None,
     ) -> asyncio.Future[list[int]]:
-        """Queue an append from the running loop; the writer wakes the loop once per commit."""
+        """Queue an append from the running loop; the writer wakes the loop once per commit.
+        With a `guard`, it is written only if the guard lets it (else GuardRefused)."""
         ...
 
     def append_now(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ...
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = ...,
+        *,
+        guard: Guard | None = None,
     ) -> asyncio.Future[list[int]]:
         """append_soon, for an appender that knows it is alone: may commit on the loop itself."""
         ...

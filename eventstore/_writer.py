@@ -4,6 +4,7 @@ batches per transaction, and resolves each appender only after the commit."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import itertools
 import logging
@@ -19,8 +20,14 @@ from typing import Any, Final
 import orjson
 
 from ._chain import event_hash
-from .errors import DuplicateEventConflict, EventStoreError, StoreClosed, WrongExpectedVersion
-from .events import ANY, NO_STREAM, ExpectedVersion, NewEvent, StreamAppend
+from .errors import (
+    DuplicateEventConflict,
+    EventStoreError,
+    GuardRefused,
+    StoreClosed,
+    WrongExpectedVersion,
+)
+from .events import ANY, NO_STREAM, ExpectedVersion, Guard, NewEvent, RecordedEvent, StreamAppend
 from .reader import READ_PAGE, Row
 
 log = logging.getLogger(__name__)
@@ -28,6 +35,8 @@ log = logging.getLogger(__name__)
 _VERSION_CACHE: Final = 2_000
 """Streams whose last version the writer keeps: a request's stream is written twice, ms apart."""
 _RECENT_ROWS: Final = 4096
+_FOREIGN_RANGES: Final = 10_000
+"""Ranges of positions other processes committed that the writer remembers, for guards."""
 
 # (event_id, type, schema_version, data json, metadata json, recorded_at or None)
 _Serialised = tuple[str, str, int, str, str, str | None]
@@ -69,6 +78,7 @@ class Append:
     waiter: asyncio.Future[Any] | None = None
     loop: asyncio.AbstractEventLoop | None = None
     single: bool = False
+    guard: Guard | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +176,11 @@ class GroupCommitWriter:
         # The highest position known committed (ours, or another process's when told), and
         # the last one this store wrote.
         self._head = self._written_head = head
+        # What other processes committed, for guards: every position up to the floor (written
+        # before this store opened, or too long ago to remember), and these ranges.
+        self._foreign_floor = head
+        self._foreign_after: list[int] = []
+        self._foreign_until: list[int] = []
         # Last version of recently written streams; valid while no other process writes.
         self._versions: dict[str, int] = {}
         self._listeners: list[Callable[[int], None]] = []
@@ -210,6 +225,13 @@ class GroupCommitWriter:
         """The last version of every stream written after `position`."""
         raise NotImplementedError
 
+    def _rows_between(self, after: int, until: int, types: frozenset[str] | None) -> list[Row]:
+        """The rows at positions in (after, until], of `types` (None: all), in the transaction."""
+        raise NotImplementedError
+
+    def to_event(self, row: Row) -> RecordedEvent:
+        raise NotImplementedError
+
     def _insert(self, rows: list[Row]) -> None:
         """Insert rows; raise UniqueViolation when an index refuses one (the transaction is
         then rolled back by the caller)."""
@@ -247,23 +269,31 @@ class GroupCommitWriter:
         stream_id: str,
         events: Sequence[NewEvent],
         expected_version: ExpectedVersion = ANY,
+        *,
+        guard: Guard | None = None,
     ) -> asyncio.Future[list[int]]:
         """Queue an atomic batch to one stream from the running event loop.
 
         The asyncio future gives its positions once committed; the writer wakes the loop once
         per group commit for all its waiters, where `append_future` costs a wake-up each.
+        With a `guard`, the batch is written only if the guard lets it (else GuardRefused).
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[list[int]] = loop.create_future()
         parts = [StreamAppend(stream_id, events, expected_version)]
-        self._put(self._unit(parts, waiter=waiter, loop=loop, single=True))
+        self._put(self._unit(parts, waiter=waiter, loop=loop, single=True, guard=guard))
         return waiter
 
     def append_now(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ANY
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = ANY,
+        *,
+        guard: Guard | None = None,
     ) -> asyncio.Future[list[int]]:
         """append_soon, unless the backend can commit on the loop's own thread (SQLite can)."""
-        return self.append_soon(stream_id, events, expected_version)
+        return self.append_soon(stream_id, events, expected_version, guard=guard)
 
     @staticmethod
     def _unit(
@@ -273,6 +303,7 @@ class GroupCommitWriter:
         waiter: asyncio.Future[Any] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         single: bool = False,
+        guard: Guard | None = None,
     ) -> Append:
         """An appender's parts serialised and checked, ready for whichever thread commits."""
         if not parts:
@@ -281,7 +312,7 @@ class GroupCommitWriter:
         ids = [row[0] for part in serialised for row in part.rows]
         if len(ids) > 1 and len(set(ids)) != len(ids):
             raise ValueError("a batch holds the same event_id twice")
-        return Append(serialised, future, waiter, loop, single)
+        return Append(serialised, future, waiter, loop, single, guard)
 
     def _put(self, append: Append) -> None:
         """Queue an append for the writer thread."""
@@ -444,11 +475,64 @@ class GroupCommitWriter:
                 self._versions.update(self._versions_after(self._written_head))
             else:
                 self._versions.clear()
+            self._note_foreign(self._written_head, head)
         existing = None if optimistic else self._existing_ids(_ids(group))
-        outcomes, inserts, versions = self._plan(group, head, previous, existing)
+        refusals = self._guard(group, head)
+        outcomes, inserts, versions = self._plan(group, head, previous, existing, refusals)
         if inserts:
             self._insert(inserts)
         return outcomes, inserts, versions, inserts[-1][0] if inserts else head
+
+    def _note_foreign(self, after: int, until: int) -> None:
+        """Positions (after, until] were committed by another process."""
+        if self._foreign_until and self._foreign_until[-1] >= until:
+            return  # the same group decided again
+        self._foreign_after.append(after)
+        self._foreign_until.append(until)
+        if len(self._foreign_after) > _FOREIGN_RANGES:
+            # Forgotten ranges fall under the floor: counted foreign, so a guard errs safe.
+            half = _FOREIGN_RANGES // 2
+            self._foreign_floor = self._foreign_until[half - 1]
+            del self._foreign_after[:half], self._foreign_until[:half]
+
+    def _is_foreign(self, position: int) -> bool:
+        if position <= self._foreign_floor:
+            return True
+        # The ranges are in order: the one that could hold `position` is the last to start
+        # before it.
+        at = bisect.bisect_left(self._foreign_after, position) - 1
+        return at >= 0 and position <= self._foreign_until[at]
+
+    def _guard(self, group: list[Append], head: int) -> dict[int, GuardRefused]:
+        """Ask each guarded append of the group whether it may be written: the ones refused,
+        by their index in the group. Read under the write lock: nobody can append meanwhile."""
+        guards = [(i, a.guard) for i, a in enumerate(group) if a.guard is not None]
+        if not guards:
+            return {}
+        after = min(guard.after for _, guard in guards)
+        foreign: list[RecordedEvent] = []
+        if after < head and (
+            after < self._foreign_floor or (self._foreign_until and self._foreign_until[-1] > after)
+        ):
+            wanted: set[str] | None = set()
+            for _, guard in guards:
+                if guard.types is None or wanted is None:
+                    wanted = None
+                else:
+                    wanted |= guard.types
+            rows = self._rows_between(after, head, None if wanted is None else frozenset(wanted))
+            foreign = [self.to_event(row) for row in rows if self._is_foreign(row[0])]
+        refusals = {}
+        for index, guard in guards:
+            seen = [
+                e
+                for e in foreign
+                if e.position > guard.after and (guard.types is None or e.type in guard.types)
+            ]
+            reason = guard.check(seen)
+            if reason is not None:
+                refusals[index] = GuardRefused(reason)
+        return refusals
 
     def _plan(
         self,
@@ -456,6 +540,7 @@ class GroupCommitWriter:
         head: int,
         previous: str,
         existing: dict[str, Known] | None,
+        refusals: dict[int, GuardRefused],
     ) -> tuple[list[list[list[int]] | EventStoreError], list[Row], dict[str, int]]:
         """Decide every request of a group in memory, so the group needs one INSERT statement.
 
@@ -479,7 +564,10 @@ class GroupCommitWriter:
         inserts: list[Row] = []
         # event_ids written earlier in this same group, as the log would hold them
         fresh: dict[str, Known] = {}
-        for request in group:
+        for index, request in enumerate(group):
+            if index in refusals:
+                outcomes.append(refusals[index])
+                continue
             # A unit that fails leaves no trace: remember where it started to undo it.
             start_head, start_previous, kept = head, previous, len(inserts)
             undo: list[tuple[str, int | None]] = []

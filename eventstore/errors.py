@@ -27,6 +27,14 @@ class DuplicateEventConflict(EventStoreError):
         self.event_id = event_id
 
 
+class GuardRefused(EventStoreError):
+    """An append's guard refused it, under the log's write lock; nothing of it was written."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class NotAnEventLog(EventStoreError):
     """The file is missing, is not SQLite, or the file or PostgreSQL database holds no ATOM
     event log."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -99,6 +99,22 @@ class RecordedEvent(NamedTuple):
     def causation_id(self) -> str | None:
         value = self.metadata.get("causation_id")
         return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """A condition an append is committed on, decided under the log's write lock.
+
+    `check` is given every event of the `types` named that other processes committed after
+    position `after` (what its appender may not have seen yet), and returns None to let the
+    append be written, or why not. Several processes appending to one log thus decide on
+    everything committed before them: a check that passes cannot be raced. Checks run on the
+    committing thread and must be quick.
+    """
+
+    after: int
+    check: Callable[[Sequence[RecordedEvent]], str | None]
+    types: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

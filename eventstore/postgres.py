@@ -211,6 +211,14 @@ class PostgresStore(PostgresReader, GroupCommitWriter):
         ).fetchall()
         return {stream_id: int(version) for stream_id, version in rows}
 
+    def _rows_between(self, after: int, until: int, types: frozenset[str] | None) -> list[Row]:
+        query = f"SELECT {COLUMNS} FROM events WHERE position > %s AND position <= %s"
+        if types is None:
+            return self._conn.execute(query + " ORDER BY position", (after, until)).fetchall()
+        return self._conn.execute(
+            query + " AND type = ANY(%s) ORDER BY position", (after, until, sorted(types))
+        ).fetchall()
+
     def _insert(self, rows: list[Row]) -> None:
         try:
             with self._conn.cursor() as cursor, cursor.copy(_COPY) as copy:

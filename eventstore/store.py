@@ -14,7 +14,7 @@ from ._projection_table import SQLiteProjectionTable
 from ._schema import BUSY_TIMEOUT_MS, Durability, connect
 from ._writer import GroupCommitWriter, Known, UniqueViolation
 from .errors import EventStoreError
-from .events import ANY, ExpectedVersion, NewEvent, StreamAppend
+from .events import ANY, ExpectedVersion, Guard, NewEvent, StreamAppend
 from .reader import COLUMNS, Row, SQLiteReader
 from .upcasting import Upcasters
 
@@ -62,7 +62,12 @@ class SQLiteStore(SQLiteReader, GroupCommitWriter):
         self._checkpointer.start()
 
     def append_now(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ANY
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = ANY,
+        *,
+        guard: Guard | None = None,
     ) -> asyncio.Future[list[int]]:
         """append_soon, but committed on the calling loop's thread when the writer has nothing
         queued and durability is normal: two thread hand-overs saved, the loop held meanwhile.
@@ -73,7 +78,7 @@ class SQLiteStore(SQLiteReader, GroupCommitWriter):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[list[int]] = loop.create_future()
         parts = [StreamAppend(stream_id, events, expected_version)]
-        append = self._unit(parts, waiter=waiter, loop=loop, single=True)
+        append = self._unit(parts, waiter=waiter, loop=loop, single=True, guard=guard)
         if self.durability is Durability.NORMAL and self._commit_lock.acquire(False):
             try:
                 with self._close_lock:
@@ -144,6 +149,14 @@ class SQLiteStore(SQLiteReader, GroupCommitWriter):
             (position,),
         )
         return dict(rows)
+
+    def _rows_between(self, after: int, until: int, types: frozenset[str] | None) -> list[Row]:
+        query = f"SELECT {COLUMNS} FROM events WHERE position > ? AND position <= ?"
+        arguments: list[object] = [after, until]
+        if types is not None:
+            query += f" AND type IN ({','.join('?' * len(types))})"
+            arguments.extend(sorted(types))
+        return self._conn.execute(query + " ORDER BY position", arguments).fetchall()
 
     def _insert(self, rows: list[Row]) -> None:
         try:

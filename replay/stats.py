@@ -116,6 +116,7 @@ def _strategy_row(key: str, s: State) -> list[str]:
         str(s["requests"]),
         str(s["failed"]),
         str(s["fallbacks"]),
+        str(s["escalations"]),
         agreement,
         _usd(s["cost_usd"]),
         _usd(s["savings_usd"]),
@@ -155,12 +156,13 @@ def render(report: State) -> str:
     )
     lines.append("")
     lines += _table(
-        "lrrrrrrrr",
+        "lrrrrrrrrr",
         [
             "strategy",
             "requests",
             "failed",
             "fallbacks",
+            "escalations",
             "agreement",
             "cost",
             "saved",

@@ -267,7 +267,34 @@ def _route(d: dict[str, Any], _: Trace) -> list[str]:
     if d.get("ensemble"):
         plan = d["ensemble"]
         lines.append(f"  ensemble {plan['method']} of {', '.join(plan['members'])}")
+    for i, rung in enumerate((d.get("cascade") or {}).get("rungs", []), start=1):
+        lines.append(
+            f"  rung {i}: {' + '.join(rung['models'])}, reserves {_usd(rung['reservation_usd'])}"
+        )
     return lines
+
+
+def _cascade(d: dict[str, Any], _: Trace) -> list[str]:
+    rung = f"rung {d['step'] + 1}"
+    if d["action"] == "call":
+        head = f"cascade calls {rung} ({' + '.join(d['models'])}): {d['reason']}"
+    elif d["action"] == "accept":
+        kept = "nothing" if d.get("answer") is None else _quote(d["answer"])
+        head = f"cascade keeps {rung}'s answer {kept} from {d.get('speaker')}: {d['reason']}"
+    else:
+        head = f"cascade stops: {d['reason']}"
+    lines = [head]
+    for reply in d.get("replies", []):
+        said = reply["error"] or ("no answer" if reply["answer"] is None else reply["answer"])
+        lines.append(f"  {reply['member']} answered {_quote(said)}")
+    lines += [f"  check {v['check']} {_verdict(v['passed'])}: {v['reason']}" for v in d["verdicts"]]
+    if d.get("replies"):
+        lines.append(f"  the rung cost {_usd(d.get('cost_usd'))}")
+    return lines
+
+
+def _verdict(passed: bool | None) -> str:
+    return {True: "passed", False: "failed", None: "abstained"}[passed]
 
 
 def _reserved(d: dict[str, Any], trace: Trace) -> list[str]:
@@ -360,6 +387,14 @@ def _ensemble(d: dict[str, Any], _: Trace) -> list[str]:
         f"{_quote(str(r.get('normalized')))}, agreement {r.get('agreement', 0):.2f}, "
         f"confidence {r.get('confidence', 0):.2f}, {_count(r.get('voters', 0), 'voter')}"
     ]
+    scorer = d.get("scorer")
+    if scorer:
+        scores = ", ".join(f"{m} {v:.3g}" for m, v in scorer["scores"].items())
+        lines.append(
+            f"  chosen by {scorer['scorer']}"
+            + (f" ({scores})" if scores else "")
+            + f": {scorer['reason']}"
+        )
     for m in d["members"]:
         if m.get("error"):
             lines.append(f"  {m['member']} failed: {m['error']}")
@@ -390,6 +425,7 @@ def _completed(d: dict[str, Any], _: Trace) -> list[str]:
         else (
             f"{_count(d.get('attempts', 1), 'attempt')}, "
             f"{_count(d.get('fallbacks', 0), 'fallback')}"
+            + (f", {_count(d['escalations'], 'escalation')}" if d.get("escalations") else "")
         )
     )
     return [
@@ -421,6 +457,7 @@ _RENDER: Final[dict[str, Callable[[dict[str, Any], Trace], list[str]]]] = {
     "ModelCallCompleted": _completed_call,
     "ModelCallFailed": _failed_call,
     "EnsembleCombined": _ensemble,
+    "CascadeStepped": _cascade,
     "ScoreRecorded": _score,
     "CacheHit": _cache,
     "RequestCompleted": _completed,
@@ -463,7 +500,8 @@ def add_parser(commands: Any) -> None:
         description=(
             "Who asked, the route considered and chosen, budget reservations and their "
             "settlement, every call and attempt with its tokens, cost, scores, the ensemble's "
-            "vote and the final answer or failure, each at its time from the request's "
+            "vote, the cascade's moves with their checks, and the final answer or failure, "
+            "each at its time from the request's "
             "receipt. A reservation never settled (its process crashed) is shown as unsettled, "
             "or expired once past its expiry."
         ),

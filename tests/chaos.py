@@ -79,7 +79,9 @@ def bad_model(wire: str, fault: str) -> str:
     return f"{wire}-bad-{list(FAULTS).index(fault)}"
 
 
-def write_config(folder: Path, openai: FakeServer, anthropic: FakeServer) -> Path:
+def write_config(
+    folder: Path, openai: FakeServer, anthropic: FakeServer, ttl_s: float = TTL_S
+) -> Path:
     """A configuration of models on both wire formats, and a cheap twin for each fault."""
     config = folder / "atom.toml"
     models = [
@@ -93,7 +95,7 @@ def write_config(folder: Path, openai: FakeServer, anthropic: FakeServer) -> Pat
             )
     config.write_text(
         f'[log]\npath = "{folder / "atom.db"}"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n'
-        f"[budgets]\nreservation_ttl_s = {TTL_S}\n\n" + "\n".join(models)
+        f"[budgets]\nreservation_ttl_s = {ttl_s}\n\n" + "\n".join(models)
     )
     return config
 
@@ -107,12 +109,13 @@ class Server:
     admin_key: str | None
 
 
-async def start_server(config: Path, durability: str = "full") -> Server:
+async def start_server(config: Path, durability: str = "full", *more: str) -> Server:
+    """`atom serve` on `config` (and `more` options), once it says it serves."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env[KEY_ENV] = "sk-chaos"
     process = await asyncio.create_subprocess_exec(
         ATOM, "serve", "--config", str(config), "--rate-limit", "0", "--durability", durability,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env,
+        *more, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env,
     )  # fmt: skip
     assert process.stdout is not None
     key = None

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from atom_actors.answers import AnswerFormat, AnswerKind
+from atom_actors.cascade import DEFAULT_THRESHOLD, Acceptance, schema_error
 from atom_actors.catalog import CAPABILITIES
 from atom_actors.providers import CallParams, Tool, ToolChoice
 from atom_actors.request import ProcessRequest
-from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
+from atom_actors.snapshot import CascadeSpec, EnsembleMethod, EnsembleSpec, Strategy
 
 from ..errors import BadRequest
 
@@ -156,6 +157,60 @@ ENSEMBLE: Final = {
     },
 }
 
+_PROBABILITY: Final = {"type": "number", "minimum": 0, "maximum": 1}
+_RUNG_SIZE: Final = {"type": "integer", "minimum": 1, "maximum": 16}
+
+
+def _check(properties: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": properties,
+        "description": description,
+    }
+
+
+CASCADE: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "first": {**_RUNG_SIZE, "description": "the cheapest models asked together at rung 1"},
+        "samples": {**_RUNG_SIZE, "description": "or samples of the cheapest one at rung 1"},
+        "steps": {**_RUNG_SIZE, "description": "at most this many rungs"},
+        "checks": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": {
+                "agreement": _check(
+                    {"min_share": {**_PROBABILITY, "description": "above 0; 1 by default"}},
+                    "the rung's replies give one answer",
+                ),
+                "validity": _check(
+                    {"schema": {"type": "object"}},
+                    "the reply holds an answer of answer_format (and its JSON meets schema)",
+                ),
+                "confidence": _check(
+                    {"min_probability": {**_PROBABILITY, "description": "required"}},
+                    "exp(mean token logprob) reaches min_probability",
+                ),
+                "learned": _check(
+                    {
+                        "threshold": {
+                            **_PROBABILITY,
+                            "description": f"{DEFAULT_THRESHOLD} by default",
+                        }
+                    },
+                    "the learned probability that the answer is right reaches threshold",
+                ),
+            },
+            "description": "the checks a rung's answer must pass to be kept, each named with "
+            "its settings ({} for the defaults); validity and learned when absent",
+        },
+    },
+    "description": "with strategy cascade: the ladder and its acceptance checks",
+}
+
 CONSTRAINTS: Final = {
     "type": "object",
     "properties": {
@@ -179,6 +234,7 @@ _COMMON: Final[dict[str, Any]] = {
     "answer_field": {"type": "string", "minLength": 1},
     "allow": {"type": "array", "items": {"type": "string"}},
     "deny": {"type": "array", "items": {"type": "string"}},
+    "cascade": CASCADE,
     **PARAMS,
 }
 
@@ -195,8 +251,9 @@ ORCHESTRATE: Final = {
     "type": "object",
     "additionalProperties": False,
     "properties": {**_COMMON, "ensemble": ENSEMBLE, "constraints": CONSTRAINTS},
-    "description": "`strategy` is one of the six; `ensemble` fans the request out to several "
-    "models (or `samples` of one) and combines their answers with `method`.",
+    "description": "`strategy` is one of the seven; `ensemble` fans the request out to several "
+    "models (or `samples` of one) and combines their answers with `method`; `cascade` (with "
+    "strategy cascade) sets the ladder and the checks that keep a cheaper rung's answer.",
 }
 
 
@@ -316,10 +373,58 @@ def ensemble_of(body: Mapping[str, Any]) -> EnsembleSpec | None:
     )
 
 
+def cascade_of(body: Mapping[str, Any]) -> tuple[CascadeSpec | None, Acceptance | None]:
+    """A body's cascade ladder and checks; None for what it leaves to the defaults."""
+    given = body.get("cascade")
+    if given is None:
+        return None, None
+    if body.get("strategy") != Strategy.CASCADE.value or "model" in body or "ensemble" in body:
+        raise BadRequest(
+            "cascade goes with strategy 'cascade', without a model or an ensemble",
+            field="cascade",
+        )
+    if given.get("first", 1) > 1 and given.get("samples", 1) > 1:
+        raise BadRequest(
+            "a cascade starts with several models (first) or several samples, not both",
+            field="cascade.samples",
+        )
+    spec = CascadeSpec(given.get("first", 1), given.get("samples", 1), given.get("steps"))
+    checks = given.get("checks")
+    if checks is None:
+        return spec, None
+    agreement = checks.get("agreement")
+    if agreement is not None and agreement.get("min_share", 1.0) == 0:
+        raise BadRequest(
+            "cascade.checks.agreement.min_share: must be above 0",
+            field="cascade.checks.agreement.min_share",
+        )
+    confidence = checks.get("confidence")
+    if confidence is not None and "min_probability" not in confidence:
+        raise BadRequest(
+            "cascade.checks.confidence.min_probability: required",
+            field="cascade.checks.confidence.min_probability",
+        )
+    validity, learned = checks.get("validity"), checks.get("learned")
+    schema = None if validity is None else validity.get("schema")
+    problem = None if schema is None else schema_error(schema)
+    if problem is not None:
+        raise BadRequest(
+            f"cascade.checks.validity.schema: {problem}", field="cascade.checks.validity.schema"
+        )
+    return spec, Acceptance(
+        agreement=None if agreement is None else agreement.get("min_share", 1.0),
+        validity=validity is not None,
+        schema=schema,
+        confidence=None if confidence is None else confidence["min_probability"],
+        learned=None if learned is None else learned.get("threshold", DEFAULT_THRESHOLD),
+    )
+
+
 def process_request(body: Mapping[str, Any], endpoint: str) -> ProcessRequest:
     """The gateway request a body describes (validated against its schema already)."""
     constraints = body.get("constraints", {})
     allow = body.get("allow")
+    cascade, acceptance = cascade_of(body)
     return ProcessRequest(
         messages=messages_of(body),
         params=params_of(body),
@@ -327,6 +432,8 @@ def process_request(body: Mapping[str, Any], endpoint: str) -> ProcessRequest:
         capability=constraints.get("capability", body.get("capability", "text_generation")),
         strategy=Strategy(body.get("strategy", "quality_first")),
         ensemble=ensemble_of(body),
+        cascade=cascade,
+        acceptance=acceptance,
         allow=None if allow is None else frozenset(allow),
         deny=frozenset(body.get("deny", ())),
         min_quality=constraints.get("min_quality"),

@@ -85,11 +85,14 @@ def _scope(request: web.Request) -> str:
 
 
 async def list_budgets(request: web.Request) -> web.Response:
+    # Every node's spending up to now, not only what this node has folded so far.
+    await services_of(request).projections.catch_up(timeout=10)
     return json_response({"budgets": budget_rows_of(request, None)})
 
 
 async def get_budget(request: web.Request) -> web.Response:
     scope = _scope(request)
+    await services_of(request).projections.catch_up(timeout=10)
     rows = budget_rows_of(request, [scope])
     if not rows:
         raise NotFound(f"{scope} has no budget")

@@ -53,7 +53,8 @@ async def orchestration_performance(request: web.Request) -> web.Response:
     return json_response(
         {
             **views.outcomes(state, seen_tenancy(request[PRINCIPAL])),
-            "savings_baseline": "the same tokens at the dearest eligible model's prices",
+            "savings_baseline": "the same tokens at the dearest eligible model's prices; "
+            "a cascade's: its answer's tokens at its ladder's strongest model's",
         }
     )
 

@@ -1,6 +1,7 @@
 """OpenAI-compatible routes: existing clients work unchanged, ATOM's router behind aliases.
 
-`model` is a configured model, or `atom:<strategy>` (e.g. `atom:cost_first`), or
+`model` is a configured model, or `atom:<strategy>` (e.g. `atom:cost_first`; `atom:cascade`
+asks the cheapest model first and a stronger one only when its answer is not kept), or
 `atom:ensemble:<method>` (e.g. `atom:ensemble:majority_vote`, over the 3 strongest models).
 """
 
@@ -231,8 +232,8 @@ async def _stream(
         queue.put_nowait(chunk(delta))
 
     async def produce() -> None:
-        # An ensemble's answer is known only once its members are combined: it goes whole.
-        single = req.ensemble is None
+        # An ensemble's or a cascade's answer is known only once its calls are in: it goes whole.
+        single = not req.combines
         try:
             outcome["result"] = await gateway.process(
                 req,

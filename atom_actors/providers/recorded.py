@@ -18,7 +18,8 @@ class RecordedProvider:
     """Plays `model` from `dataset`: the last user message is looked up among the prompts.
 
     A prompt matches exactly, else after collapsing whitespace. Sampling parameters are
-    ignored: the answer is the one recorded. Usage is the recorded or estimated token count.
+    ignored: the answer is the one recorded. Usage is the recorded or estimated token count,
+    the mean logprob the recorded one.
     """
 
     def __init__(self, dataset: RecordedDataset, model: str, *, name: str | None = None) -> None:
@@ -40,6 +41,9 @@ class RecordedProvider:
         yield Finish(
             usage=Usage(answer.prompt_tokens, answer.completion_tokens),
             finish_reason="stop",
+            # As recorded, so that the cascade's confidence check reads online what it reads
+            # offline.
+            mean_logprob=answer.mean_logprob,
             raw={
                 "correct": answer.correct,
                 "gold": item.gold,

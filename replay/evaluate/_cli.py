@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from atom_actors.cascade import DEFAULT_THRESHOLD
 from atom_actors.datasets import DatasetError
 from atom_actors.snapshot import EnsembleMethod, Strategy
 
@@ -21,7 +22,6 @@ from ._record import run
 from ._settings import (
     DEFAULT_DB,
     DEFAULT_PRICES,
-    DEFAULT_THRESHOLD,
     STRATEGIES,
     DatasetFormat,
     EvaluationError,

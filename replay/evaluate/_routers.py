@@ -13,14 +13,12 @@ from typing import Any, Final
 from atom_actors.acceptance import AcceptanceModel, ScoredRung, fit_acceptance
 from atom_actors.answers import AnswerFormat
 from atom_actors.cascade import (
+    Acceptance,
     AcceptanceScorer,
     Attempt,
     Policy,
     RungView,
-    agreement,
-    learned,
     run_cascade,
-    validity,
     view_of,
 )
 from atom_actors.catalog import ModelSpec
@@ -325,7 +323,7 @@ def _climb(
 def agreement_router(cases: Sequence[Case], snapshot: RouteSnapshot, fmt: AnswerFormat) -> Routed:
     """The cascade that starts with the two cheapest models and keeps their answer when they
     agree, else climbs one model at a time, each judged valid or not (three models or more)."""
-    policy = Policy(fmt, (agreement(), validity(fmt)))
+    policy = Acceptance(agreement=1.0, learned=None).policy(fmt, None)
     outcomes = []
     for case in cases:
         decision, ladder = ladder_of(snapshot, case, CascadeSpec(first=2))
@@ -369,7 +367,7 @@ def cascade_router(
     probability orders the escalations."""
     remembered = None if acceptance is None else _Remembered(acceptance)
     ladders = [ladder_of(snapshot, case) for case in cases]
-    policy = Policy(fmt, () if remembered is None else (learned(remembered, threshold),))
+    policy = Acceptance(validity=False, learned=threshold).policy(fmt, remembered)
     outcomes = tuple(
         _climb(case, decision, ladder, policy)
         for case, (decision, ladder) in zip(cases, ladders, strict=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from atom_actors.answers import AnswerFormat, AnswerKind
+from atom_actors.cascade import DEFAULT_THRESHOLD
 from atom_actors.snapshot import EnsembleMethod, Strategy
 
 RANDOM: Final = "random"
@@ -17,11 +18,6 @@ CASCADE: Final = "cascade"
 AGREEMENT_CASCADE: Final = "cascade:agreement"
 STRATEGIES: Final = (*(s.value for s in Strategy), AGREEMENT_CASCADE, RANDOM, PROMPT_LENGTH)
 DEFAULT_DB: Final = "atom-eval.db"
-# The cascade's acceptance threshold when none is given: on the shared GSM8K data, the least
-# threshold at which the cascade matched the strong model's accuracy, found inside the train
-# half of each of 5 split seeds (fit on one half of it, swept on the other, both ways): the
-# median of those ten, 0.76 (they ranged 0.74-0.78). See docs/architecture.md.
-DEFAULT_THRESHOLD: Final = 0.76
 CAPABILITY: Final = "reasoning"
 # The answer allowance of each request's reservation; recorded GSM8K answers run far shorter.
 MAX_TOKENS: Final = 1024

@@ -12,7 +12,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.api.conftest import ANSWER, Fleet
+from tests.api.conftest import ANSWER, DISSENT, Fleet
 from tests.fakes.faults import Fault
 
 HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is six times seven?"}]
@@ -142,12 +142,36 @@ async def test_an_ensemble_alias_answers_with_the_majority(
     assert combined.data["result"]["agreement"] == pytest.approx(2 / 3)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_cascade_alias_answers_once_the_ladder_has_kept_an_answer(
+    fleet: Fleet, client: AsyncOpenAI, stream: bool
+) -> None:
+    model = "atom:cascade"
+    if stream:
+        chunks = [
+            c
+            async for c in await client.chat.completions.create(
+                model=model, messages=HI, stream=True
+            )
+        ]
+        contents = [c.choices[0].delta.content for c in chunks if c.choices]
+        # The answer is known only once a rung's is kept: no rejected rung's tokens go out.
+        assert [c for c in contents if c] == [DISSENT]
+    else:
+        completion = await client.chat.completions.create(model=model, messages=HI)
+        assert (completion.choices[0].message.content, completion.model) == (DISSENT, model)
+    # Nothing scored yet: the learned check keeps no cheaper answer, and dear, the top, answers.
+    assert [r.body["model"] for r in fleet.upstream.requests] == ["cheap", "mid", "dear"]
+    stepped = [e.data["action"] for e in fleet.store.read_all() if e.type == "CascadeStepped"]
+    assert stepped == ["call", "call", "call", "accept"]
+
+
 async def test_the_model_list_has_the_configured_models_and_the_aliases(
     client: AsyncOpenAI,
 ) -> None:
     ids = [model.id async for model in client.models.list()]
     assert ids[:4] == ["cheap", "mid", "dear", "analyst"]
-    assert {"atom:cost_first", "atom:quality_first", "atom:ensemble:majority_vote"} <= set(ids)
+    assert {"atom:cost_first", "atom:cascade", "atom:ensemble:majority_vote"} <= set(ids)
     assert "atom:ensemble" not in ids
 
 

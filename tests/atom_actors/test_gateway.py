@@ -66,30 +66,6 @@ async def test_cost_first_picks_the_cheapest_and_says_why(
     assert completed["baseline_pico"] > completed["cost_pico"], "savings against the dearest"
 
 
-async def test_until_the_loop_is_wired_a_cascade_is_served_down_its_ladder(
-    log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
-) -> None:
-    # The ladder: cheap, then mid (stronger); dear is left off, no stronger than mid.
-    models = [
-        network_spec("cheap", upstream.base_url, input_usd_per_mtok=0.5, output_usd_per_mtok=1.0,
-                     quality_prior=0.6),
-        network_spec("mid", upstream.base_url, input_usd_per_mtok=3.0, output_usd_per_mtok=15.0,
-                     quality_prior=0.8),
-        network_spec("dear", upstream.base_url, input_usd_per_mtok=30.0, output_usd_per_mtok=60.0,
-                     quality_prior=0.7),
-    ]  # fmt: skip
-    gateway = await make_gateway(models)
-    result = await gateway.process(
-        ProcessRequest(ASK, CallParams(max_tokens=16), strategy=Strategy.CASCADE), USER
-    )
-    assert result.model == "cheap"
-    (decided,) = [
-        e for e in log.read_stream(f"request-{result.request_id}") if e.type == "RouteDecided"
-    ]
-    assert decided.data["order"] == ["cheap", "mid", "dear"]
-    assert decided.data["reason"] == "cascade: cheap then mid"
-
-
 async def test_a_failing_model_is_retried_then_the_next_one_answers(
     log: EventStore, upstream: FakeOpenAI, make_gateway: MakeGateway
 ) -> None:

@@ -32,6 +32,9 @@ class Behaviour:
     # The tools it calls when a request offers them (see text.plan_calls); with tool calls,
     # `reply` (if set) is said before them, as models often do.
     tool_calls: tuple[ScriptedCall, ...] = ()
+    # (part of the prompt, reply): the first part the prompt holds chooses the reply, as a judge
+    # grades each answer its own way; `reply` answers the rest.
+    replies: tuple[tuple[str, str], ...] = ()
 
 
 class FaultKind(Enum):

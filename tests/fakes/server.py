@@ -285,7 +285,11 @@ class FakeServer(ABC):
             made = make_calls(planned, self.tool_call_ids())
             completion = Completion(said, Ending.TOOL_CALLS, calls=made)
         else:
-            reply = behaviour.reply if behaviour.reply is not None else echo_reply(call.prompt)
+            reply = next(
+                (r for part, r in behaviour.replies if part in call.prompt), behaviour.reply
+            )
+            if reply is None:
+                reply = echo_reply(call.prompt)
             completion = complete(reply, call.max_tokens, call.stop)
         if fault is not None and fault.after is None:
             return await self._fail_before_headers(request, fault)

@@ -18,7 +18,7 @@ from ._logs import Story, copy_log, refused, replay, story
 from .conftest import ATOM
 
 __all__ = ["story"]
-NAMES = ["performance", "orchestration", "budgets", "cache", "failures"]
+NAMES = ["performance", "orchestration", "budgets", "cache", "failures", "scored_calls"]
 
 
 def _head(path: Path) -> int:

@@ -21,7 +21,7 @@ DATASET = RecordedDataset(
             gold="4",
             answers={
                 "small": RecordedAnswer(ANSWER, True, 9, 7, tokens_estimated=False),
-                "big": RecordedAnswer("5", False, 9, 1, tokens_estimated=False),
+                "big": RecordedAnswer("5", False, 9, 1, False, mean_logprob=-0.25),
             },
         ),
         RecordedItem(
@@ -54,6 +54,7 @@ async def test_streams_the_recorded_text_in_words_then_its_usage() -> None:
     assert (finish.usage.prompt_tokens, finish.usage.completion_tokens) == (9, 7)
     assert finish.finish_reason == "stop"
     assert finish.raw == {"correct": True, "gold": "4", "tokens_estimated": False}
+    assert finish.mean_logprob is None, "small's answer was recorded without logprobs"
 
 
 async def test_plays_the_model_it_was_given_and_its_name() -> None:
@@ -61,6 +62,7 @@ async def test_plays_the_model_it_was_given_and_its_name() -> None:
     assert provider.name == "recorded-big"
     events = await _collect(provider, _user("What is  2 + 2?"))
     assert events[0] == Delta("5")
+    assert isinstance(events[-1], Finish) and events[-1].mean_logprob == -0.25
 
 
 async def test_matches_after_whitespace_normalisation_and_text_parts() -> None:
