@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final
 
-from .errors import ERROR_SCHEMA
+from .errors import ANTHROPIC_ERROR_SCHEMA, ERROR_SCHEMA, Shape
 from .routing import Route
 
 _ERROR_TEXT: Final = {
@@ -58,10 +58,11 @@ def operation_id(route: Route) -> str:
     return re.sub(r"[^a-z0-9]+", "_", f"{route.method} {route.path}".lower()).strip("_")
 
 
-def _error(status: int) -> dict[str, Any]:
+def _error(status: int, shape: Shape = Shape.ATOM) -> dict[str, Any]:
+    schema = "AnthropicError" if shape is Shape.ANTHROPIC else "Error"
     return {
         "description": _ERROR_TEXT.get(status, "Error."),
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
     }
 
 
@@ -89,7 +90,7 @@ def _responses(route: Route) -> dict[str, Any]:
     if route.query:
         statuses |= {400}
     for status in sorted(statuses):
-        responses.setdefault(str(status), _error(status))
+        responses.setdefault(str(status), _error(status, route.error_shape))
     return responses
 
 
@@ -136,7 +137,7 @@ def document(routes: Iterable[Route], *, version: str = "0.1.0") -> dict[str, An
         "info": {"title": "ATOM gateway", "version": version, "description": AUTH_TEXT},
         "paths": paths,
         "components": {
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, "AnthropicError": ANTHROPIC_ERROR_SCHEMA},
             "securitySchemes": _SECURITY,
         },
         "security": [{"bearer": []}, {"apiKey": []}],

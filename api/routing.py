@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from .auth import Principal, Role, permits, presented_key
-from .errors import BadRequest, Forbidden, TooLarge, Unauthorized
+from .errors import SHAPE, BadRequest, Forbidden, Shape, TooLarge, Unauthorized
 from .services import Services, services_of
 from .sessions import is_session_token
 from .validation import Schema, validate, validator
@@ -59,6 +59,8 @@ class Route:
     # With `stream: true` in its body the route answers with Server-Sent Events instead.
     streams: bool = False
     tag: str = "gateway"
+    # The shape its errors take: ATOM's own, or Anthropic's for the Anthropic-compatible API.
+    error_shape: Shape = Shape.ATOM
 
 
 def json_response(
@@ -161,8 +163,12 @@ def read_query(request: web.Request, declared: Mapping[str, Schema]) -> dict[str
 def guarded(route: Route) -> Handler:
     """The route's handler behind authentication, role, rate limit and body validation."""
 
+    shape = route.error_shape
+
     async def handle(request: web.Request) -> web.StreamResponse:
         services = services_of(request)
+        if shape is not Shape.ATOM:
+            request[SHAPE] = shape
         if route.role is not None:
             principal = await authenticate(request, services, session_token=route.websocket)
             require(principal, route.role)

@@ -20,7 +20,8 @@ from .budget import BudgetBook, BudgetExceeded, Reservation
 from .calls import CallFailed, CallResult, ModelCaller
 from .catalog import ModelSpec
 from .cost import PromptSize, Settlement, call_reservation, output_bound, prompt_bound, settle
-from .providers import CallParams, Delta
+from .parameters import asked, refused, without
+from .providers import CallParams, Delta, ToolCallDelta
 from .request import Attempt, Publish, RequestContext, TokenSink
 
 
@@ -63,6 +64,11 @@ class BudgetedCaller:
         that does not fit, CallFailed (settled) for a call that got no answer."""
         spec = self._specs[model]
         params = params or ctx.req.params
+        if ctx.req.drop_params:
+            dropped = refused(spec.provider, asked(params))
+            if dropped:
+                params = without(params, dropped)
+                ctx.dropped[model] = dropped
         prompt = prompt or ctx.prompt
         # ATOM always sends max_tokens: the answer's cost is then bounded by what it reserves.
         max_tokens = output_bound(spec, params.max_tokens)
@@ -85,6 +91,22 @@ class BudgetedCaller:
                 ctx.delivered = member is None
             if publish is not None and (listening is None or listening(topic)):
                 payload = {"member": label, "text": delta.text, "ms": round(elapsed, 3)}
+                publish(topic, payload, ctx.tenancy)
+
+        def on_tool_piece(piece: ToolCallDelta, _ms: float) -> None:
+            nonlocal streamed
+            streamed += piece.token_bound
+            elapsed = (time.perf_counter() - ctx.started) * 1000
+            if ctx.on_tool_call is not None:
+                ctx.on_tool_call(label, piece, elapsed)
+                ctx.delivered = member is None
+            if publish is not None and (listening is None or listening(topic)):
+                payload = {
+                    "member": label,
+                    "text": "",
+                    "tool_call": piece.to_openai(),
+                    "ms": round(elapsed, 3),
+                }
                 publish(topic, payload, ctx.tenancy)
 
         def broken_off() -> Settlement:
@@ -111,6 +133,7 @@ class BudgetedCaller:
                 # calls upstream: the money is on the record before it can be spent. In a
                 # limited scope, under the reservation's guard: other nodes cannot race it.
                 log=ctx.log,
+                on_tool_call=on_tool_piece if params.tools else None,
                 guard=reservation.guard,
             )
         except GuardRefused:

@@ -25,7 +25,7 @@ CACHE_TTL_S: Final = 3600.0
 def request_params(ctx: RequestContext) -> dict[str, Any]:
     """The request's parameters as the log records them."""
     p = ctx.req.params
-    return {
+    params: dict[str, Any] = {
         "max_tokens": p.max_tokens,
         "temperature": p.temperature,
         "top_p": p.top_p,
@@ -34,6 +34,20 @@ def request_params(ctx: RequestContext) -> dict[str, Any]:
         "logprobs": p.logprobs,
         "response_format": dict(p.response_format) if p.response_format else None,
     }
+    # Parameters added since are recorded only when set: the other requests' records (and
+    # cache keys) are as they were before them.
+    for name in ("top_k", "top_logprobs", "presence_penalty", "frequency_penalty", "user"):
+        if (value := getattr(p, name)) is not None:
+            params[name] = value
+    if p.logit_bias:
+        params["logit_bias"] = dict(p.logit_bias)
+    if p.tools:
+        params["tools"] = [tool.to_openai() for tool in p.tools]
+    if p.tool_choice is not None:
+        params["tool_choice"] = p.tool_choice.to_openai()
+    if p.parallel_tool_calls is not None:
+        params["parallel_tool_calls"] = p.parallel_tool_calls
+    return params
 
 
 class AnswerCache:

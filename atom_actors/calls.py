@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,7 +29,7 @@ from eventstore import (
 from . import bridge
 from ._threads import stream_blocking
 from .catalog import ModelSpec
-from .cost import Settlement, output_bound, prompt_bound, prompt_size, settle
+from .cost import PromptSize, Settlement, output_bound, prompt_bound, prompt_size, settle
 from .directory import Directory
 from .events import (
     ModelCallCompleted,
@@ -44,11 +44,15 @@ from .providers import (
     BlockingProvider,
     CallParams,
     Delta,
+    Deltas,
     ErrorKind,
     Event,
     Finish,
     Message,
     ProviderError,
+    ToolCall,
+    ToolCallDelta,
+    assemble_tool_calls,
 )
 
 FLUSH_TOKENS = 32
@@ -57,6 +61,14 @@ FLUSH_SECONDS = 0.05
 
 DeltaSink = Callable[[Delta, float], None]
 """Called with every delta and its offset in ms from the call's start, as it arrives."""
+ToolCallSink = Callable[[ToolCallDelta, float], None]
+"""Called with every piece of a tool call and its offset in ms from the call's start."""
+
+
+def call_prompt_size(messages: Sequence[Message], params: CallParams) -> PromptSize:
+    """The sizes of a call's prompt: its messages, response format and tool definitions."""
+    tools = [tool.to_openai() for tool in params.tools]
+    return prompt_size(messages, params.response_format, tools)
 
 
 class CallFailed(Exception):
@@ -92,6 +104,11 @@ class CallResult:
     ttft_ms: float | None
     tokens_per_s: float | None
     mean_logprob: float | None
+    tool_calls: tuple[ToolCall, ...] = ()
+    # The client's stop sequence that ended the answer, when the provider says which.
+    stop_sequence: str | None = None
+    # Every token with its log-probability (OpenAI's shape), when the call asked for them.
+    logprobs: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def prompt_tokens(self) -> int:
@@ -160,6 +177,7 @@ class ModelCaller:
         on_delta: DeltaSink | None = None,
         metadata: dict[str, Any] | None = None,
         log: BufferedStream | None = None,
+        on_tool_call: ToolCallSink | None = None,
         guard: Guard | None = None,
     ) -> CallResult:
         """Call `model` once; raises CallFailed (after logging it) when there is no answer.
@@ -193,7 +211,7 @@ class ModelCaller:
         if log is None:
             log = BufferedStream(self._store, request_stream(request_id))
         call = _Call(log, owned, ref, gate, ticket, request_id, attempt, metadata or {})
-        return await call.run(messages, params, on_delta, guard)
+        return await call.run(messages, params, on_delta, on_tool_call, guard)
 
 
 async def _ask_admission(ref: pykka.ActorRef[Any], call_id: str) -> Ticket:
@@ -236,6 +254,7 @@ class _Call:
         messages: Sequence[Message],
         params: CallParams,
         on_delta: DeltaSink | None,
+        on_tool_call: ToolCallSink | None = None,
         guard: Guard | None = None,
     ) -> CallResult:
         loop = asyncio.get_running_loop()
@@ -267,6 +286,8 @@ class _Call:
         self.got_first = asyncio.Event()
         self.count = 0
         self.streamed_tokens = 0
+        self.on_tool_call = on_tool_call
+        self.tool_pieces: list[ToolCallDelta] = []
         error: ProviderError | None = None
         try:
             if self.owned:
@@ -300,7 +321,8 @@ class _Call:
         finally:
             active = False
         if error is None:
-            return await self._completed(text, finish, messages, params)
+            tool_calls = assemble_tool_calls(self.tool_pieces) if self.tool_pieces else ()
+            return await self._completed(text, tool_calls, finish, messages, params)
         await self._failed(error)
         raise CallFailed(
             self.spec.name,
@@ -357,15 +379,22 @@ class _Call:
         finish: Finish | None = None
         t0, tokens = self.t0, self.tokens
         async for item in source:
-            if isinstance(item, Finish):
+            # Text first: a call without tools never reaches the other branches but at its end.
+            if isinstance(item, Delta):
+                deltas: tuple[Delta, ...] = (item,)
+            elif isinstance(item, Deltas):
+                deltas = item.items
+            elif isinstance(item, Finish):
                 finish = item
+                continue
+            else:
+                self._tool_piece(item, (time.perf_counter() - t0) * 1000)
                 continue
             now_ms = (time.perf_counter() - t0) * 1000
             if self.first is None:
                 self.first = now_ms
                 self.got_first.set()
             # Deltas that arrived together share their time of arrival.
-            deltas = (item,) if isinstance(item, Delta) else item.items
             parts.extend([delta.text for delta in deltas])
             self.count += len(deltas)
             self.streamed_tokens += sum([delta.token_bound for delta in deltas])
@@ -377,8 +406,24 @@ class _Call:
             raise ProviderError(ErrorKind.UPSTREAM_ERROR, "the stream ended without a finish")
         return "".join(parts), finish
 
+    def _tool_piece(self, piece: ToolCallDelta, now_ms: float) -> None:
+        """A piece of a tool call: output like text (its first token, its bound), not text."""
+        if self.first is None:
+            self.first = now_ms
+            self.got_first.set()
+        self.tool_pieces.append(piece)
+        self.count += 1
+        self.streamed_tokens += piece.token_bound
+        if self.on_tool_call is not None:
+            self.on_tool_call(piece, now_ms)
+
     async def _completed(
-        self, text: str, finish: Finish, messages: Sequence[Message], params: CallParams
+        self,
+        text: str,
+        tool_calls: tuple[ToolCall, ...],
+        finish: Finish,
+        messages: Sequence[Message],
+        params: CallParams,
     ) -> CallResult:
         latency_ms = (time.perf_counter() - self.t0) * 1000
         spec, usage = self.spec, finish.usage
@@ -389,7 +434,7 @@ class _Call:
             # Counted only when the provider reported no usage.
             prompt_tokens_bound=0
             if usage is not None
-            else prompt_bound(spec, prompt_size(messages, params.response_format)),
+            else prompt_bound(spec, call_prompt_size(messages, params)),
             streamed_tokens=self.streamed_tokens,
             max_tokens=output_bound(spec, params.max_tokens),
         )
@@ -410,6 +455,9 @@ class _Call:
             ttft_ms=first,
             tokens_per_s=tokens_per_s,
             mean_logprob=finish.mean_logprob,
+            tool_calls=tool_calls,
+            stop_sequence=finish.raw.get("stop_sequence"),
+            logprobs=finish.logprobs,
         )
         completed = ModelCallCompleted(
             request_id=self.request_id,
@@ -426,6 +474,7 @@ class _Call:
             text=text,
             mean_logprob=result.mean_logprob,
             rule=settlement.rule.value,
+            tool_calls=[call.to_openai() for call in tool_calls] if tool_calls else None,
         )
         self._release(Outcome.OK)
         await self._record(completed)

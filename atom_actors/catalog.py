@@ -16,6 +16,8 @@ CAPABILITIES = frozenset(
         "reasoning",
         "multimodal",
         "streaming",
+        # Takes tool definitions and answers with tool calls (OpenAI's `tools`).
+        "tools",
     }
 )
 
@@ -75,7 +77,8 @@ def unavailable_reason(spec: ModelSpec, env: Mapping[str, str] | None = None) ->
     return missing_file(spec)
 
 
-_TEXT = frozenset({"text_generation", "summarization", "translation", "streaming"})
+# The local model calls tools through a grammar built from their schemas (see llamacpp.py).
+_TEXT = frozenset({"text_generation", "summarization", "translation", "streaming", "tools"})
 
 
 def default_catalog(local_model_path: str | None = None) -> tuple[ModelSpec, ...]:

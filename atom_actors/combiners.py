@@ -1,8 +1,10 @@
 """Ensemble combiners: the members' replies in, one answer with its agreement and confidence out.
 
-Replies are compared by their canonical answers (see answers.AnswerFormat). A member that
-failed, missed the deadline or gave no answer of the expected kind is left out with a reason.
-Ties are settled by content, never by position, so the result is the same in any member order.
+Replies are compared by their canonical answers (see answers.AnswerFormat); a reply that calls
+tools is compared by its calls instead: the same functions with equal canonical arguments, in
+any order, are one answer, and any other reply a different one. A member that failed, missed
+the deadline or gave no answer of the expected kind is left out with a reason. Ties are
+settled by content, never by position, so the result is the same in any member order.
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+import orjson
 
 from atom_actors.answers import FREE_TEXT, AnswerFormat, AnswerKind
 from atom_actors.snapshot import EnsembleMethod
+
+TOOL_CALLS_KEY: Final = "tool_calls:"
+"""How the canonical answer of a reply that calls tools begins (no extracted answer can)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +33,8 @@ class MemberAnswer:
     quality: float
     mean_logprob: float | None = None
     error: str | None = None
+    # The tools it calls, as (name, arguments in canonical JSON) pairs.
+    tool_calls: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.quality <= 1.0:
@@ -99,12 +108,27 @@ def _ballot(
         if reply.error is not None:
             left_out.append(LeftOut(reply.member, f"failed: {reply.error}"))
             continue
-        key = fmt.extract(reply.text)
+        key = answer_key(reply, fmt)
         if key is None:
             left_out.append(LeftOut(reply.member, fmt.describe_missing()))
         else:
             votes.append(_Vote(reply, key))
     return votes, tuple(sorted(left_out, key=lambda o: o.member))
+
+
+def answer_key(reply: MemberAnswer, fmt: AnswerFormat) -> str | None:
+    """A reply's canonical answer: its tool calls in canonical order when it makes any, else
+    what `fmt` extracts from its text."""
+    if reply.tool_calls:
+        return TOOL_CALLS_KEY + orjson.dumps(sorted(reply.tool_calls)).decode()
+    return fmt.extract(reply.text)
+
+
+def similarity(fmt: AnswerFormat, a: str, b: str) -> float:
+    """How alike two canonical answers are: tool calls are equal or not, text as `fmt` says."""
+    if a.startswith(TOOL_CALLS_KEY) or b.startswith(TOOL_CALLS_KEY):
+        return 1.0 if a == b else 0.0
+    return fmt.similarity(a, b)
 
 
 def _best(votes: Sequence[_Vote], weights: Mapping[str, float]) -> _Vote:
@@ -164,7 +188,7 @@ def _agreement(vote: _Vote, votes: Sequence[_Vote], fmt: AnswerFormat) -> float:
     others = [other for other in votes if other is not vote]
     if not others:
         return 1.0
-    return math.fsum(fmt.similarity(vote.key, other.key) for other in others) / len(others)
+    return math.fsum(similarity(fmt, vote.key, other.key) for other in others) / len(others)
 
 
 def _confidence(vote: _Vote, votes: Sequence[_Vote], fmt: AnswerFormat) -> float:
@@ -196,10 +220,11 @@ def weighted_average(
     if not votes:
         return _empty(method, left_out)
     weights = {vote.member: vote.reply.quality for vote in votes}
-    total = math.fsum(weights.values())
+    numbers = [v for v in votes if not v.key.startswith(TOOL_CALLS_KEY)]
+    total = math.fsum(weights[v.member] for v in numbers)
     mean = None
     if fmt.kind is AnswerKind.NUMBER and total > 0:
-        mean = math.fsum(weights[v.member] * float(v.key) for v in votes) / total
+        mean = math.fsum(weights[v.member] * float(v.key) for v in numbers) / total
     return _result(method, votes, left_out, weights, _vote(votes, weights), mean)
 
 

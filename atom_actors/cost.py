@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Final
@@ -40,6 +40,10 @@ BOUND_PRIMING_TOKENS: Final = 8
 # counts 2,833 + 5,667 a tile).
 IMAGE_TOKENS: Final = {"openai": 1_445, "anthropic": 1_600}
 DEFAULT_IMAGE_TOKENS: Final = 1_600
+# What offering tools adds to a prompt beyond their definitions: Anthropic documents a tool-use
+# system prompt of up to 530 tokens (Claude 3 Opus, tool_choice auto); OpenAI's rendering of
+# the definitions adds a namespace header of a few dozen. The bound allows 1,024.
+BOUND_TOOL_USE_TOKENS: Final = 1_024
 
 
 def estimate_tokens(text: str) -> int:
@@ -67,15 +71,22 @@ class PromptSize:
 
 
 def prompt_size(
-    messages: Iterable[Mapping[str, Any]], schema: Mapping[str, Any] | None = None
+    messages: Iterable[Mapping[str, Any]],
+    schema: Mapping[str, Any] | None = None,
+    tools: Sequence[Mapping[str, Any]] = (),
 ) -> PromptSize:
-    """The sizes of a chat prompt; a response format's schema is part of what is billed."""
+    """The sizes of a chat prompt; a response format's schema and the tools offered (their
+    definitions, as OpenAI's `tools` items) are part of what is billed."""
     estimate, bound, images = REPLY_PRIMING_TOKENS, BOUND_PRIMING_TOKENS, 0
     for message in messages:
         content = message.get("content")
         text = _text_of(content)
         name = message.get("name")
         named = name if isinstance(name, str) else ""
+        # An assistant's tool calls and a tool result's call id are prompt text as well.
+        calls = message.get("tool_calls")
+        if calls or "tool_call_id" in message:
+            text += _tool_text(calls, message.get("tool_call_id"))
         estimate += MESSAGE_OVERHEAD_TOKENS + estimate_tokens(text)
         bound += BOUND_MESSAGE_TOKENS + _utf8_length(text) + _utf8_length(named)
         if isinstance(content, list):
@@ -88,7 +99,25 @@ def prompt_size(
         encoded = orjson.dumps(schema)
         estimate += estimate_tokens(encoded.decode())
         bound += len(encoded)
+    if tools:
+        encoded = orjson.dumps(list(tools))
+        estimate += estimate_tokens(encoded.decode())
+        bound += len(encoded) + BOUND_TOOL_USE_TOKENS
     return PromptSize(estimate, bound, images)
+
+
+def _tool_text(calls: object, call_id: object) -> str:
+    """The text of a message's tool calls (ids, names, arguments) or of its tool_call_id."""
+    texts = [call_id] if isinstance(call_id, str) else []
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(function, Mapping):
+            texts.extend(
+                value
+                for value in (call.get("id"), function.get("name"), function.get("arguments"))
+                if isinstance(value, str)
+            )
+    return "".join(texts)
 
 
 def _utf8_length(text: str) -> int:

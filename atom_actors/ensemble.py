@@ -13,7 +13,7 @@ from typing import Any
 from .best_of import BestOfScorer, Scores
 from .budgeted import BudgetedCaller
 from .calls import CallResult
-from .combiners import EnsembleResult, MemberAnswer, Score, combine
+from .combiners import TOOL_CALLS_KEY, EnsembleResult, MemberAnswer, Score, answer_key, combine
 from .events import EnsembleCombined
 from .request import GatewayError, RequestContext, TokenSink, in_time
 from .scoring import record_agreement
@@ -62,7 +62,12 @@ async def answer_ensemble(
         quality = quality_of(model)
         if isinstance(outcome, CallResult):
             results[label] = outcome
-            answers.append(MemberAnswer(label, model, outcome.text, quality, outcome.mean_logprob))
+            made = tuple(call.canonical() for call in outcome.tool_calls)
+            answers.append(
+                MemberAnswer(
+                    label, model, outcome.text, quality, outcome.mean_logprob, tool_calls=made
+                )
+            )
         elif isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
             raise outcome
         else:
@@ -71,7 +76,7 @@ async def answer_ensemble(
     scores = None
     if plan.method is EnsembleMethod.BEST_OF_N and best_of is not None:
         voters = [(a, results[a.member]) for a in answers if a.member in results]
-        voters = [(a, r) for a, r in voters if fmt.extract(a.text) is not None]
+        voters = [(a, r) for a, r in voters if answer_key(a, fmt) is not None]
         scores = await best_of.score(ctx, voters) if voters else None
     combined = combine(plan.method, answers, fmt, _score_of(scores))
     members = tuple(_member_row(a, combined, results) for a in answers)
@@ -90,8 +95,16 @@ async def answer_ensemble(
     if combined.chosen is None or combined.answer is None:
         tried = [f"{a.member}: {a.error}" for a in answers]
         raise GatewayError(502, "upstream_failed", "no ensemble member answered", tried=tried)
-    for call in results.values():
-        record_agreement(ctx, call, combined.answer)
+    for answer in answers:
+        call = results.get(answer.member)
+        if call is None:
+            continue
+        if combined.normalized is not None and combined.normalized.startswith(TOOL_CALLS_KEY):
+            # Calls agree or not: the same functions with equal arguments, or anything else.
+            agreed = answer_key(answer, fmt) == combined.normalized
+            record_agreement(ctx, call, combined.answer, score=1.0 if agreed else 0.0)
+        else:
+            record_agreement(ctx, call, combined.answer)
     judged = scores is not None and scores.scorer == "judge"
     return EnsembleAnswer(plan.method, results[combined.chosen], result, members, judged)
 
@@ -113,6 +126,7 @@ def _member_row(
         "model": answer.model,
         "text": answer.text,
         "error": answer.error,
+        "tool_calls": [call.to_openai() for call in result.tool_calls] if result else [],
         "weight": combined.weights.get(answer.member),
         "cost_pico": result.cost_pico if result is not None else 0,
     }

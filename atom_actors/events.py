@@ -119,6 +119,8 @@ class ModelCallCompleted(DomainEvent):
     # How its cost was set (cost.SettleRule): "usage", as the provider reported it, or
     # "counted", the prompt's bound and the tokens streamed, for a provider that reports none.
     rule: str = "usage"
+    # The tools the answer calls, in OpenAI's shape ({"id", "type", "function"}); None: none.
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,6 +162,10 @@ class RequestCompleted(DomainEvent):
     cache_key: str | None = None
     tenant: str | None = None
     capability: str | None = None
+    # The tools the answer calls, in OpenAI's shape ({"id", "type", "function"}); None: none.
+    tool_calls: list[dict[str, Any]] | None = None
+    # The parameters left out for the model that answered, the request allowing it.
+    dropped_params: list[str] | None = None
     # A cascade's rungs climbed above its first.
     escalations: int = 0
 

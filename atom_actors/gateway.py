@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, Final
 
 from eventstore import BufferedStream, EventStore, LiveProjections, StoreClosed, new_event_id
@@ -26,10 +25,10 @@ from .best_of import BestOfScorer
 from .budget import RESERVATION_TTL_S, BudgetBook
 from .budgeted import BudgetedCaller
 from .cache import AnswerCache, request_params
-from .calls import CallResult
+from .calls import CallResult, call_prompt_size
 from .cascading import CascadeAnswer, answer_cascade
 from .catalog import ModelSpec, unavailable_reason
-from .cost import cost_pico, prompt_size, to_usd
+from .cost import cost_pico, to_usd
 from .ensemble import EnsembleAnswer, answer_ensemble
 from .events import (
     BudgetRejected,
@@ -41,10 +40,20 @@ from .events import (
     request_stream,
 )
 from .fallback import answer_single
+from .parameters import asked, field, refused, why
 from .principal import Principal
 from .projections import percentile
+from .providers import ToolCall, tool_call_deltas
 from .quality import Evidence, learned_quality
-from .request import GatewayError, ProcessRequest, ProcessResult, Publish, RequestContext, TokenSink
+from .request import (
+    GatewayError,
+    ProcessRequest,
+    ProcessResult,
+    Publish,
+    RequestContext,
+    TokenSink,
+    ToolCallEvents,
+)
 from .scoring import Judge, feedback, record_reference
 from .snapshot import (
     CascadeSpec,
@@ -173,13 +182,17 @@ class Gateway:
         principal: Principal,
         on_token: TokenSink | None = None,
         request_id: str | None = None,
+        on_tool_call: ToolCallEvents | None = None,
     ) -> ProcessResult:
-        """Answer one request; raises GatewayError (after recording it) when there is none."""
+        """Answer one request; raises GatewayError (after recording it) when there is none.
+
+        `on_token` hears every piece of text as it streams, `on_tool_call` every piece of a
+        tool call."""
         if req.model is not None and req.model not in self.actors.specs:
             raise GatewayError(404, "unknown_model", f"no model named {req.model!r}", field="model")
-        size = prompt_size(req.messages, req.params.response_format)
-        if size.images:
-            req = self._for_images(req)
+        size = call_prompt_size(req.messages, req.params)
+        needs = self._needs(req, size.images > 0)
+        parameters = self._parameters(req)
         request_id = request_id or new_event_id()
         ctx = RequestContext(
             request_id=request_id,
@@ -193,6 +206,9 @@ class Gateway:
                 "tenancy": principal.tenancy,
                 "actor": "gateway",
             },
+            on_tool_call=on_tool_call,
+            needs=needs,
+            parameters=parameters,
         )
         ctx.record(
             RequestReceived(
@@ -304,21 +320,43 @@ class Gateway:
         result = await answer_single(self.calls, ctx, decision, on_token)
         return await self._complete(ctx, decision, result, key)
 
-    def _for_images(self, req: ProcessRequest) -> ProcessRequest:
-        """Images go only to multimodal models: refused at once for another named model."""
-        blind = frozenset(
-            name
-            for name, spec in self.actors.specs.items()
-            if "multimodal" not in spec.capabilities
-        )
-        if req.model is not None and req.model in blind:
-            raise GatewayError(
-                400,
-                "bad_request",
-                f"model {req.model!r} does not take images (it lacks the multimodal capability)",
-                field="messages",
-            )
-        return replace(req, deny=req.deny | blind)
+    def _needs(self, req: ProcessRequest, images: bool) -> frozenset[str]:
+        """What the request's content needs of a model: images go only to multimodal models,
+        tool definitions to models with the tools capability. A named model that lacks one is
+        refused at once."""
+        needs = []
+        if images:
+            needs.append(("multimodal", "images", "messages"))
+        if req.params.tools:
+            needs.append(("tools", "tools", "tools"))
+        if req.model is not None:
+            spec = self.actors.specs[req.model]
+            for capability, what, field in needs:
+                if capability not in spec.capabilities:
+                    raise GatewayError(
+                        400,
+                        "bad_request",
+                        f"model {req.model!r} does not take {what} "
+                        f"(it lacks the {capability} capability)",
+                        field=field,
+                    )
+        return frozenset(capability for capability, _, _ in needs)
+
+    def _parameters(self, req: ProcessRequest) -> frozenset[str]:
+        """The parameters the request sets that some provider refuses; a named model whose
+        provider refuses one is refused at once, naming it, unless they may be dropped."""
+        names = asked(req.params)
+        if names and req.model is not None and not req.drop_params:
+            provider = self.actors.specs[req.model].provider
+            if no := refused(provider, names):
+                raise GatewayError(
+                    400,
+                    "bad_request",
+                    f"model {req.model!r} cannot honour {field(no[0])}: {why(provider, no[0])}; "
+                    'leave it out, or allow dropping it with "atom": {"drop_params": true}',
+                    field=field(no[0]),
+                )
+        return names
 
     def _route_request(self, ctx: RequestContext) -> RouteRequest:
         req = ctx.req
@@ -340,6 +378,8 @@ class Gateway:
             max_cost_usd=req.max_cost_usd,
             deadline_ms=req.deadline_ms,
             ensemble=req.ensemble or EnsembleSpec(),
+            needs=ctx.needs,
+            parameters=frozenset() if req.drop_params else ctx.parameters,
             cascade=req.cascade or CascadeSpec(),
         )
 
@@ -390,6 +430,8 @@ class Gateway:
             cache_key=cache_key,
             tenant=ctx.principal.tenant,
             capability=req.capability,
+            tool_calls=_openai_calls(result.tool_calls),
+            dropped_params=list(dropped) if (dropped := ctx.dropped.get(result.model)) else None,
             escalations=cascade.escalations if cascade else 0,
         )
         position = await self._finish(ctx, completed)
@@ -411,6 +453,10 @@ class Gateway:
             ensemble=ensemble.combined if ensemble else None,
             members=ensemble.members if ensemble else (),
             cascade=cascade.steps if cascade else (),
+            tool_calls=result.tool_calls,
+            stop_sequence=result.stop_sequence,
+            dropped_params=ctx.dropped.get(result.model, ()),
+            logprobs=result.logprobs,
         )
 
     def _baseline(
@@ -465,6 +511,10 @@ class Gateway:
         self, ctx: RequestContext, key: str, hit: dict[str, Any], on_token: TokenSink | None
     ) -> ProcessResult:
         self.cache.replay(ctx, key, hit, on_token, self.publish)
+        tool_calls = tuple(ToolCall.from_openai(call) for call in hit.get("tool_calls") or ())
+        if tool_calls and ctx.on_tool_call is not None:
+            for piece in tool_call_deltas(tool_calls):
+                ctx.on_tool_call(hit["model"], piece, ctx.elapsed_ms())
         latency_ms = ctx.elapsed_ms()
         strategy = None if ctx.req.model else ctx.req.strategy.value
         completed = RequestCompleted(
@@ -482,10 +532,11 @@ class Gateway:
             cache_key=key,
             tenant=ctx.principal.tenant,
             capability=ctx.req.capability,
+            tool_calls=hit.get("tool_calls"),
         )
         position = await self._finish(ctx, completed)
         route = {"strategy": "cache", "chosen": hit["model"], "source": hit["request_id"]}
-        return _result(completed, position, route)
+        return _result(completed, position, route, tool_calls=tool_calls)
 
     # Around requests.
 
@@ -500,6 +551,10 @@ class Gateway:
         if self.judge is not None:
             await self.judge.drain()
         await self.acceptance.drain()
+
+
+def _openai_calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]] | None:
+    return [call.to_openai() for call in calls] if calls else None
 
 
 def _result(

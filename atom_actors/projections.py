@@ -261,7 +261,7 @@ class Cache:
     """Answers of deterministic requests by cache key (tenant-scoped), newest kept."""
 
     name = "cache"
-    version = 1
+    version = 2
     # The event types the fold reads; the live runner skips the others.
     types = frozenset({"RequestCompleted"})
 
@@ -284,6 +284,7 @@ class Cache:
             "prompt_tokens": data["prompt_tokens"],
             "completion_tokens": data["completion_tokens"],
             "finish_reason": data.get("finish_reason", "stop"),
+            "tool_calls": data.get("tool_calls"),
             "recorded_at": event.recorded_at,
         }
         if len(entries) > CACHE_ENTRIES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -15,13 +15,16 @@ from .cascade import Acceptance
 from .cost import PromptSize, Settlement, to_usd
 from .events import DomainEvent
 from .principal import Principal
-from .providers import CallParams
+from .providers import CallParams, ToolCall, ToolCallDelta
 from .snapshot import CascadeSpec, EnsembleSpec, Strategy
 
 Publish = Callable[[str, dict[str, Any], str], object]
 """publish(topic, payload, tenancy): live news of a request, for those who may see it."""
 TokenSink = Callable[[str, str, float], None]
 """Called with (member or model, text, ms since the request started) for every delta."""
+ToolCallEvents = Callable[[str, ToolCallDelta, float], None]
+"""Called with (member or model, a piece of a tool call, ms since the request started)."""
+
 DEADLINE_MARGIN_S: Final = 0.05
 """Calls made together (an ensemble's members, a cascade's rung, the judge's grades) stop being
 waited for this long before the request's deadline."""
@@ -52,6 +55,8 @@ class ProcessRequest:
     use_cache: bool = True
     endpoint: str = "process"
     stream: bool = False
+    # Leave out the parameters a model's provider cannot honour, instead of refusing it.
+    drop_params: bool = False
 
     @property
     def cascades(self) -> bool:
@@ -120,6 +125,12 @@ class ProcessResult:
     latency_ms: float
     finish_reason: str
     route: dict[str, Any]
+    tool_calls: tuple[ToolCall, ...] = ()
+    stop_sequence: str | None = None
+    # The parameters left out for the model that answered (the request allowed it).
+    dropped_params: tuple[str, ...] = ()
+    # Every token with its log-probability (OpenAI's shape), when the request asked for them.
+    logprobs: tuple[Mapping[str, Any], ...] = ()
     attempts: tuple[Attempt, ...] = ()
     cached: bool = False
     ensemble: dict[str, Any] | None = None
@@ -189,6 +200,14 @@ class RequestContext:
     spend: Spend = field(default_factory=Spend)
     # Tokens of an answer went out to a streaming client: that answer can no longer be retried.
     delivered: bool = False
+    # Where the pieces of the tool calls the answer makes go as they stream, if anywhere.
+    on_tool_call: ToolCallEvents | None = None
+    # Capabilities its content needs of a model (see Gateway._needs).
+    needs: frozenset[str] = frozenset()
+    # The parameters it sets that some provider refuses (parameters.asked), and those each
+    # model's call left out, when the request allows dropping them.
+    parameters: frozenset[str] = frozenset()
+    dropped: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def tenancy(self) -> str:

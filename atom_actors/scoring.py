@@ -66,10 +66,15 @@ def record_reference(ctx: RequestContext, result: CallResult) -> None:
     ctx.record(_call_score(ctx, result, scorer.id, scorer.version, score))
 
 
-def record_agreement(ctx: RequestContext, result: CallResult, consensus: str) -> None:
-    """Score an ensemble member's answer by its agreement with the combined one."""
+def record_agreement(
+    ctx: RequestContext, result: CallResult, consensus: str, score: float | None = None
+) -> None:
+    """Score an ensemble member's answer by its agreement with the combined one; `score` when
+    it is known already (tool calls agree or not)."""
     scorer = AgreementScorer()
-    score = scorer.score(ScoreInput(result.text, fmt=ctx.req.answer_format, consensus=consensus))
+    if score is None:
+        subject = ScoreInput(result.text, fmt=ctx.req.answer_format, consensus=consensus)
+        score = scorer.score(subject)
     ctx.record(_call_score(ctx, result, scorer.id, scorer.version, round(score, 6)))
 
 

@@ -90,6 +90,12 @@ class RouteRequest:
     deadline_ms: float | None = None
     ensemble: EnsembleSpec = EnsembleSpec()
     cascade: CascadeSpec = CascadeSpec()
+    # Capabilities the request's content needs beside `capability`: "multimodal" for images,
+    # "tools" for tool definitions.
+    needs: frozenset[str] = frozenset()
+    # Parameters it sets that some provider refuses (see parameters.py): models of those
+    # providers are left out.
+    parameters: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.prompt.estimate < 0 or self.prompt.bound < 0 or self.prompt.images < 0:

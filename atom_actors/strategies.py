@@ -13,6 +13,7 @@ from typing import Final
 
 from atom_actors.catalog import ModelSpec
 from atom_actors.cost import call_reservation, format_usd, from_usd, output_bound, to_usd
+from atom_actors.parameters import refused
 from atom_actors.quality import Evidence, estimate, learned_quality
 from atom_actors.snapshot import (
     Candidate,
@@ -159,6 +160,10 @@ def exclusion_reason(spec: ModelSpec, snapshot: RouteSnapshot, request: RouteReq
         return f"unavailable: {snapshot.unavailable[name]}"
     if request.capability not in spec.capabilities:
         return f"capability: lacks {request.capability}"
+    if request.needs and not request.needs <= spec.capabilities:
+        return f"capability: lacks {', '.join(sorted(request.needs - spec.capabilities))}"
+    if request.parameters and (names := refused(spec.provider, request.parameters)):
+        return f"parameter: {', '.join(names)} not supported by {spec.provider}"
     needed = request.prompt.estimate + output_bound(spec, request.max_tokens)
     if needed > spec.context_window:
         return f"context: needs {needed} > {spec.context_window}"

@@ -43,6 +43,10 @@ def _quote(text: str, limit: int | None = None) -> str:
     return orjson.dumps(text).decode()
 
 
+def _excerpt(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _short(identifier: str) -> str:
     # Ids are time-ordered (UUID version 7): those made together share their first digits,
     # and differ in their last.
@@ -63,6 +67,16 @@ def _received(d: dict[str, Any], _: Trace) -> list[str]:
     asked = [m.get("content") for m in d.get("messages", []) if m.get("role") == "user"]
     if asked and isinstance(asked[-1], str):
         lines.append(f"  asked {_quote(asked[-1], _EXCERPT)}")
+    params = d.get("params") or {}
+    if params.get("tools"):
+        names = ", ".join(t["function"]["name"] for t in params["tools"])
+        choice = params.get("tool_choice") or "auto"
+        if isinstance(choice, dict):
+            choice = f"only {choice['function']['name']}"
+        lines.append(f"  offered tools {names} (tool_choice {choice})")
+    results = [m for m in d.get("messages", []) if m.get("role") == "tool"]
+    if results:
+        lines.append(f"  with {_count(len(results), 'tool result')}")
     if d.get("expected") is not None:
         lines.append(f"  expects {_quote(d['expected'])} ({d.get('answer_format', 'text')})")
     return lines
@@ -165,7 +179,21 @@ def _completed_call(d: dict[str, Any], trace: Trace) -> list[str]:
         f"{d['prompt_tokens']} + {d['completion_tokens']} tokens, {_usd(d['cost_usd'])}, "
         f"{d['finish_reason']} (call {_short(d['call_id'])})",
         *_token_lines(d["call_id"], trace),
-        f"  said {_quote(d['text'], _EXCERPT)}",
+        *(
+            [f"  said {_quote(d['text'], _EXCERPT)}"]
+            if d["text"] or not d.get("tool_calls")
+            else []
+        ),
+        *_call_lines(d.get("tool_calls")),
+    ]
+
+
+def _call_lines(calls: list[dict[str, Any]] | None) -> list[str]:
+    """The tools an answer calls: `called name(arguments)`, one line each."""
+    return [
+        f"  called {c['function']['name']}({_excerpt(c['function']['arguments'], _EXCERPT)}) "
+        f"(id {c['id']})"
+        for c in calls or ()
     ]
 
 
@@ -232,7 +260,8 @@ def _completed(d: dict[str, Any], _: Trace) -> list[str]:
     return [
         f"completed by {d['model']} in {d['latency_ms']:.1f} ms: {_usd(d['cost_usd'])}, "
         f"{d['prompt_tokens']} + {d['completion_tokens']} tokens, {how}",
-        f"  answer {_quote(d['text'])}",
+        *([f"  answer {_quote(d['text'])}"] if d["text"] or not d.get("tool_calls") else []),
+        *_call_lines(d.get("tool_calls")),
     ]
 
 

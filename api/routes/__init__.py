@@ -7,6 +7,7 @@ from typing import Final
 from ..routing import Route
 from . import (
     admin,
+    anthropic_compat,
     console,
     health,
     insights,
@@ -30,6 +31,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     *requests.ROUTES,
     *log.ROUTES,
     *openai_compat.ROUTES,
+    *anthropic_compat.ROUTES,
     *session.ROUTES,
     *streaming.ROUTES,
     *meta.ROUTES,

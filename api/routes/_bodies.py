@@ -8,7 +8,7 @@ from typing import Any, Final
 from atom_actors.answers import AnswerFormat, AnswerKind
 from atom_actors.cascade import DEFAULT_THRESHOLD, Acceptance, schema_error
 from atom_actors.catalog import CAPABILITIES
-from atom_actors.providers import CallParams
+from atom_actors.providers import CallParams, Tool, ToolChoice
 from atom_actors.request import ProcessRequest
 from atom_actors.snapshot import CascadeSpec, EnsembleMethod, EnsembleSpec, Strategy
 
@@ -31,24 +31,78 @@ _CONTENT_PART = {
     },
 }
 
+_TOOL_CALL = {
+    "type": "object",
+    "required": ["id", "type", "function"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1},
+        "type": {"enum": ["function"]},
+        "function": {
+            "type": "object",
+            "required": ["name", "arguments"],
+            "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}},
+        },
+    },
+}
+
 MESSAGES: Final = {
     "type": "array",
     "minItems": 1,
     "maxItems": 1000,
     "items": {
         "type": "object",
-        "required": ["role", "content"],
+        "required": ["role"],
         "properties": {
-            "role": {"enum": ["system", "user", "assistant", "developer"]},
+            "role": {"enum": ["system", "user", "assistant", "developer", "tool"]},
             "content": {
-                "type": ["string", "array"],
+                "type": ["string", "array", "null"],
                 "maxLength": 1_000_000,
                 "items": _CONTENT_PART,
             },
             "name": {"type": "string"},
+            # An assistant's calls, and the call a tool message answers.
+            "tool_calls": {"type": "array", "maxItems": 128, "items": _TOOL_CALL},
+            "tool_call_id": {"type": "string", "minLength": 1},
         },
     },
 }
+
+TOOLS: Final = {
+    "type": "array",
+    "maxItems": 128,
+    "items": {
+        "type": "object",
+        "required": ["type", "function"],
+        "properties": {
+            "type": {"enum": ["function"]},
+            "function": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "description": {"type": "string"},
+                    "parameters": {"type": "object"},
+                    "strict": {"type": ["boolean", "null"]},
+                },
+            },
+        },
+    },
+}
+
+ATOM_OPTIONS: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "drop_params": {
+            "type": "boolean",
+            "description": "leave out the parameters a model's provider cannot honour (the "
+            "answer names them) instead of refusing it; also the header X-Atom-Drop-Params: "
+            "true",
+        }
+    },
+    "description": "ATOM's own options, beside the provider's parameters",
+}
+DROP_HEADER: Final = "X-Atom-Drop-Params"
 
 PARAMS: Final[dict[str, Any]] = {
     "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
@@ -62,6 +116,23 @@ PARAMS: Final[dict[str, Any]] = {
     },
     "seed": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
     "logprobs": {"type": "boolean"},
+    "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20},
+    "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "logit_bias": {
+        "type": "object",
+        "maxProperties": 300,
+        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+    },
+    "user": {"type": "string", "maxLength": 256},
+    "atom": ATOM_OPTIONS,
+    "tools": TOOLS,
+    "tool_choice": {
+        "type": ["string", "object"],
+        "description": '"auto", "none", "required", or {"type": "function", "function": '
+        '{"name": ...}}',
+    },
+    "parallel_tool_calls": {"type": "boolean"},
     "response_format": {
         "type": "object",
         "required": ["type"],
@@ -189,10 +260,27 @@ ORCHESTRATE: Final = {
 def messages_of(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The chat messages of a body: `messages`, else `prompt` as one user message."""
     if "messages" in body:
-        return [dict(m) for m in body["messages"]]
+        messages = [dict(m) for m in body["messages"]]
+        for index, message in enumerate(messages):
+            _check_message(message, f"messages[{index}]")
+        return messages
     if "prompt" in body:
         return [{"role": "user", "content": body["prompt"]}]
     raise BadRequest("give `messages` or `prompt`", field="messages")
+
+
+def _check_message(message: Mapping[str, Any], path: str) -> None:
+    """What the schema cannot say: content is required but for an assistant's tool calls,
+    a tool message answers a call, and only an assistant calls."""
+    role = message["role"]
+    if role == "tool" and "tool_call_id" not in message:
+        raise BadRequest(f"{path}.tool_call_id: required", field=f"{path}.tool_call_id")
+    if message.get("tool_calls") and role != "assistant":
+        raise BadRequest(
+            f"{path}.tool_calls: only an assistant calls tools", field=f"{path}.tool_calls"
+        )
+    if message.get("content") is None and not (role == "assistant" and message.get("tool_calls")):
+        raise BadRequest(f"{path}.content: required", field=f"{path}.content")
 
 
 def params_of(body: Mapping[str, Any]) -> CallParams:
@@ -200,6 +288,9 @@ def params_of(body: Mapping[str, Any]) -> CallParams:
     fmt = body.get("response_format")
     if fmt is not None and fmt["type"] == "json_schema" and "json_schema" not in fmt:
         raise BadRequest("response_format.json_schema is required", field="response_format")
+    tools = tools_of(body)
+    if "top_logprobs" in body and not body.get("logprobs"):
+        raise BadRequest("top_logprobs goes with logprobs: true", field="top_logprobs")
     return CallParams(
         max_tokens=body.get("max_tokens"),
         temperature=body.get("temperature"),
@@ -207,8 +298,57 @@ def params_of(body: Mapping[str, Any]) -> CallParams:
         stop=(stop,) if isinstance(stop, str) else tuple(stop),
         seed=body.get("seed"),
         logprobs=body.get("logprobs", False),
+        top_logprobs=body.get("top_logprobs"),
+        presence_penalty=body.get("presence_penalty"),
+        frequency_penalty=body.get("frequency_penalty"),
+        logit_bias=body.get("logit_bias") or None,
+        user=body.get("user"),
         response_format=None if fmt is None or fmt["type"] == "text" else fmt,
+        tools=tools,
+        tool_choice=tool_choice_of(body, tools),
+        parallel_tool_calls=body.get("parallel_tool_calls"),
     )
+
+
+def tools_of(body: Mapping[str, Any]) -> tuple[Tool, ...]:
+    """The tools a body offers (schema-checked already), each name once."""
+    tools = tuple(Tool.from_openai(tool) for tool in body.get("tools", ()))
+    seen: set[str] = set()
+    for index, tool in enumerate(tools):
+        if tool.name in seen:
+            field = f"tools[{index}].function.name"
+            raise BadRequest(f"{field}: {tool.name!r} is offered twice", field=field)
+        seen.add(tool.name)
+    return tools
+
+
+def tool_choice_of(body: Mapping[str, Any], tools: tuple[Tool, ...]) -> ToolChoice | None:
+    if "tool_choice" not in body:
+        if "parallel_tool_calls" in body and not tools:
+            raise BadRequest(
+                "parallel_tool_calls goes with tools, and only with them",
+                field="parallel_tool_calls",
+            )
+        return None
+    try:
+        choice = ToolChoice.from_openai(body["tool_choice"])
+    except ValueError as exc:
+        raise BadRequest(f"tool_choice: {exc}", field="tool_choice") from None
+    if not tools:
+        raise BadRequest("tool_choice goes with tools, and only with them", field="tool_choice")
+    if choice.mode == "function" and choice.name not in {tool.name for tool in tools}:
+        raise BadRequest(
+            f"tool_choice: no tool named {choice.name!r} is offered", field="tool_choice"
+        )
+    return choice
+
+
+def drop_params(body: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
+    """Whether the request allows dropping what a model cannot honour: `"atom":
+    {"drop_params": true}` in its body, or the header."""
+    if body.get("atom", {}).get("drop_params"):
+        return True
+    return headers.get(DROP_HEADER, "").strip().lower() in ("1", "true", "yes")
 
 
 def answer_format_of(body: Mapping[str, Any]) -> AnswerFormat:

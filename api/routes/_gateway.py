@@ -10,7 +10,8 @@ import orjson
 from aiohttp import web
 
 from atom_actors.gateway import Gateway
-from atom_actors.request import GatewayError, ProcessResult
+from atom_actors.providers import ToolCallDelta
+from atom_actors.request import GatewayError, ProcessResult, TokenSink, ToolCallEvents
 
 from ..errors import (
     ApiError,
@@ -93,15 +94,28 @@ def error_json(error: ApiError) -> bytes:
     return error_body(error.type, error.message, error.details())
 
 
+def _flat(piece: ToolCallDelta) -> dict[str, Any]:
+    """A tool-call piece as a `tool_call` event's fields: index, id and name when it has them,
+    arguments always."""
+    data: dict[str, Any] = {"index": piece.index}
+    if piece.id is not None:
+        data["id"] = piece.id
+    if piece.name is not None:
+        data["name"] = piece.name
+    data["arguments"] = piece.arguments
+    return data
+
+
 def sse(event: str, data: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 async def stream_sse(
     request: web.Request,
-    run: Callable[[Callable[[str, str, float], None]], Awaitable[dict[str, Any]]],
+    run: Callable[[TokenSink, ToolCallEvents], Awaitable[dict[str, Any]]],
 ) -> web.StreamResponse:
-    """Answer with Server-Sent Events: `token` events as they come, then `done` or `error`.
+    """Answer with Server-Sent Events: `token` and `tool_call` events as they come, then
+    `done` or `error`.
 
     The response opens with the first event, so a request refused before any token gets its
     own status and JSON error. `done` is sent only once `run` has returned, that is after the
@@ -112,9 +126,13 @@ async def stream_sse(
     def on_token(member: str, text: str, ms: float) -> None:
         queue.put_nowait(sse("token", {"member": member, "text": text, "ms": round(ms, 3)}))
 
+    def on_tool_call(member: str, piece: ToolCallDelta, ms: float) -> None:
+        data = {"member": member, **_flat(piece), "ms": round(ms, 3)}
+        queue.put_nowait(sse("tool_call", data))
+
     async def produce() -> None:
         try:
-            queue.put_nowait(sse("done", await run(on_token)))
+            queue.put_nowait(sse("done", await run(on_token, on_tool_call)))
         except GatewayError as exc:
             queue.put_nowait(exc)
         finally:

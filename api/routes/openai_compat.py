@@ -17,6 +17,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from atom_actors.providers import ToolCallDelta, tool_call_deltas
 from atom_actors.request import GatewayError, ProcessRequest, ProcessResult
 from atom_actors.snapshot import EnsembleMethod, EnsembleSpec, Strategy
 
@@ -24,14 +25,17 @@ from ..auth import Role
 from ..errors import BadRequest
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
-from ._bodies import MESSAGES, PARAMS, messages_of, params_of
+from ._bodies import MESSAGES, PARAMS, drop_params, messages_of, params_of
 from ._gateway import GATEWAY_ERRORS, error_json, failure, gateway_of, remember
 
 PREFIX: Final = "atom:"
 
+# Unknown fields are refused by name: a parameter the gateway does not speak (audio,
+# prediction, store, ...) is never silently ignored.
 CHAT: Final = {
     "type": "object",
     "required": ["model", "messages"],
+    "additionalProperties": False,
     "properties": {
         "model": {"type": "string", "minLength": 1},
         "messages": MESSAGES,
@@ -39,10 +43,15 @@ CHAT: Final = {
         "stream": {"type": "boolean"},
         "stream_options": {
             "type": "object",
+            "additionalProperties": False,
             "properties": {"include_usage": {"type": "boolean"}},
         },
-        "n": {"type": "integer", "minimum": 1, "maximum": 1},
-        "user": {"type": "string"},
+        "n": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1,
+            "description": "one choice per answer; several come from /orchestrate's samples",
+        },
         **PARAMS,
     },
 }
@@ -75,24 +84,22 @@ def aliases() -> list[str]:
 
 def chat_request(body: Mapping[str, Any]) -> ProcessRequest:
     """The gateway request of an OpenAI chat completion body."""
-    name: str = body["model"]
     fields: dict[str, Any] = dict(body)
     if "max_completion_tokens" in body and "max_tokens" not in body:
         fields["max_tokens"] = body["max_completion_tokens"]
-    if not name.startswith(PREFIX):
-        return ProcessRequest(
-            messages=messages_of(body),
-            params=params_of(fields),
-            model=name,
-            endpoint="v1/chat/completions",
-            stream=body.get("stream", False),
-        )
     request = ProcessRequest(
         messages=messages_of(body),
         params=params_of(fields),
         endpoint="v1/chat/completions",
         stream=body.get("stream", False),
     )
+    return targeted(request, body["model"])
+
+
+def targeted(request: ProcessRequest, name: str) -> ProcessRequest:
+    """The request aimed at `model`: a configured model, or a router alias (`atom:...`)."""
+    if not name.startswith(PREFIX):
+        return replace(request, model=name)
     alias = name.removeprefix(PREFIX)
     if alias.startswith("ensemble:"):
         method = alias.removeprefix("ensemble:")
@@ -114,6 +121,11 @@ def _usage(result: ProcessResult) -> dict[str, int]:
 
 
 def completion(result: ProcessResult, asked: str, created: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
+    if result.tool_calls:
+        # As OpenAI answers a call with nothing said: content null beside the calls.
+        message["content"] = result.text or None
+        message["tool_calls"] = [call.to_openai() for call in result.tool_calls]
     return {
         "id": f"chatcmpl-{result.request_id}",
         "object": "chat.completion",
@@ -122,24 +134,44 @@ def completion(result: ProcessResult, asked: str, created: int) -> dict[str, Any
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.text, "refusal": None},
-                "logprobs": None,
+                "message": message,
+                "logprobs": _logprobs(result),
                 "finish_reason": result.finish_reason,
             }
         ],
         "usage": _usage(result),
         "system_fingerprint": None,
+        **dropped(result),
     }
 
 
+def _logprobs(result: ProcessResult) -> dict[str, Any] | None:
+    return {"content": list(result.logprobs), "refusal": None} if result.logprobs else None
+
+
+def dropped(result: ProcessResult) -> dict[str, Any]:
+    """What the answer says of the parameters left out for its model, if any were."""
+    if not result.dropped_params:
+        return {}
+    return {"atom": {"dropped_params": list(result.dropped_params)}}
+
+
+def dropped_header(result: ProcessResult) -> dict[str, str] | None:
+    if not result.dropped_params:
+        return None
+    return {"X-Atom-Dropped-Params": ", ".join(result.dropped_params)}
+
+
 def _chunk(request_id: str, model: str, created: int, delta: dict[str, Any],
-           finish: str | None) -> bytes:  # fmt: skip
+           finish: str | None, extra: Mapping[str, Any] | None = None,
+           logprobs: dict[str, Any] | None = None) -> bytes:  # fmt: skip
     chunk = {
         "id": f"chatcmpl-{request_id}",
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
+        **(extra or {}),
     }
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
@@ -148,6 +180,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = request[BODY]
     gateway = gateway_of(request)
     req = chat_request(body)
+    if drop_params(body, request.headers):
+        req = replace(req, drop_params=True)
     principal = request[PRINCIPAL]
     created = int(time.time())
     if not req.stream:
@@ -156,7 +190,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         except GatewayError as exc:
             raise failure(request, exc) from None
         remember(request, result)
-        return json_response(completion(result, body["model"], created))
+        return json_response(
+            completion(result, body["model"], created), headers=dropped_header(result)
+        )
     return await _stream(request, req, body, created)
 
 
@@ -170,36 +206,53 @@ async def _stream(
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
-    queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     model_name: str = body["model"]
     outcome: dict[str, Any] = {}
-
-    def on_token(member: str, text: str, _ms: float) -> None:
-        queue.put_nowait((member, text))
-
     request_id = str(uuid.uuid4())
+    opened = False
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _chunk(request_id, model_name, created, delta, finish)
+
+    def on_token(_member: str, text: str, _ms: float) -> None:
+        nonlocal opened
+        if not opened:
+            opened = True
+            queue.put_nowait(chunk({"role": "assistant", "content": ""}))
+        queue.put_nowait(chunk({"content": text}))
+
+    def on_tool_call(_member: str, piece: ToolCallDelta, _ms: float) -> None:
+        nonlocal opened
+        delta: dict[str, Any] = {"tool_calls": [piece.to_openai()]}
+        if not opened:
+            # An answer that opens with a call says nothing: content null, as OpenAI streams it.
+            opened = True
+            delta = {"role": "assistant", "content": None, **delta}
+        queue.put_nowait(chunk(delta))
 
     async def produce() -> None:
+        # An ensemble's or a cascade's answer is known only once its calls are in: it goes whole.
+        single = not req.combines
         try:
-            outcome["result"] = await gateway.process(req, principal, on_token, request_id)
+            outcome["result"] = await gateway.process(
+                req,
+                principal,
+                on_token if single else None,
+                request_id,
+                on_tool_call if single and req.params.tools else None,
+            )
         except GatewayError as exc:
             outcome["error"] = exc
         finally:
             queue.put_nowait(None)
 
     producer = asyncio.create_task(produce())
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _chunk(request_id, model_name, created, delta, finish)
-
     try:
         while (item := await queue.get()) is not None:
-            if req.combines:
-                continue  # known only once an ensemble's members, or a cascade's rungs, are in
             if not response.prepared:
                 await response.prepare(request)
-                await response.write(chunk({"role": "assistant", "content": ""}))
-            await response.write(chunk({"content": item[1]}))
+            await response.write(item)
     finally:
         producer.cancel()
     if "error" in outcome:
@@ -212,8 +265,14 @@ async def _stream(
     remember(request, result)
     if not response.prepared:
         await response.prepare(request)
-        await response.write(chunk({"role": "assistant", "content": result.text}))
-    await response.write(chunk({}, result.finish_reason))
+        await response.write(chunk({"role": "assistant", "content": result.text or None}))
+        for piece in tool_call_deltas(result.tool_calls):
+            await response.write(chunk({"tool_calls": [piece.to_openai()]}))
+    # The answer's log-probabilities come whole with its finish: a client's accumulator
+    # (the openai client's stream helpers) joins them as it joins those of every chunk.
+    last = _chunk(request_id, model_name, created, {}, result.finish_reason, dropped(result),
+                  _logprobs(result))  # fmt: skip
+    await response.write(last)
     if include_usage:
         usage = {
             "id": f"chatcmpl-{request_id}",

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Final
 
 from aiohttp import web
 
-from atom_actors.request import GatewayError, ProcessResult
+from atom_actors.request import GatewayError, ProcessResult, TokenSink, ToolCallEvents
 
 from ..auth import Role
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
-from ._bodies import ORCHESTRATE, PROCESS, process_request
+from ._bodies import ORCHESTRATE, PROCESS, drop_params, process_request
 from ._gateway import GATEWAY_ERRORS, failure, gateway_of, remember, stream_sse
 
 RESULT: Final = {
@@ -22,6 +23,16 @@ RESULT: Final = {
         "model": {"type": "string"},
         "text": {"type": "string"},
         "finish_reason": {"type": "string"},
+        "tool_calls": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "the tools the answer calls, in OpenAI's shape",
+        },
+        "dropped_params": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "parameters left out for the model that answered (drop_params)",
+        },
         "usage": {
             "type": "object",
             "properties": {
@@ -65,6 +76,8 @@ def result_json(result: ProcessResult) -> dict[str, Any]:
         "model": result.model,
         "text": result.text,
         "finish_reason": result.finish_reason,
+        "tool_calls": [call.to_openai() for call in result.tool_calls],
+        "dropped_params": list(result.dropped_params),
         "usage": {
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
@@ -89,11 +102,13 @@ def result_json(result: ProcessResult) -> dict[str, Any]:
 async def _answer(request: web.Request, endpoint: str) -> web.StreamResponse:
     gateway = gateway_of(request)
     req = process_request(request[BODY], endpoint)
+    if drop_params(request[BODY], request.headers):
+        req = replace(req, drop_params=True)
     principal = request[PRINCIPAL]
     if req.stream:
 
-        async def run(on_token: Any) -> dict[str, Any]:
-            result = await gateway.process(req, principal, on_token)
+        async def run(on_token: TokenSink, on_tool_call: ToolCallEvents) -> dict[str, Any]:
+            result = await gateway.process(req, principal, on_token, None, on_tool_call)
             remember(request, result)
             return result_json(result)
 
@@ -130,8 +145,10 @@ async def feedback(request: web.Request) -> web.Response:
 
 _STREAM = (
     "With `stream: true` the answer comes as Server-Sent Events: `token` events "
-    "({member, text, ms}) as tokens arrive, then one `done` event with the result (sent only "
-    "once the request's events are committed), or an `error` event."
+    "({member, text, ms}) as tokens arrive, `tool_call` events ({member, index, id?, name?, "
+    "arguments, ms}: the pieces of the calls the answer makes, OpenAI's streaming shape), "
+    "then one `done` event with the result (sent only once the request's events are "
+    "committed), or an `error` event."
 )
 
 ROUTES: Final = (

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..catalog import ModelSpec
 from ._base import (
+    TOOL_CALLS,
     AsyncProvider,
     BlockingProvider,
     CallParams,
@@ -17,7 +18,15 @@ from ._base import (
     Event,
     Finish,
     Message,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolResult,
     Usage,
+    assemble_tool_calls,
+    message_tool_calls,
+    tool_call_deltas,
 )
 from ._errors import ErrorKind, ProviderError
 from ._http import Timeouts
@@ -26,6 +35,7 @@ if TYPE_CHECKING:
     from ..datasets import RecordedDataset
 
 __all__ = [
+    "TOOL_CALLS",
     "AsyncProvider",
     "BlockingProvider",
     "CallParams",
@@ -37,9 +47,17 @@ __all__ = [
     "Message",
     "ProviderError",
     "Timeouts",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
+    "ToolResult",
     "Usage",
+    "assemble_tool_calls",
     "local_threads",
     "make_provider",
+    "message_tool_calls",
+    "tool_call_deltas",
 ]
 
 

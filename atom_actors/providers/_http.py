@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from atom_actors.providers._base import Delta, Deltas
+from atom_actors.providers._base import Delta, Deltas, ToolCallDelta
 from atom_actors.providers._errors import ErrorKind, ProviderError
 
 
@@ -54,17 +54,55 @@ async def deltas_of(
     batches: AsyncIterator[list[ServerSentEvent]],
     take: Callable[[ServerSentEvent], Delta | None],
     clock: CallClock,
-) -> AsyncGenerator[Delta | Deltas, None]:
+    tool_calls: list[ToolCallDelta] | None = None,
+) -> AsyncGenerator[Delta | Deltas | ToolCallDelta, None]:
     """The text of each batch of events as one stream item; `take` reads an event's delta.
 
-    The deltas before an event that fails (`take` raising ProviderError) are handed on first.
+    With `tool_calls` (a call that offers tools), `take` puts the tool-call pieces it reads
+    there, and they are handed on in their place among the text. The deltas before an event
+    that fails (`take` raising ProviderError) are handed on first.
     """
+    if tool_calls is not None:
+        async for item in _with_tool_calls(batches, take, clock, tool_calls):
+            yield item
+        return
     async for events in batches:
         deltas: list[Delta] = []
         try:
             for event in events:
                 if (delta := take(event)) is not None:
                     deltas.append(delta)
+        except ProviderError:
+            if deltas:
+                yield _together(deltas)
+            raise
+        if deltas:
+            clock.token_seen()
+            yield _together(deltas)
+
+
+async def _with_tool_calls(
+    batches: AsyncIterator[list[ServerSentEvent]],
+    take: Callable[[ServerSentEvent], Delta | None],
+    clock: CallClock,
+    tool_calls: list[ToolCallDelta],
+) -> AsyncGenerator[Delta | Deltas | ToolCallDelta, None]:
+    # A loop of its own, so that a call without tools checks nothing more per event.
+    async for events in batches:
+        deltas: list[Delta] = []
+        try:
+            for event in events:
+                if (delta := take(event)) is not None:
+                    deltas.append(delta)
+                if tool_calls:
+                    clock.token_seen()
+                    if deltas:
+                        yield _together(deltas)
+                        deltas = []
+                    pieces = tuple(tool_calls)
+                    tool_calls.clear()
+                    for piece in pieces:
+                        yield piece
         except ProviderError:
             if deltas:
                 yield _together(deltas)

@@ -6,7 +6,15 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from atom_actors.providers._base import CallParams, Delta, Event, Finish, Message, Usage
+from atom_actors.providers._base import (
+    CallParams,
+    Delta,
+    Event,
+    Finish,
+    Message,
+    ToolCallDelta,
+    Usage,
+)
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import (
     DEFAULT_TIMEOUTS,
@@ -17,7 +25,11 @@ from atom_actors.providers._http import (
     deltas_of,
     event_json,
 )
-from atom_actors.providers._messages import to_anthropic
+from atom_actors.providers._messages import (
+    to_anthropic,
+    tool_choice_to_anthropic,
+    tools_to_anthropic,
+)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -87,13 +99,14 @@ class AnthropicProvider:
         except ValueError as exc:
             raise ProviderError(ErrorKind.BAD_REQUEST, str(exc)) from exc
         clock = CallClock(self._endpoint.timeouts)
-        answer = _Answer()
+        answer = _Answer([] if params.tools else None)
 
         def take(event: ServerSentEvent) -> Delta | None:
             return None if event.event == "ping" else answer.take(event.event, event_json(event))
 
         events = self._endpoint.events(body, clock, _is_stop)
-        async with aclosing(events), aclosing(deltas_of(events, take, clock)) as items:
+        items = deltas_of(events, take, clock, answer.tool_calls)
+        async with aclosing(events), aclosing(items):
             async for item in items:
                 yield item
         yield answer.finish()
@@ -111,7 +124,8 @@ def request_body(
 ) -> dict[str, Any]:
     """The streaming request for a call; ValueError if it cannot be said to Anthropic.
 
-    Anthropic has no seed and no log-probabilities: those parameters are left out.
+    What Anthropic cannot honour (a seed, log-probabilities, penalties: parameters.REFUSED)
+    never reaches this point: routing leaves its models out, or the request has them dropped.
     """
     system, turns = to_anthropic(messages)
     body: dict[str, Any] = {
@@ -126,12 +140,21 @@ def request_body(
         body["temperature"] = params.temperature
     if params.top_p is not None:
         body["top_p"] = params.top_p
+    if params.top_k is not None:
+        body["top_k"] = params.top_k
     if params.stop:
         body["stop_sequences"] = params.stop
+    if params.user is not None:
+        body["metadata"] = {"user_id": params.user}
     if params.response_format is not None:
         output_format = _output_format(params.response_format)
         if output_format is not None:
             body["output_config"] = {"format": output_format}
+    if params.tools:
+        body["tools"] = tools_to_anthropic(params.tools)
+    tool_choice = tool_choice_to_anthropic(params.tool_choice, params.parallel_tool_calls)
+    if tool_choice is not None:
+        body["tool_choice"] = tool_choice
     return body
 
 
@@ -158,9 +181,17 @@ class _Answer:
         "_stop_reason",
         "_stop_sequence",
         "_stopped",
+        "_tool_index",
+        "_without_input",
+        "tool_calls",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, tool_calls: list[ToolCallDelta] | None = None) -> None:
+        # Where the tool-call pieces read go, for a call that offers tools; and each tool_use
+        # block's call index (OpenAI numbers the calls, Anthropic every block).
+        self.tool_calls = tool_calls
+        self._tool_index: dict[int, int] = {}
+        self._without_input: set[int] = set()
         self._id: str | None = None
         self._raw_usage: dict[str, Any] = {}
         self._input_tokens = 0
@@ -180,8 +211,28 @@ class _Answer:
     def _take(self, kind: str, data: Mapping[str, Any]) -> Delta | None:
         if kind == "content_block_delta":
             delta = data["delta"]
-            return Delta(delta["text"]) if delta["type"] == "text_delta" else None
-        if kind == "message_start":
+            if delta["type"] == "text_delta":
+                return Delta(delta["text"])
+            piece = delta.get("partial_json")
+            if delta["type"] == "input_json_delta" and piece and self.tool_calls is not None:
+                self._without_input.discard(data["index"])
+                index = self._tool_index[data["index"]]
+                self.tool_calls.append(ToolCallDelta(index, arguments=piece))
+            return None
+        if kind == "content_block_start":
+            block = data["content_block"]
+            if block["type"] == "tool_use" and self.tool_calls is not None:
+                index = self._tool_index[data["index"]] = len(self._tool_index)
+                self._without_input.add(data["index"])
+                self.tool_calls.append(ToolCallDelta(index, block["id"], block["name"]))
+        elif kind == "content_block_stop":
+            if data["index"] in self._without_input and self.tool_calls is not None:
+                # A call without arguments: OpenAI's shape says so with an empty object.
+                self._without_input.discard(data["index"])
+                self.tool_calls.append(
+                    ToolCallDelta(self._tool_index[data["index"]], arguments="{}")
+                )
+        elif kind == "message_start":
             message = data["message"]
             self._id = message.get("id")
             self._count(message["usage"])

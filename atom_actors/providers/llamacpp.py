@@ -29,6 +29,8 @@ from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from ._base import CallParams, Delta, Event, Finish, Message, Usage
 from ._errors import ErrorKind, ProviderError
+from ._local_tools import grammar as tools_grammar
+from ._local_tools import offered, plain_messages, read_calls
 from ._prompt import TRANSCRIPT_STOPS, message_text, transcript
 
 # llama.cpp's own sampling defaults, used where a call leaves a parameter unset.
@@ -115,7 +117,10 @@ class LlamaCppProvider:
         if not self._busy.acquire(blocking=False):
             raise ProviderError(ErrorKind.OVERLOADED, f"{self.name} is running another call")
         try:
-            yield from self._generate(messages, params)
+            if offered(params):
+                yield from read_calls(self._generate(plain_messages(messages, params), params))
+            else:
+                yield from self._generate(messages, params)
         finally:
             self._busy.release()
 
@@ -141,14 +146,17 @@ class LlamaCppProvider:
             prompt.tokens,
             temp=_bounded("temperature", params.temperature, _DEFAULT_TEMPERATURE, 2.0),
             top_p=_bounded("top_p", params.top_p, _DEFAULT_TOP_P, 1.0),
-            top_k=_TOP_K,
+            top_k=_TOP_K if params.top_k is None else params.top_k,
             min_p=_MIN_P,
-            grammar=_grammar(params.response_format),
+            presence_penalty=params.presence_penalty or 0.0,
+            frequency_penalty=params.frequency_penalty or 0.0,
+            grammar=_grammar(params),
         )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = _Holdback((*prompt.stops, *params.stop))
         output = _Output(prompt.strip_leading, with_logprobs=params.logprobs)
         logprobs: list[float] = []
+        entries: list[dict[str, Any]] = []
         finish_reason = "length"
         stopped = False
         try:
@@ -157,7 +165,9 @@ class LlamaCppProvider:
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     finish_reason = "stop"
                     break
-                logprobs.append(self._logprob(token) if params.logprobs else 0.0)
+                if params.logprobs:
+                    entries.append(self._entry(token, params.top_logprobs or 0))
+                logprobs.append(entries[-1]["logprob"] if params.logprobs else 0.0)
                 piece = Delta(decoder.decode(self._piece(token)), logprobs[-1])
                 released, stopped = stops.push(piece)
                 yield from output.emit(released)
@@ -176,7 +186,13 @@ class LlamaCppProvider:
             usage=Usage(len(prompt.tokens), len(logprobs)),
             finish_reason=finish_reason,
             mean_logprob=sum(logprobs) / len(logprobs) if params.logprobs and logprobs else None,
-            raw={"seed": seed, "prompt_format": prompt.format},
+            raw={
+                "seed": seed,
+                "prompt_format": prompt.format,
+                # The client's stop sequence that ended the answer (the transcript's are not).
+                "stop_sequence": stops.matched if stops.matched in params.stop else None,
+            },
+            logprobs=tuple(entries),
         )
 
     def _prompt(self, messages: Sequence[Message]) -> _Prompt:
@@ -184,7 +200,14 @@ class LlamaCppProvider:
             text = transcript(messages)
             tokens = self._tokenize(text, add_bos=True, special=False)
             return _Prompt(tokens, TRANSCRIPT_STOPS, strip_leading=True, format="transcript")
-        plain: list[Any] = [{"role": m.get("role"), "content": message_text(m)} for m in messages]
+        # A template may know no tool role: a tool's result is told as the user's turn.
+        plain: list[Any] = [
+            {
+                "role": "user" if m.get("role") == "tool" else m.get("role"),
+                "content": message_text(m),
+            }
+            for m in messages
+        ]
         try:
             result = self._formatter(messages=plain)
         except (TemplateError, ValueError) as exc:
@@ -221,15 +244,26 @@ class LlamaCppProvider:
                 return buffer.raw[:n]
             size = -n
 
-    def _logprob(self, token: int) -> float:
-        """Log-probability of `token` under the logits it was just sampled from."""
+    def _entry(self, token: int, top: int) -> dict[str, Any]:
+        """`token` with its log-probability under the logits it was just sampled from, and the
+        `top` likeliest tokens there, in OpenAI's shape."""
         # The last decoded position's logits stay readable without logits_all, and cost one
         # log-softmax over the vocabulary instead of a logits row stored per position.
         logits = np.ctypeslib.as_array(
             llama_cpp.llama_get_logits_ith(self._llm.ctx, -1), shape=(self._n_vocab,)
         )
-        top = float(logits.max())
-        return float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
+        high = float(logits.max())
+        norm = high + float(np.log(np.exp(logits - high).sum()))
+        entry = self._token_entry(token, float(logits[token]) - norm)
+        likeliest = np.argpartition(-logits, top)[:top] if top else ()
+        ranked = sorted(likeliest, key=lambda t: -float(logits[t]))
+        entry["top_logprobs"] = [self._token_entry(int(t), float(logits[t]) - norm) for t in ranked]
+        return entry
+
+    def _token_entry(self, token: int, logprob: float) -> dict[str, Any]:
+        piece = self._piece(token)
+        text = piece.decode("utf-8", errors="replace")
+        return {"token": text, "logprob": logprob, "bytes": list(piece)}
 
 
 class _Holdback:
@@ -238,14 +272,17 @@ class _Holdback:
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(s for s in stops if s)
         self._pending: list[Delta] = []
+        # The stop sequence the text reached, once it has.
+        self.matched: str | None = None
 
     def push(self, piece: Delta) -> tuple[list[Delta], bool]:
         """The pieces now safe to send, and whether a stop sequence was reached."""
         self._pending.append(piece)
         text = "".join(p.text for p in self._pending)
-        found = [i for i in (text.find(s) for s in self._stops) if i >= 0]
+        found = [(i, s) for i, s in ((text.find(s), s) for s in self._stops) if i >= 0]
         if found:
-            released = _cut(self._pending, min(found))
+            at, self.matched = min(found)
+            released = _cut(self._pending, at)
             self._pending = []
             return released, True
         safe = len(text) - max((_overlap(text, s) for s in self._stops), default=0)
@@ -311,8 +348,17 @@ def _bounded(name: str, value: float | None, default: float, high: float) -> flo
     return value
 
 
-def _grammar(response_format: Mapping[str, Any] | None) -> LlamaGrammar | None:
-    """The grammar that constrains output to the requested format, if any."""
+def _grammar(params: CallParams) -> LlamaGrammar | None:
+    """The grammar that constrains output to the tools offered or the requested format."""
+    response_format = params.response_format
+    calls = tools_grammar(params)
+    if calls is not None:
+        if response_format is not None and response_format.get("type") != "text":
+            raise ProviderError(
+                ErrorKind.BAD_REQUEST,
+                "response_format and tools together: the local model takes one grammar",
+            )
+        return calls
     if response_format is None or response_format.get("type") == "text":
         return None
     kind = response_format.get("type")

@@ -7,7 +7,15 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from atom_actors.providers._base import CallParams, Delta, Event, Finish, Message, Usage
+from atom_actors.providers._base import (
+    CallParams,
+    Delta,
+    Event,
+    Finish,
+    Message,
+    ToolCallDelta,
+    Usage,
+)
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import (
     DEFAULT_TIMEOUTS,
@@ -59,14 +67,15 @@ class OpenAIProvider:
     ) -> AsyncGenerator[Event, None]:
         """Yield the completion's deltas, then its Finish."""
         clock = CallClock(self._endpoint.timeouts)
-        answer = _Answer()
+        answer = _Answer([] if params.tools else None)
         body = request_body(self.model, messages, params)
 
         def take(event: ServerSentEvent) -> Delta | None:
             return None if _is_done(event) else answer.take(event_json(event))
 
         events = self._endpoint.events(body, clock, _is_done)
-        async with aclosing(events), aclosing(deltas_of(events, take, clock)) as items:
+        items = deltas_of(events, take, clock, answer.tool_calls)
+        async with aclosing(events), aclosing(items):
             async for item in items:
                 yield item
         yield answer.finish()
@@ -99,8 +108,24 @@ def request_body(model: str, messages: Sequence[Message], params: CallParams) ->
         body["seed"] = params.seed
     if params.logprobs:
         body["logprobs"] = True
+    if params.top_logprobs is not None:
+        body["top_logprobs"] = params.top_logprobs
+    if params.presence_penalty is not None:
+        body["presence_penalty"] = params.presence_penalty
+    if params.frequency_penalty is not None:
+        body["frequency_penalty"] = params.frequency_penalty
+    if params.logit_bias:
+        body["logit_bias"] = dict(params.logit_bias)
+    if params.user is not None:
+        body["user"] = params.user
     if params.response_format is not None:
         body["response_format"] = params.response_format
+    if params.tools:
+        body["tools"] = [tool.to_openai() for tool in params.tools]
+    if params.tool_choice is not None:
+        body["tool_choice"] = params.tool_choice.to_openai()
+    if params.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = params.parallel_tool_calls
     return body
 
 
@@ -108,21 +133,26 @@ class _Answer:
     """What the chunks of one streamed completion add up to."""
 
     __slots__ = (
+        "_entries",
         "_finish_reason",
         "_id",
         "_logprob_count",
         "_logprob_sum",
         "_raw_usage",
         "_usage",
+        "tool_calls",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, tool_calls: list[ToolCallDelta] | None = None) -> None:
+        # Where the tool-call pieces read go, for a call that offers tools.
+        self.tool_calls = tool_calls
         self._id: str | None = None
         self._finish_reason: str | None = None
         self._usage: Usage | None = None
         self._raw_usage: Mapping[str, Any] | None = None
         self._logprob_sum = 0.0
         self._logprob_count = 0
+        self._entries: list[Mapping[str, Any]] = []
 
     def take(self, chunk: Any) -> Delta | None:
         """Account for one chunk; return its text, if it has any."""
@@ -144,8 +174,11 @@ class _Answer:
             return None
         choice = choices[0]
         self._finish_reason = choice.get("finish_reason") or self._finish_reason
-        text = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        text = delta.get("content")
         if not text:
+            if self.tool_calls is not None and (calls := delta.get("tool_calls")):
+                self.tool_calls.extend(_tool_call_delta(call) for call in calls)
             return None
         tokens = (choice.get("logprobs") or {}).get("content")
         if not tokens:
@@ -154,7 +187,8 @@ class _Answer:
         logprob = math.fsum(token["logprob"] for token in tokens)
         self._logprob_sum += logprob
         self._logprob_count += len(tokens)
-        return Delta(text, logprob, len(tokens))
+        self._entries.extend(tokens)
+        return Delta(text, logprob, len(tokens), tuple(tokens))
 
     def finish(self) -> Finish:
         if self._finish_reason is None:
@@ -164,7 +198,14 @@ class _Answer:
         # Some compatible servers ignore include_usage: the caller then counts (usage None).
         mean = self._logprob_sum / self._logprob_count if self._logprob_count else None
         raw = {"id": self._id, "finish_reason": self._finish_reason, "usage": self._raw_usage}
-        return Finish(self._usage, self._finish_reason, mean, raw)
+        return Finish(self._usage, self._finish_reason, mean, raw, tuple(self._entries))
+
+
+def _tool_call_delta(call: Mapping[str, Any]) -> ToolCallDelta:
+    function = call.get("function") or {}
+    return ToolCallDelta(
+        int(call["index"]), call.get("id"), function.get("name"), function.get("arguments") or ""
+    )
 
 
 def _stream_error(error: Any) -> ProviderError:

@@ -50,6 +50,25 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+# ATOM's error types as the Anthropic-compatible routes name them (api/errors.py).
+ANTHROPIC_TYPES = {
+    "bad_request": "invalid_request_error",
+    "unauthorized": "authentication_error",
+    "forbidden": "permission_error",
+    "not_found": "not_found_error",
+    "too_large": "request_too_large",
+}
+
+
+def error_type(path: str, answer: Any) -> str:
+    """An error's type as ATOM names it, whichever shape the route answered in."""
+    if path.startswith("/v1/messages"):
+        assert answer["type"] == "error", answer
+        back = {anthropic: atom for atom, anthropic in ANTHROPIC_TYPES.items()}
+        return back[answer["error"]["type"]]
+    return str(answer["error"]["type"])
+
+
 @dataclass
 class Api:
     """A running app: its URL, a client session, its services and keys."""

@@ -13,9 +13,11 @@ import pytest
 
 from api.auth import Role
 from api.routes import ROUTES
-from tests.api.conftest import Fleet
+from tests.api.conftest import Fleet, error_type
 
 HI = [{"role": "user", "content": "hi"}]
+TOOL = {"type": "function", "function": {"name": "now"}}
+CALL = {"id": "c1", "type": "function", "function": {"name": "now", "arguments": "{}"}}
 
 # (path, body as JSON or raw bytes, the field named, the start of the message)
 CASES: list[tuple[str, Any, str | None, str]] = [
@@ -163,6 +165,55 @@ CASES: list[tuple[str, Any, str | None, str]] = [
     ("/v1/chat/completions", {"model": "atom:fastest", "messages": HI}, "model",
      "unknown model 'atom:fastest'; router aliases are"),
     ("/v1/chat/completions", b"", "model", "model: required"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": HI, "audio": {"voice": "alloy"}},
+     "audio", "audio: unknown field"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": HI, "top_logprobs": 2},
+     "top_logprobs", "top_logprobs goes with logprobs: true"),
+    # tools, on every model route
+    ("/v1/chat/completions", {"model": "cheap", "messages": HI, "tool_choice": "auto"},
+     "tool_choice", "tool_choice goes with tools"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": HI,
+                              "tools": [{"type": "web", "function": {"name": "now"}}]},
+     "tools[0].type", "tools[0].type: must be one of"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": HI, "tools": [TOOL],
+                              "tool_choice": {"type": "function"}},
+     "tool_choice", "tool_choice: tool_choice is 'auto'"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": [{"role": "tool", "content": "4"}]},
+     "messages[0].tool_call_id", "messages[0].tool_call_id: required"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": [{"role": "assistant"}]},
+     "messages[0].content", "messages[0].content: required"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": [
+        {"role": "user", "content": "x", "tool_calls": [CALL]}]},
+     "messages[0].tool_calls", "messages[0].tool_calls: only an assistant calls tools"),
+    ("/v1/chat/completions", {"model": "cheap", "messages": [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}]},
+     "messages[0].tool_calls[0].type", "messages[0].tool_calls[0].type: required"),
+    ("/api/advanced-ai/process", {"prompt": "hi", "parallel_tool_calls": True},
+     "parallel_tool_calls", "parallel_tool_calls goes with tools"),
+    ("/api/advanced-ai/orchestrate", {"prompt": "hi", "tools": [TOOL, TOOL]},
+     "tools[1].function.name", "tools[1].function.name: 'now' is offered twice"),
+    # /v1/messages and its token count
+    ("/v1/messages", {"model": "cheap", "messages": HI}, "max_tokens", "max_tokens: required"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": [
+        {"role": "system", "content": "x"}]}, "messages[0].role",
+     "messages[0].role: must be one of"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": HI, "temperature": 1.5},
+     "temperature", "temperature: must be at most 1"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": HI,
+                      "thinking": {"type": "enabled"}}, "thinking", "thinking: unknown field"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": [
+        {"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]},
+     "messages", "messages: a malformed message"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": HI,
+                      "tool_choice": {"type": "any"}}, "tool_choice",
+     "tool_choice goes with tools"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": HI, "tools": [
+        {"name": "now", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "tool", "name": "clock"}}, "tool_choice.name",
+     "tool_choice.name: no tool named 'clock'"),
+    ("/v1/messages/count_tokens", {"model": "cheap"}, "messages", "messages: required"),
+    ("/v1/messages/count_tokens", {"model": "cheap", "messages": HI, "max_tokens": 5},
+     "max_tokens", "max_tokens: unknown field"),
     # the session and broadcast routes
     ("/api/advanced-ai/auth/session", {"minutes": 0}, "minutes", "minutes: must be at least 1"),
     ("/api/advanced-ai/auth/session", {"hours": 1}, "hours", "hours: unknown field"),
@@ -205,7 +256,7 @@ async def test_bad_bodies_are_400_naming_the_field_and_write_nothing(fleet: Flee
         status, answer = await _post(fleet, path, body)
         case = f"{path} {body!r}"
         assert status == 400, (case, answer)
-        assert answer["error"]["type"] == "bad_request", case
+        assert error_type(path, answer) == "bad_request", case
         assert answer["error"].get("field") == field, (case, answer)
         assert answer["error"]["message"].startswith(message), (case, answer)
     # Nothing half-written: not a RequestReceived, not an event of any kind, no upstream call.
@@ -231,7 +282,7 @@ async def test_bodies_over_the_limit_are_413_and_write_nothing(fleet: Fleet, chu
         status, answer, _ = await fleet.api.call(
             "POST", path, key=fleet.api.keys[Role.ADMIN], data=payload
         )
-        assert (status, answer["error"]["type"]) == (413, "too_large"), path
+        assert (status, error_type(path, answer)) == (413, "too_large"), path
         assert str(limit) in answer["error"]["message"]
     assert fleet.store.head() == head
     assert fleet.upstream.requests == []

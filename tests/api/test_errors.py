@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 
+from api import errors
 from api.auth import Role
 from api.errors import (
     ApiError,
@@ -16,6 +17,7 @@ from api.errors import (
     NotFound,
     PaymentRequired,
     RateLimited,
+    Shape,
     Unavailable,
     UpstreamFailed,
 )
@@ -60,6 +62,21 @@ async def _boom(request: web.Request) -> web.Response:
     raise RuntimeError("a bug")
 
 
+# The same failures on a route that answers in Anthropic's shape, with its type names.
+ANTHROPIC_TYPES = {
+    "bad": "invalid_request_error",
+    "budget": "billing_error",
+    "missing": "not_found_error",
+    "limited": "rate_limit_error",
+    "upstream": "api_error",
+    "down": "overloaded_error",
+    "late": "timeout_error",
+    "closed": "overloaded_error",
+    "disk": "overloaded_error",
+    "teapot": "invalid_request_error",
+}
+
+
 @pytest.fixture
 async def failing(start_api: StartApi) -> Api:
     """An app with extra routes, as another route module would add them."""
@@ -67,6 +84,11 @@ async def failing(start_api: StartApi) -> Api:
         Route("GET", f"/fail/{name}", _raiser(make), role=None, summary=name)
         for name, (make, _, _) in FAILURES.items()
     ]
+    routes += [
+        Route("GET", f"/anthropic/{name}", _raiser(make), role=None, summary=name,
+              error_shape=Shape.ANTHROPIC)
+        for name, (make, _, _) in FAILURES.items()
+    ]  # fmt: skip
     routes += [
         Route("GET", "/boom", _boom, role=None, summary="a bug"),
         Route("GET", "/whoami", _whoami, role=Role.USER, summary="who is calling"),
@@ -82,6 +104,16 @@ async def test_errors_map_to_status_and_shape(failing: Api, name: str) -> None:
     assert response.content_type == "application/json"
     if status == 429:
         assert response.headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize("name", FAILURES)
+async def test_an_anthropic_route_answers_the_same_errors_in_anthropics_shape(
+    failing: Api, name: str
+) -> None:
+    _, status, error = FAILURES[name]
+    got, body, _ = await failing.call("GET", f"/anthropic/{name}")
+    anthropic = {**error, "type": ANTHROPIC_TYPES[name]}
+    assert (got, body) == (status, {"type": "error", "error": anthropic})
 
 
 async def test_an_unplanned_exception_is_logged_and_answered_as_json(
@@ -103,6 +135,10 @@ async def test_a_route_module_gets_auth_from_its_declaration(failing: Api) -> No
     assert status == 200 and len(body["key_id"]) == 16
 
 
-def test_every_error_class_has_its_own_status() -> None:
-    statuses = {cls.status for cls in ApiError.__subclasses__()}
-    assert statuses == {400, 401, 402, 403, 404, 413, 429, 502, 503, 504}
+def test_every_error_class_has_its_own_status_and_names() -> None:
+    classes = ApiError.__subclasses__()
+    assert {cls.status for cls in classes} == {400, 401, 402, 403, 404, 413, 429, 502, 503, 504}
+    # Each class is in the tree of the module's docstring, with both of its names.
+    tree = {line.split()[1]: line.split()[3:] for line in (errors.__doc__ or "").splitlines()
+            if line.strip().startswith(("├──", "└──"))}  # fmt: skip
+    assert tree == {cls.__name__: [cls.type, cls.anthropic_type] for cls in classes}

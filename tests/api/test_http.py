@@ -11,7 +11,7 @@ from api.auth import Role
 from api.ratelimit import Rate
 from api.routes import ROUTES
 from api.services import Limits
-from tests.api.conftest import Api, StartApi
+from tests.api.conftest import Api, StartApi, error_type
 
 PROMPT = {"role": "user", "content": "hi"}
 # (method, path, minimum role, JSON body that passes validation, statuses of a permitted call)
@@ -47,6 +47,10 @@ GUARDED = [
     ("POST", "/v1/chat/completions", Role.USER, {"model": "m", "messages": [PROMPT],
                                                  "max_tokens": 4}, {200}),
     ("GET", "/v1/models", Role.VIEWER, None, {200}),
+    ("POST", "/v1/messages", Role.USER, {"model": "m", "max_tokens": 4, "messages": [PROMPT]},
+     {200}),
+    ("POST", "/v1/messages/count_tokens", Role.USER, {"model": "m", "messages": [PROMPT]},
+     {200}),
     ("GET", "/api/advanced-ai/admin/budgets", Role.ADMIN, None, {200}),
     ("GET", "/api/advanced-ai/admin/budgets/{scope}", Role.ADMIN, None, {404}),
     ("PUT", "/api/advanced-ai/admin/budgets/{scope}", Role.ADMIN, {"usd": 5}, {200}),
@@ -79,7 +83,7 @@ async def test_auth_matrix(
         path = path.replace(parameter, example)
     status, error, response = await api.call(method, path, json=body)
     assert status == 401
-    assert error["error"]["type"] == "unauthorized"
+    assert error_type(path, error) == "unauthorized"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert (await api.call(method, path, key="atom_unknown", json=body))[0] == 401
     status, error, _ = await api.call(method, path, key=api.revoked, json=body)
@@ -90,7 +94,7 @@ async def test_auth_matrix(
             assert status in ok, answer
         else:
             assert status == 403
-            assert answer["error"]["type"] == "forbidden"
+            assert error_type(path, answer) == "forbidden"
             assert needed.label in answer["error"]["message"]
 
 

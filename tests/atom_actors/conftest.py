@@ -84,6 +84,7 @@ def model_specs(draw: st.DrawFn, name: str) -> ModelSpec:
         context=draw(st.integers(4_096, 200_000)),
         prior=draw(probabilities),
         capabilities=frozenset(draw(st.sets(capability_names, min_size=5))),
+        provider=draw(st.sampled_from(["openai", "anthropic", "llamacpp"])),
     )
 
 

@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atom_actors.answers import AnswerFormat, AnswerKind
+from atom_actors.answers import FREE_TEXT, AnswerFormat, AnswerKind
 from atom_actors.combiners import (
+    TOOL_CALLS_KEY,
     MemberAnswer,
+    answer_key,
     best_of_n,
     combine,
     confidence_weighted,
@@ -17,6 +19,7 @@ from atom_actors.combiners import (
     majority_vote,
     weighted_average,
 )
+from atom_actors.providers import ToolCall
 from atom_actors.snapshot import EnsembleMethod
 
 NUMBER = AnswerFormat(AnswerKind.NUMBER)
@@ -207,3 +210,76 @@ def test_quality_must_be_a_probability_and_logprobs_finite() -> None:
         reply("a", "x", quality=1.5)
     with pytest.raises(ValueError):
         reply("a", "x", logprob=math.nan)
+
+
+# ------------------------------------------------------------------------ ensembles over tools
+
+
+def calling(member: str, *calls: tuple[str, object], quality: float = 0.5) -> MemberAnswer:
+    """A member whose answer calls tools; each call's arguments as any JSON value."""
+    made = tuple(
+        ToolCall(f"{member}-{i}", name, json.dumps(arguments)).canonical()
+        for i, (name, arguments) in enumerate(calls)
+    )
+    return MemberAnswer(member, f"model-{member}", "", quality, tool_calls=made)
+
+
+def test_calls_agree_on_canonical_arguments_in_any_order() -> None:
+    # Key order and spacing differ, and the two calls come in either order: one answer.
+    a = calling("a", ("weather", {"city": "Paris", "unit": "C"}), ("time", {"tz": "CET"}))
+    b = MemberAnswer("b", "model-b", "", 0.5, tool_calls=(
+        ToolCall("x", "time", '{ "tz" : "CET" }').canonical(),
+        ToolCall("y", "weather", '{"unit":"C","city":"Paris"}').canonical(),
+    ))  # fmt: skip
+    c = calling("c", ("weather", {"city": "Rome", "unit": "C"}), ("time", {"tz": "CET"}))
+
+    for method in EnsembleMethod:
+        result = combine(method, [a, b, c])
+        assert result.chosen in ("a", "b"), method
+        assert result.normalized is not None and result.normalized.startswith(TOOL_CALLS_KEY)
+    voted = majority_vote([a, b, c])
+    assert voted.agreement == pytest.approx(2 / 3)
+    assert consensus([a, b, c]).agreement == pytest.approx(1 / 2)
+
+
+def test_a_call_and_a_text_answer_never_agree() -> None:
+    said = reply("t", "The weather in Paris is mild.")
+    called = calling("c", ("weather", {"city": "Paris"}))
+
+    result = consensus([said, called])
+    assert result.agreement == 0.0
+    assert majority_vote([said, called, calling("d", ("weather", {"city": "Paris"}))]).chosen in (
+        "c",
+        "d",
+    )
+
+
+def test_a_number_ensemble_means_only_the_numbers() -> None:
+    result = weighted_average(
+        [reply("a", "#### 10", 0.5), reply("b", "#### 20", 0.5), calling("c", ("calc", {}))],
+        NUMBER,
+    )
+    assert result.mean == pytest.approx(15.0)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["weather", "time"]),
+            st.dictionaries(st.sampled_from("abc"), st.integers(0, 2), max_size=3),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.permutations(range(3)),
+    st.sampled_from(EnsembleMethod),
+)
+def test_unanimous_calls_win_with_agreement_one(
+    calls: list[tuple[str, dict[str, int]]], order: list[int], method: EnsembleMethod
+) -> None:
+    members = [calling(f"m{i}", *calls, quality=0.6) for i in order]
+
+    result = combine(method, members)
+
+    assert result.agreement == 1.0
+    assert result.normalized == answer_key(members[0], FREE_TEXT)

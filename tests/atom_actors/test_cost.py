@@ -13,6 +13,7 @@ from atom_actors.catalog import ModelSpec
 from atom_actors.cost import (
     BOUND_MESSAGE_TOKENS,
     BOUND_PRIMING_TOKENS,
+    BOUND_TOOL_USE_TOKENS,
     PICO_PER_USD,
     SettleRule,
     call_reservation,
@@ -155,6 +156,25 @@ def test_a_response_formats_schema_is_part_of_the_prompt() -> None:
     plain = prompt_size([{"role": "user", "content": "Hi"}])
     shaped = prompt_size([{"role": "user", "content": "Hi"}], schema)
     assert shaped.bound - plain.bound == len(orjson.dumps(schema))
+
+
+def test_tool_definitions_calls_and_results_are_part_of_the_prompt() -> None:
+    tool = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    ask = [{"role": "user", "content": "Hi"}]
+    turn: list[dict[str, Any]] = [
+        *ask,
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function",
+             "function": {"name": "weather", "arguments": '{"city":"Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "14 C"},
+    ]  # fmt: skip
+    plain, offered = prompt_size(ask), prompt_size(ask, tools=[tool])
+    assert offered.bound - plain.bound == len(orjson.dumps([tool])) + BOUND_TOOL_USE_TOKENS
+    assert offered.estimate > plain.estimate
+    # The call's id, name and arguments, and the result's call id, are text like any other.
+    texts = ["c1", "weather", '{"city":"Paris"}', "c1", "14 C"]
+    extra = sum(len(t) for t in texts) + 2 * BOUND_MESSAGE_TOKENS
+    assert prompt_size(turn).bound - plain.bound == extra
 
 
 @pytest.mark.parametrize(("provider", "per_image"), [("openai", 1_445), ("anthropic", 1_600)])

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from atom_actors.providers._base import Delta, Deltas, Event, Finish
+from atom_actors.providers._base import (
+    Delta,
+    Deltas,
+    Event,
+    Finish,
+    ToolCall,
+    ToolCallDelta,
+    assemble_tool_calls,
+)
 
 
 @dataclass(slots=True)
@@ -14,10 +22,15 @@ class Drained:
 
     deltas: list[Delta] = field(default_factory=list)
     finish: Finish | None = None
+    tool_pieces: list[ToolCallDelta] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         return "".join(delta.text for delta in self.deltas)
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return assemble_tool_calls(self.tool_pieces)
 
 
 async def drain(events: AsyncIterator[Event], into: Drained | None = None) -> Drained:
@@ -29,6 +42,8 @@ async def drain(events: AsyncIterator[Event], into: Drained | None = None) -> Dr
             drained.finish = event
         elif isinstance(event, Deltas):
             drained.deltas.extend(event.items)
+        elif isinstance(event, ToolCallDelta):
+            drained.tool_pieces.append(event)
         else:
             drained.deltas.append(event)
     assert drained.finish is not None, "the stream ended without a Finish"

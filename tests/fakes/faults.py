@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedCall:
+    """A tool call the fake makes when the request offers the tool: its name and arguments."""
+
+    name: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +29,9 @@ class Behaviour:
     reports_usage: bool = True
     # Prompt tokens served from the provider's prompt cache, reported as each provider does.
     cached_prompt_tokens: int = 0
+    # The tools it calls when a request offers them (see text.plan_calls); with tool calls,
+    # `reply` (if set) is said before them, as models often do.
+    tool_calls: tuple[ScriptedCall, ...] = ()
     # (part of the prompt, reply): the first part the prompt holds chooses the reply, as a judge
     # grades each answer its own way; `reply` answers the rest.
     replies: tuple[tuple[str, str], ...] = ()

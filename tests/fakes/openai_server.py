@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -15,9 +16,15 @@ from aiohttp import web
 
 from tests.fakes.faults import Behaviour
 from tests.fakes.server import BadRequest, Call, FakeServer, Frames, sse
-from tests.fakes.text import Completion, Ending, count_prompt_tokens, logprob
+from tests.fakes.text import Completion, Ending, ToolOffer, count_prompt_tokens, logprob
 
-_FINISH_REASONS = {Ending.END: "stop", Ending.STOP_SEQUENCE: "stop", Ending.MAX_TOKENS: "length"}
+_FINISH_REASONS = {
+    Ending.END: "stop",
+    Ending.STOP_SEQUENCE: "stop",
+    Ending.MAX_TOKENS: "length",
+    Ending.TOOL_CALLS: "tool_calls",
+}
+_FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _ERROR_TYPES = {
     400: ("invalid_request_error", None),
     401: ("invalid_request_error", "invalid_api_key"),
@@ -35,6 +42,10 @@ class FakeOpenAI(FakeServer):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._ids = itertools.count(1)
+        self._call_ids = (f"call_fake{n}" for n in itertools.count(1))
+
+    def tool_call_ids(self) -> Iterator[str]:
+        return self._call_ids
 
     @property
     def base_url(self) -> str:
@@ -68,8 +79,13 @@ class FakeOpenAI(FakeServer):
             message_texts = [p["text"] for p in parts or () if p.get("type") == "text"]
             images += sum(1 for p in parts or () if p.get("type") == "image_url")
             texts.extend(message_texts)
-            if message["role"] == "user":
+            texts.extend(c["function"]["arguments"] for c in message.get("tool_calls") or ())
+            if message["role"] in ("user", "tool"):
                 prompt = " ".join(message_texts)
+        _check_tool_messages(messages)
+        tools = _tool_offer(body)
+        if tools is not None:
+            texts.append(orjson.dumps(body["tools"]).decode())
         stop = body.get("stop") or ()
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         return Call(
@@ -80,7 +96,10 @@ class FakeOpenAI(FakeServer):
             max_tokens=max_tokens,
             stop=(stop,) if isinstance(stop, str) else tuple(stop),
             logprobs=bool(body.get("logprobs")),
+            top_logprobs=int(body.get("top_logprobs") or 0),
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            tools=tools,
+            after_result=messages[-1].get("role") == "tool",
         )
 
     def answer(self, call: Call, completion: Completion, behaviour: Behaviour) -> Mapping[str, Any]:
@@ -93,8 +112,10 @@ class FakeOpenAI(FakeServer):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": completion.text, "refusal": None},
-                    "logprobs": _logprobs(completion.tokens) if call.logprobs else None,
+                    "message": _message(completion),
+                    "logprobs": _logprobs(completion.tokens, call.top_logprobs)
+                    if call.logprobs
+                    else None,
                     "finish_reason": _FINISH_REASONS[completion.ending],
                 }
             ],
@@ -117,9 +138,20 @@ class FakeOpenAI(FakeServer):
             return sse({**head, "choices": [choice]})
 
         tokens = [
-            chunk({"content": t}, None, _logprobs((t,)) if call.logprobs else None)
+            chunk(
+                {"content": t}, None, _logprobs((t,), call.top_logprobs) if call.logprobs else None
+            )
             for t in completion.tokens
         ]
+        for index, made in enumerate(completion.calls):
+            # A call's first chunk names it, with empty arguments; the pieces follow.
+            function = {"name": made.name, "arguments": ""}
+            first = {"index": index, "id": made.id, "type": "function", "function": function}
+            tokens.append(chunk({"tool_calls": [first]}, None))
+            tokens.extend(
+                chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}, None)
+                for piece in made.pieces
+            )
         tail = chunk({}, _FINISH_REASONS[completion.ending])
         if call.include_usage and behaviour.reports_usage:
             tail += sse({**head, "choices": [], "usage": _usage(call, completion, behaviour)})
@@ -151,8 +183,89 @@ class FakeOpenAI(FakeServer):
         )
 
 
+def _message(completion: Completion) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": completion.text or (None if completion.calls else ""),
+        "refusal": None,
+    }
+    if completion.calls:
+        message["tool_calls"] = [
+            {
+                "id": made.id,
+                "type": "function",
+                "function": {"name": made.name, "arguments": made.arguments},
+            }
+            for made in completion.calls
+        ]
+    return message
+
+
+def _tool_offer(body: Mapping[str, Any]) -> ToolOffer | None:
+    """The request's tools and tool_choice, refused as the API refuses them."""
+    tools = body.get("tools")
+    if tools is None:
+        for name in ("tool_choice", "parallel_tool_calls"):
+            if name in body:
+                raise BadRequest(f"'{name}' is only allowed when 'tools' are specified.")
+        return None
+    names: list[str] = []
+    for index, tool in enumerate(tools if isinstance(tools, list) else [None]):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        found = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            found = None
+        if not isinstance(found, str):
+            raise BadRequest(f"Invalid 'tools[{index}]': expected a function tool.")
+        name = found
+        if not _FUNCTION_NAME.fullmatch(name):
+            raise BadRequest(f"Invalid 'tools[{index}].function.name': string does not match "
+                             "pattern. Expected a string that matches the pattern "
+                             "'^[a-zA-Z0-9_-]+$'.")  # fmt: skip
+        names.append(name)
+    choice = body.get("tool_choice", "auto")
+    forced = None
+    if isinstance(choice, dict):
+        forced = (choice.get("function") or {}).get("name")
+        if choice.get("type") != "function" or forced not in names:
+            raise BadRequest(f"Invalid value for 'tool_choice': {choice!r}.")
+        choice = "function"
+    elif choice not in ("auto", "none", "required"):
+        raise BadRequest(f"Invalid value for 'tool_choice': {choice!r}.")
+    parallel = body.get("parallel_tool_calls", True)
+    return ToolOffer(tuple(names), choice, forced, parallel)
+
+
+def _check_tool_messages(messages: list[Any]) -> None:
+    """Every tool message answers a call of the assistant message before it, and every call
+    is answered before the conversation goes on, as the API insists."""
+    waiting: set[str] = set()
+    for index, message in enumerate(messages):
+        if message["role"] == "tool":
+            if message.get("tool_call_id") not in waiting:
+                raise BadRequest(
+                    f"Invalid parameter: messages with role 'tool' must be a response to a "
+                    f"preceeding message with 'tool_calls' (messages[{index}])."
+                )
+            waiting.discard(message["tool_call_id"])
+            continue
+        _all_answered(waiting)
+        for tool_call in message.get("tool_calls") or ():
+            waiting.add(tool_call["id"])
+    _all_answered(waiting)
+
+
+def _all_answered(waiting: set[str]) -> None:
+    if waiting:
+        raise BadRequest(
+            "An assistant message with 'tool_calls' must be followed by tool messages "
+            f"responding to each 'tool_call_id'. The following tool_call_ids did not have "
+            f"response messages: {', '.join(sorted(waiting))}"
+        )
+
+
 def _usage(call: Call, completion: Completion, behaviour: Behaviour) -> dict[str, Any]:
-    completion_tokens = len(completion.tokens)
+    completion_tokens = completion.output_tokens
     return {
         "prompt_tokens": call.prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -161,9 +274,18 @@ def _usage(call: Call, completion: Completion, behaviour: Behaviour) -> dict[str
     }
 
 
-def _logprobs(tokens: tuple[str, ...]) -> dict[str, Any]:
+def _logprobs(tokens: tuple[str, ...], top: int = 0) -> dict[str, Any]:
+    """Each token with its log-probability, and `top` likeliest ones: itself first, then less
+    likely spellings of it."""
+
+    def entry(token: str, value: float) -> dict[str, Any]:
+        return {"token": token, "logprob": value, "bytes": list(token.encode())}
+
     content = [
-        {"token": t, "logprob": logprob(t), "bytes": list(t.encode()), "top_logprobs": []}
+        {
+            **entry(t, logprob(t)),
+            "top_logprobs": [entry(t + "~" * i, logprob(t) - i) for i in range(top)],
+        }
         for t in tokens
     ]
     return {"content": content, "refusal": None}

@@ -16,7 +16,16 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.faults import ArmedFault, Behaviour, Fault, FaultKind
-from tests.fakes.text import Completion, complete, echo_reply
+from tests.fakes.text import (
+    Completion,
+    Ending,
+    ToolOffer,
+    complete,
+    echo_reply,
+    make_calls,
+    plan_calls,
+    tokenize,
+)
 
 _DEFAULT = Behaviour()
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
@@ -45,7 +54,11 @@ class Call:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: bool = False
+    top_logprobs: int = 0
     include_usage: bool = False
+    # The tools offered, and whether the conversation ends with a tool's result.
+    tools: ToolOffer | None = None
+    after_result: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +185,10 @@ class FakeServer(ABC):
     def routes(self) -> list[web.RouteDef]: ...
 
     @abstractmethod
+    def tool_call_ids(self) -> Iterator[str]:
+        """Ids for the tool calls the fake makes, in the provider's style."""
+
+    @abstractmethod
     def authorized(self, request: web.Request) -> bool:
         """Whether the request carries the key this fake expects."""
 
@@ -262,15 +279,24 @@ class FakeServer(ABC):
         self, request: web.Request, call: Call, fault: Fault | None, sent: _Sent
     ) -> web.StreamResponse:
         behaviour = self.models.get(call.model, self.default)
-        reply = next((r for part, r in behaviour.replies if part in call.prompt), behaviour.reply)
-        if reply is None:
-            reply = echo_reply(call.prompt)
-        completion = complete(reply, call.max_tokens, call.stop)
+        planned = plan_calls(call.tools, call.after_result, behaviour.tool_calls)
+        if planned:
+            said = tuple(tokenize(behaviour.reply or ""))
+            made = make_calls(planned, self.tool_call_ids())
+            completion = Completion(said, Ending.TOOL_CALLS, calls=made)
+        else:
+            reply = next(
+                (r for part, r in behaviour.replies if part in call.prompt), behaviour.reply
+            )
+            if reply is None:
+                reply = echo_reply(call.prompt)
+            completion = complete(reply, call.max_tokens, call.stop)
         if fault is not None and fault.after is None:
             return await self._fail_before_headers(request, fault)
         if not call.stream:
             answered = await self._answer_json(request, call, completion, behaviour, fault)
-            sent.finish(len(completion.tokens) if answered.status == 200 and not fault else 0)
+            ok = answered.status == 200 and not fault
+            sent.finish(completion.output_tokens if ok else 0)
             return answered
         frames = self.frames(call, completion, behaviour)
         paced = behaviour.first_token_delay or behaviour.tokens_per_second or behaviour.end_delay

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
@@ -12,7 +13,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.faults import Behaviour, Fault
+from tests.fakes.faults import Behaviour, Fault, ScriptedCall
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.text import logprob, tokenize
 
@@ -165,3 +166,125 @@ def test_the_command_line_server_answers_at_once() -> None:
             server.terminate()
 
     assert completion.choices[0].message.content == "pong"
+
+
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "The weather in a city now.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+CALLS = (ScriptedCall("weather", {"city": "Paris"}), ScriptedCall("weather", {"city": "Rome"}))
+
+
+def test_openai_fake_calls_tools_and_streams_the_calls_as_the_api_does() -> None:
+    with FakeOpenAI.in_thread(default=Behaviour(tool_calls=CALLS)) as fake:
+        client = openai.OpenAI(api_key=KEY, base_url=fake.base_url, max_retries=0)
+        ask: Any = [{"role": "user", "content": "Paris or Rome?"}]
+        completion = client.chat.completions.create(
+            model="m",
+            messages=ask,
+            tools=[WEATHER_TOOL],
+        )
+        with client.chat.completions.stream(
+            model="m",
+            messages=ask,
+            tools=[WEATHER_TOOL],
+            parallel_tool_calls=False,
+        ) as stream:
+            final = stream.get_final_completion()
+        calls: Any = completion.choices[0].message.tool_calls or []
+        said: Any = completion.choices[0].message.model_dump(exclude_none=True)
+        results: Any = [
+            {"role": "tool", "tool_call_id": call.id, "content": f"{i + 14} C"}
+            for i, call in enumerate(calls)
+        ]
+        answered = client.chat.completions.create(
+            model="m", messages=[*ask, said, *results], tools=[WEATHER_TOOL]
+        )
+        with pytest.raises(openai.BadRequestError, match="tool_call_ids did not have response"):
+            client.chat.completions.create(
+                model="m",
+                messages=[*ask, said],
+            )
+
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    assert [(c.function.name, c.function.arguments) for c in calls] == [
+        ("weather", '{"city":"Paris"}'),
+        ("weather", '{"city":"Rome"}'),
+    ]
+    streamed: Any
+    [streamed] = final.choices[0].message.tool_calls or []
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert streamed.function.arguments == '{"city":"Paris"}'
+    assert answered.choices[0].message.content == "You said: 15 C"
+    assert completion.usage is not None and completion.usage.completion_tokens == 2 * (1 + 5)
+
+
+def test_anthropic_fake_calls_tools_and_streams_input_json_as_the_api_does() -> None:
+    tool: Any = {
+        "name": "weather",
+        "description": "The weather in a city now.",
+        "input_schema": WEATHER_TOOL["function"]["parameters"],
+    }
+    behaviour = Behaviour(reply="Let me look.", tool_calls=CALLS)
+    with FakeAnthropic.in_thread(default=behaviour) as fake:
+        client = anthropic.Anthropic(api_key=KEY, base_url=fake.base_url, max_retries=0)
+        ask: Any = [{"role": "user", "content": "Paris or Rome?"}]
+        message = client.messages.create(
+            model="c",
+            max_tokens=100,
+            messages=ask,
+            tools=[tool],
+        )
+        with client.messages.stream(
+            model="c",
+            max_tokens=100,
+            messages=ask,
+            tools=[tool],
+            tool_choice={"type": "tool", "name": "weather", "disable_parallel_tool_use": True},
+        ) as stream:
+            final = stream.get_final_message()
+        uses: Any = [block for block in message.content if block.type == "tool_use"]
+        content: Any = message.content
+        answered = client.messages.create(
+            model="c",
+            max_tokens=100,
+            tools=[tool],
+            messages=[
+                *ask,
+                {"role": "assistant", "content": content},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": use.id, "content": "19 C"}
+                        for use in uses
+                    ],
+                },
+            ],
+        )
+        with pytest.raises(anthropic.BadRequestError, match="without `tool_result` blocks"):
+            client.messages.create(
+                model="c",
+                max_tokens=5,
+                messages=[*ask, {"role": "assistant", "content": content}],
+            )
+
+    assert message.stop_reason == "tool_use"
+    assert [block.type for block in message.content] == ["text", "tool_use", "tool_use"]
+    assert [use.input for use in uses] == [{"city": "Paris"}, {"city": "Rome"}]
+    assert final.stop_reason == "tool_use"
+    assert [(b.type, getattr(b, "input", None)) for b in final.content] == [
+        ("text", None),
+        ("tool_use", {"city": "Paris"}),
+    ]
+    assert answered.stop_reason == "end_turn"
+    text: Any = answered.content[0]
+    assert text.text == "Let me look."

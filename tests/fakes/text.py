@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+import orjson
+
+from tests.fakes.faults import ScriptedCall
+
 _TOKEN = re.compile(r"\s*\S+|\s+")
+# JSON arguments stream in pieces like a tokenizer's: words, and runs of punctuation.
+_JSON_PIECE = re.compile(r"\w+|[^\w]+")
 # What a real tokenizer charges per message for the role and separators, and per image.
 MESSAGE_OVERHEAD = 3
 IMAGE_TOKENS = 85
@@ -41,19 +47,74 @@ class Ending(Enum):
     END = "end"
     MAX_TOKENS = "max_tokens"
     STOP_SEQUENCE = "stop_sequence"
+    TOOL_CALLS = "tool_calls"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOffer:
+    """The tools a request offers (their names) and how it lets the model use them."""
+
+    names: tuple[str, ...]
+    choice: str = "auto"  # "auto" | "none" | "required" | "function"
+    forced: str | None = None
+    parallel: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MadeCall:
+    """A tool call in a fake's answer: its arguments as JSON and the pieces they stream in."""
+
+    id: str
+    name: str
+    arguments: str
+
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        return tuple(_JSON_PIECE.findall(self.arguments))
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """The tokens a fake sends for one call and why it stopped."""
+    """The tokens a fake sends for one call and why it stopped; and the tools it calls."""
 
     tokens: tuple[str, ...]
     ending: Ending
     stop_sequence: str | None = None
+    calls: tuple[MadeCall, ...] = ()
 
     @property
     def text(self) -> str:
         return "".join(self.tokens)
+
+    @property
+    def output_tokens(self) -> int:
+        """Text tokens, and for each call its name and its arguments' pieces."""
+        return len(self.tokens) + sum(1 + len(call.pieces) for call in self.calls)
+
+
+def plan_calls(
+    offer: ToolOffer | None, after_result: bool, scripted: Sequence[ScriptedCall]
+) -> tuple[ScriptedCall, ...]:
+    """The calls a model makes: its scripted ones that the request offers, a forced one (with
+    no arguments unless scripted), the first offered tool when one is required; none with
+    tool_choice none, or with auto right after a tool's result (it answers it instead)."""
+    if offer is None or offer.choice == "none" or (offer.choice == "auto" and after_result):
+        return ()
+    chosen = [call for call in scripted if call.name in offer.names]
+    if offer.forced is not None:
+        chosen = [call for call in chosen if call.name == offer.forced] or [
+            ScriptedCall(offer.forced)
+        ]
+    elif not chosen and offer.choice == "required":
+        chosen = [ScriptedCall(offer.names[0])]
+    return tuple(chosen if offer.parallel else chosen[:1])
+
+
+def make_calls(calls: Sequence[ScriptedCall], ids: Iterator[str]) -> tuple[MadeCall, ...]:
+    return tuple(
+        MadeCall(next(ids), call.name, orjson.dumps(dict(call.arguments)).decode())
+        for call in calls
+    )
 
 
 def complete(reply: str, max_tokens: int | None, stop: Sequence[str]) -> Completion:

@@ -8,13 +8,21 @@ from typing import Any
 
 import pytest
 
-from atom_actors.providers._base import AsyncProvider, CallParams, Finish, Usage
+from atom_actors.providers._base import (
+    AsyncProvider,
+    CallParams,
+    Finish,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    Usage,
+)
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import Timeouts
 from atom_actors.providers.anthropic import API_VERSION, AnthropicProvider
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.drain import Drained, drain
-from tests.fakes.faults import Behaviour, Fault
+from tests.fakes.faults import Behaviour, Fault, ScriptedCall
 from tests.fakes.text import count_prompt_tokens, tokenize
 
 MakeProvider = Callable[..., AnthropicProvider]
@@ -141,11 +149,11 @@ async def test_json_schema_response_format_becomes_output_config(
 @pytest.mark.parametrize(
     "messages",
     [
-        [{"role": "tool", "content": "42", "tool_call_id": "call_1"}],
+        [{"role": "tool", "content": "42"}],
         [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}],
         [{"role": "user", "content": None}],
     ],
-    ids=["tool-role", "audio-part", "no-content"],
+    ids=["tool-without-call-id", "audio-part", "no-content"],
 )
 async def test_untranslatable_messages_are_bad_requests_before_any_network(
     fake: FakeAnthropic, make_anthropic: MakeProvider, messages: list[dict[str, Any]]
@@ -240,9 +248,9 @@ async def test_a_slow_first_token_times_out_and_closes_the_connection(
     fake: FakeAnthropic, make_anthropic: MakeProvider
 ) -> None:
     fake.default = Behaviour(reply=REPLY, first_token_delay=3)
-    provider = make_anthropic(timeouts=Timeouts(first_token=0.2))
+    provider = make_anthropic(timeouts=Timeouts(first_token=1.0))
 
-    with pytest.raises(ProviderError, match=r"no first token within 0\.2 s") as raised:
+    with pytest.raises(ProviderError, match=r"no first token within 1 s") as raised:
         await drain(provider.stream(MESSAGES, CallParams()))
 
     assert raised.value.kind is ErrorKind.TIMEOUT
@@ -292,3 +300,54 @@ async def test_cached_prompt_tokens_count_in_the_prompt(
     assert drained.finish.usage.prompt_tokens == PROMPT_TOKENS
     assert drained.finish.raw["usage"]["input_tokens"] == PROMPT_TOKENS - 5
     assert drained.finish.raw["usage"]["cache_read_input_tokens"] == 5
+
+
+WEATHER = Tool(
+    "weather",
+    "The weather in a city now.",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+async def test_tool_use_streams_as_tool_call_pieces_after_the_text(
+    fake: FakeAnthropic, make_anthropic: MakeProvider
+) -> None:
+    fake.default = Behaviour(
+        reply="Let me look.",
+        tool_calls=(ScriptedCall("weather", {"city": "Paris"}), ScriptedCall("now")),
+    )
+    params = CallParams(tools=(WEATHER, Tool("now")), tool_choice=ToolChoice("function", "now"))
+    forced = await drain(make_anthropic().stream(MESSAGES, params))
+    drained = await drain(make_anthropic().stream(MESSAGES, CallParams(tools=params.tools)))
+
+    body = fake.requests[0].body
+    assert body["tools"] == [
+        {"name": "weather", "description": WEATHER.description, "input_schema": WEATHER.schema()},
+        {"name": "now", "input_schema": {"type": "object", "properties": {}}},
+    ]
+    assert body["tool_choice"] == {"type": "tool", "name": "now"}
+    assert "tool_choice" not in fake.requests[1].body
+    # A call without arguments reads as OpenAI writes it: an empty object.
+    assert forced.tool_calls == (ToolCall("toolu_fake1", "now", "{}"),)
+    assert drained.text == "Let me look."
+    assert drained.tool_calls == (
+        ToolCall("toolu_fake2", "weather", '{"city":"Paris"}'),
+        ToolCall("toolu_fake3", "now", "{}"),
+    )
+    first, *rest = [p for p in drained.tool_pieces if p.index == 0]
+    assert (first.id, first.name, first.arguments) == ("toolu_fake2", "weather", "")
+    assert len(rest) > 1, "the input streams in pieces"
+    assert drained.finish is not None and drained.finish.finish_reason == "tool_calls"
+    assert drained.finish.raw["stop_reason"] == "tool_use"
+    assert drained.finish.usage is not None
+    assert drained.finish.usage.completion_tokens == 3 + (1 + 5) + (1 + 1)
+
+
+async def test_a_call_that_offers_no_tools_ignores_none(
+    fake: FakeAnthropic, make_anthropic: MakeProvider
+) -> None:
+    fake.default = Behaviour(tool_calls=(ScriptedCall("weather"),))
+    drained = await drain(make_anthropic().stream(MESSAGES, CallParams()))
+
+    assert drained.tool_pieces == [] and drained.finish is not None
+    assert drained.finish.finish_reason == "stop"

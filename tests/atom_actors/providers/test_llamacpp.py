@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 
+import jsonschema_rs
 import llama_cpp
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,19 @@ from hypothesis import strategies as st
 
 from atom_actors.catalog import ModelSpec
 from atom_actors.cost import prompt_bound, prompt_size
-from atom_actors.providers._base import BlockingProvider, CallParams, Delta, Event, Finish, Message
+from atom_actors.providers._base import (
+    BlockingProvider,
+    CallParams,
+    Delta,
+    Event,
+    Finish,
+    Message,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    assemble_tool_calls,
+)
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._prompt import TRANSCRIPT_STOPS, transcript
 from atom_actors.providers.llamacpp import LlamaCppProvider, _Holdback, default_model_path
@@ -257,3 +270,83 @@ def test_the_prompt_bound_covers_the_local_models_own_tokenizer(
         messages.insert(0, {"role": "system", "content": system})
     spec = ModelSpec("gemma", "llamacpp", "gemma", frozenset(), 0.0, 0.0, N_CTX)
     assert gemma.count_prompt_tokens(messages) <= prompt_bound(spec, prompt_size(messages))
+
+
+# ------------------------------------------------------------------------------ tool calling
+
+WEATHER_ASK: list[Message] = [{"role": "user", "content": "What is the weather in Paris?"}]
+WEATHER = Tool(
+    "weather",
+    "The weather in a city now.",
+    {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+     "required": ["city"], "additionalProperties": False},
+)  # fmt: skip
+# Schemas of several shapes: a number and an enum, a flag and a nested object, no arguments.
+SHAPES = [
+    Tool("convert", "Convert an amount.", {
+        "type": "object",
+        "properties": {"amount": {"type": "integer"}, "unit": {"enum": ["C", "F"]}},
+        "required": ["amount", "unit"], "additionalProperties": False}),
+    Tool("book", "Book a table.", {
+        "type": "object",
+        "properties": {"outside": {"type": "boolean"},
+                       "when": {"type": "object", "properties": {"hour": {"type": "integer"}},
+                                "required": ["hour"], "additionalProperties": False}},
+        "required": ["outside", "when"], "additionalProperties": False}),
+]  # fmt: skip
+
+
+def _calls(events: list[Event]) -> tuple[list[ToolCall], Finish]:
+    *items, finish = events
+    assert isinstance(finish, Finish)
+    pieces = [item for item in items if isinstance(item, ToolCallDelta)]
+    return list(assemble_tool_calls(pieces)), finish
+
+
+@pytest.mark.parametrize("tool", SHAPES, ids=[tool.name for tool in SHAPES])
+def test_a_required_call_parses_and_fits_its_tools_schema(
+    gemma: LlamaCppProvider, tool: Tool
+) -> None:
+    params = CallParams(max_tokens=64, temperature=1.0, seed=7, tools=(WEATHER, tool),
+                        tool_choice=ToolChoice("function", tool.name))  # fmt: skip
+    calls, finish = _calls(list(gemma.generate(WEATHER_ASK, params)))
+
+    assert finish.finish_reason == "tool_calls"
+    [call] = calls
+    assert call.name == tool.name and call.id.startswith("call_")
+    assert jsonschema_rs.is_valid(dict(tool.schema()), call.parsed_arguments())
+
+
+def test_the_model_calls_the_tool_the_question_needs(gemma: LlamaCppProvider) -> None:
+    params = CallParams(
+        max_tokens=48, temperature=0.0, tools=(WEATHER, *SHAPES), tool_choice=ToolChoice("required")
+    )
+    calls, finish = _calls(list(gemma.generate(WEATHER_ASK, params)))
+
+    assert finish.finish_reason == "tool_calls"
+    assert [(c.name, c.parsed_arguments()) for c in calls] == [("weather", {"city": "Paris"})]
+    assert finish.usage is not None and finish.usage.completion_tokens > 5
+
+
+def test_with_auto_the_answer_is_words_or_calls_never_a_broken_call(
+    gemma: LlamaCppProvider,
+) -> None:
+    params = CallParams(max_tokens=12, temperature=0.0, tools=(WEATHER,))
+    events = list(gemma.generate(WEATHER_ASK, params))
+    calls, finish = _calls(events)
+    text = "".join(e.text for e in events if isinstance(e, Delta))
+
+    if calls:
+        assert finish.finish_reason == "tool_calls" and text == ""
+    else:
+        assert text.strip() and not text.lstrip().startswith("[")
+
+
+def test_a_call_cut_by_max_tokens_stays_text_finished_by_length(gemma: LlamaCppProvider) -> None:
+    params = CallParams(max_tokens=3, temperature=0.0, tools=(WEATHER,),
+                        tool_choice=ToolChoice("required"))  # fmt: skip
+    events = list(gemma.generate(WEATHER_ASK, params))
+    calls, finish = _calls(events)
+
+    assert calls == [] and finish.finish_reason == "length"
+    assert "".join(e.text for e in events if isinstance(e, Delta)).startswith("[")

@@ -9,9 +9,129 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atom_actors.providers._messages import to_anthropic, to_openai
+from atom_actors.providers._base import Tool, ToolChoice
+from atom_actors.providers._messages import (
+    to_anthropic,
+    to_openai,
+    tool_choice_to_anthropic,
+    tool_choice_to_openai,
+    tools_to_anthropic,
+    tools_to_openai,
+)
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+
+
+def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _result(call_id: str, content: Any) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": call_id, "content": content}
+
+
+# One turn of an agent: a question, two calls in parallel, their results, the answer.
+AGENT_OPENAI: list[dict[str, Any]] = [
+    {"role": "system", "content": "You check the weather."},
+    {"role": "user", "content": "Paris or Rome: which is warmer?"},
+    {
+        "role": "assistant",
+        "content": "Let me look.",
+        "tool_calls": [
+            _call("toolu_1", "weather", '{"city":"Paris"}'),
+            _call("toolu_2", "weather", '{"city":"Rome"}'),
+        ],
+    },
+    {"role": "tool", "tool_call_id": "toolu_1", "content": "14 C"},
+    {"role": "tool", "tool_call_id": "toolu_2", "content": "19 C"},
+    {"role": "assistant", "content": "Rome, by five degrees."},
+]
+AGENT_ANTHROPIC: list[dict[str, Any]] = [
+    {"role": "user", "content": "Paris or Rome: which is warmer?"},
+    {
+        "role": "assistant",
+        "content": [
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "weather", "input": {"city": "Rome"}},
+        ],
+    },
+    {"role": "user", "content": [_result("toolu_1", "14 C"), _result("toolu_2", "19 C")]},
+    {"role": "assistant", "content": "Rome, by five degrees."},
+]
+
+
+def test_tool_calls_and_results_translate_both_ways() -> None:
+    assert to_anthropic(AGENT_OPENAI) == ("You check the weather.", AGENT_ANTHROPIC)
+    assert to_openai("You check the weather.", AGENT_ANTHROPIC) == AGENT_OPENAI
+
+
+def test_a_tool_result_and_the_users_next_words_share_a_turn_results_first() -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "assistant", "content": None, "tool_calls": [_call("c1", "now", "{}")]},
+        {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "noon"}]},
+        {"role": "user", "content": "Thanks; and tomorrow?"},
+    ]
+
+    _, turns = to_anthropic(messages)
+
+    assert turns == [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "now",
+                                           "input": {}}]},
+        {"role": "user", "content": [_result("c1", [{"type": "text", "text": "noon"}]),
+                                     {"type": "text", "text": "Thanks; and tomorrow?"}]},
+    ]  # fmt: skip
+    assert to_openai(None, turns)[1:] == [
+        {"role": "tool", "tool_call_id": "c1", "content": "noon"},
+        {"role": "user", "content": [{"type": "text", "text": "Thanks; and tomorrow?"}]},
+    ]
+
+
+def test_an_error_result_says_so_in_the_tool_message() -> None:
+    turn = {"role": "user", "content": [{**_result("c1", "no such city"), "is_error": True}]}
+
+    assert to_openai(None, [turn]) == [
+        {"role": "tool", "tool_call_id": "c1", "content": "Error: no such city"}
+    ]
+
+
+WEATHER = Tool(
+    "weather",
+    "The weather in a city now.",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+def test_tools_become_input_schemas_and_back() -> None:
+    translated = tools_to_anthropic([WEATHER, Tool("now")])
+
+    assert translated == [
+        {"name": "weather", "description": WEATHER.description, "input_schema": WEATHER.parameters},
+        {"name": "now", "input_schema": {"type": "object", "properties": {}}},
+    ]
+    assert tools_to_openai(translated)[0] == WEATHER
+    with pytest.raises(ValueError, match="only client tools"):
+        tools_to_openai([{"type": "web_search_20250305", "name": "web_search"}])
+
+
+@pytest.mark.parametrize(
+    ("choice", "parallel", "anthropic"),
+    [
+        (None, None, None),
+        (ToolChoice("auto"), None, {"type": "auto"}),
+        (ToolChoice("required"), None, {"type": "any"}),
+        (ToolChoice("none"), None, {"type": "none"}),
+        (ToolChoice("function", "weather"), None, {"type": "tool", "name": "weather"}),
+        (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+        (ToolChoice("required"), False, {"type": "any", "disable_parallel_tool_use": True}),
+    ],
+)
+def test_tool_choice_translates_both_ways(
+    choice: ToolChoice | None, parallel: bool | None, anthropic: dict[str, Any] | None
+) -> None:
+    assert tool_choice_to_anthropic(choice, parallel) == anthropic
+    if anthropic is not None:
+        assert tool_choice_to_openai(anthropic) == (choice or ToolChoice("auto"), parallel)
 
 
 def test_system_messages_become_the_system_field() -> None:
@@ -99,15 +219,27 @@ def test_system_blocks_become_one_system_message_each() -> None:
 @pytest.mark.parametrize(
     "messages",
     [
-        [{"role": "tool", "content": "42", "tool_call_id": "c1"}],
+        [{"role": "tool", "content": "42"}],
         [{"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}],
+        [{"role": "assistant", "content": None, "tool_calls": [_call("c1", "f", "[1, 2]")]}],
+        [{"role": "assistant", "content": None, "tool_calls": [_call("c1", "f", "{not json")]}],
         [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}],
         [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,x"}}]}],
         [{"role": "user", "content": [{"type": "text"}]}],
         [{"role": "user", "content": 42}],
         [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
     ],
-    ids=["tool", "tool-calls", "audio", "not-base64", "no-text", "number", "system-image"],
+    ids=[
+        "tool-without-id",
+        "tool-calls",
+        "arguments-not-an-object",
+        "arguments-not-json",
+        "audio",
+        "not-base64",
+        "no-text",
+        "number",
+        "system-image",
+    ],
 )
 def test_what_anthropic_cannot_express_is_a_value_error(messages: list[dict[str, Any]]) -> None:
     with pytest.raises(ValueError):
@@ -117,12 +249,34 @@ def test_what_anthropic_cannot_express_is_a_value_error(messages: list[dict[str,
 @pytest.mark.parametrize(
     ("system", "messages"),
     [
-        (None, [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}]),
+        (None, [{"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]),
+        (None, [{"role": "user", "content": [_result("t", [{"type": "image"}])]}]),
+        (None, [{"role": "assistant", "content": [{"type": "thinking", "thinking": "hm"}]}]),
+        (
+            None,
+            [
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "image", "source": {"type": "url", "url": "https://x.test/a"}},
+                        {"type": "tool_use", "id": "t", "name": "f", "input": {}},
+                    ],
+                }
+            ],
+        ),
         (None, [{"role": "system", "content": "x"}]),
         ([{"type": "image"}], []),
         (None, [{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}]),
     ],
-    ids=["tool-result", "system-role", "system-image", "file-source"],
+    ids=[
+        "tool-result-without-id",
+        "tool-result-image",
+        "thinking",
+        "image-beside-a-tool-call",
+        "system-role",
+        "system-image",
+        "file-source",
+    ],
 )
 def test_what_openai_messages_cannot_express_is_a_value_error(
     system: Any, messages: list[dict[str, Any]]

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
 import pytest
 
-from atom_actors.providers._base import AsyncProvider, CallParams, Delta, Deltas, Finish, Usage
+from atom_actors.providers._base import (
+    AsyncProvider,
+    CallParams,
+    Delta,
+    Deltas,
+    Event,
+    Finish,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    Usage,
+)
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import Timeouts
 from atom_actors.providers.openai import OpenAIProvider
 from tests.fakes.drain import Drained, drain
-from tests.fakes.faults import Behaviour, Fault
+from tests.fakes.faults import Behaviour, Fault, ScriptedCall
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.text import count_prompt_tokens, logprob, tokenize
 
@@ -382,3 +394,61 @@ async def test_a_consumer_that_stops_early_closes_the_upstream_connection(
             break
 
     await fake.wait_for_disconnects(1)
+
+
+WEATHER = Tool(
+    "weather",
+    "The weather in a city now.",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+async def test_tools_go_as_they_are_and_calls_stream_as_pieces_in_order(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    fake.default = Behaviour(
+        tool_calls=(
+            ScriptedCall("weather", {"city": "Paris"}),
+            ScriptedCall("weather", {"city": "Rome"}),
+        )
+    )
+    params = CallParams(tools=(WEATHER,), tool_choice=ToolChoice("auto"), parallel_tool_calls=True)
+    items = [e async for e in make_openai().stream(MESSAGES, params)]
+    drained = await drain(_replay(items))
+
+    body = fake.requests[0].body
+    assert body["tools"] == [WEATHER.to_openai()]
+    assert (body["tool_choice"], body["parallel_tool_calls"]) == ("auto", True)
+    assert drained.text == ""
+    assert drained.tool_calls == (
+        ToolCall("call_fake1", "weather", '{"city":"Paris"}'),
+        ToolCall("call_fake2", "weather", '{"city":"Rome"}'),
+    )
+    # Each piece is its own item, in the order it came: the first call whole before the second.
+    pieces = [e for e in items if isinstance(e, ToolCallDelta)]
+    assert [p.index for p in pieces] == sorted(p.index for p in pieces)
+    assert [(p.id, p.name) for p in pieces if p.name] == [
+        ("call_fake1", "weather"),
+        ("call_fake2", "weather"),
+    ]
+    assert drained.finish is not None and drained.finish.finish_reason == "tool_calls"
+    assert drained.finish.usage is not None
+    assert drained.finish.usage.completion_tokens == 2 * (1 + 5)
+
+
+async def test_text_and_a_call_keep_their_order(
+    fake: FakeOpenAI, make_openai: MakeProvider
+) -> None:
+    fake.default = Behaviour(
+        reply="Checking.", tool_calls=(ScriptedCall("weather", {"city": "Oslo"}),)
+    )
+    items = [e async for e in make_openai().stream(MESSAGES, CallParams(tools=(WEATHER,)))]
+
+    kinds = [type(e).__name__ for e in items]
+    assert kinds[-1] == "Finish"
+    assert "ToolCallDelta" not in kinds[: kinds.index("Delta") + 1]
+
+
+async def _replay(items: list[Event]) -> AsyncIterator[Event]:
+    for item in items:
+        yield item

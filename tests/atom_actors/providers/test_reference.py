@@ -9,11 +9,12 @@ import anthropic
 import openai
 import pytest
 
-from atom_actors.providers._base import CallParams, Usage
+from atom_actors.providers._base import CallParams, Tool, ToolCall, ToolChoice, Usage
 from atom_actors.providers.anthropic import API_VERSION, AnthropicProvider
 from atom_actors.providers.openai import OpenAIProvider
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.drain import drain
+from tests.fakes.faults import Behaviour, ScriptedCall
 from tests.fakes.openai_server import FakeOpenAI
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
@@ -170,3 +171,114 @@ async def test_anthropic_headers_differ_from_this_sdk_release_only_as_intended(
         # We pin the version whose wire format we implement; the SDK sends its newest.
         assert our_request.headers["anthropic-version"] == API_VERSION == "2023-06-01"
         assert sdk_request.headers["anthropic-version"] >= API_VERSION
+
+
+WEATHER = Tool(
+    "weather",
+    "The weather in a city now.",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+# A turn of an agent: the question, the model's call with a word before it, the tool's result.
+AGENT: list[dict[str, Any]] = [
+    {"role": "system", "content": "You check the weather."},
+    {"role": "user", "content": "Is it warm in Paris?"},
+    {
+        "role": "assistant",
+        "content": "Let me look.",
+        "tool_calls": [
+            {
+                "id": "toolu_1",
+                "type": "function",
+                "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "toolu_1", "content": "14 C"},
+]
+TOOL_PARAMS = CallParams(
+    max_tokens=40, tools=(WEATHER,), tool_choice=ToolChoice("required"), parallel_tool_calls=False
+)
+
+
+async def test_openai_tool_calls_match_the_official_sdk(
+    openai_fake: FakeOpenAI, make_openai: Callable[..., OpenAIProvider], api_key: str
+) -> None:
+    openai_fake.default = Behaviour(tool_calls=(ScriptedCall("weather", {"city": "Rome"}),))
+    client = openai.AsyncOpenAI(api_key=api_key, base_url=openai_fake.base_url, max_retries=0)
+    messages: Any = AGENT
+    async with (
+        client,
+        client.chat.completions.stream(
+            model="gpt-4o",
+            messages=messages,
+            max_tokens=40,
+            stream_options={"include_usage": True},
+            tools=[WEATHER.to_openai()],  # type: ignore[list-item]
+            tool_choice="required",
+            parallel_tool_calls=False,
+        ) as stream,
+    ):
+        sdk = await stream.get_final_completion()
+
+    ours = await drain(make_openai("gpt-4o").stream(AGENT, TOOL_PARAMS))
+
+    sdk_request, our_request = openai_fake.requests
+    assert our_request.body == _without(sdk_request.body, OPENAI_SDK_ONLY_KEYS)
+    [sdk_call] = sdk.choices[0].message.tool_calls or []
+    # Each answer has ids of its own: the second call's is the fake's next one.
+    function: Any = sdk_call.function
+    assert ours.tool_calls == (ToolCall("call_fake2", function.name, function.arguments),)
+    assert sdk_call.id == "call_fake1"
+    assert ours.finish is not None and ours.finish.finish_reason == "tool_calls"
+    assert sdk.choices[0].finish_reason == "tool_calls"
+
+
+async def test_anthropic_tool_calls_match_the_official_sdk(
+    anthropic_fake: FakeAnthropic, make_anthropic: Callable[..., AnthropicProvider], api_key: str
+) -> None:
+    anthropic_fake.default = Behaviour(tool_calls=(ScriptedCall("weather", {"city": "Rome"}),))
+    client = anthropic.AsyncAnthropic(
+        api_key=api_key, base_url=anthropic_fake.base_url, max_retries=0
+    )
+    messages: Any = [
+        {"role": "user", "content": "Is it warm in Paris?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me look."},
+                {"type": "tool_use", "id": "toolu_1", "name": "weather",
+                 "input": {"city": "Paris"}},
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": "14 C"}]},
+    ]  # fmt: skip
+    async with (
+        client,
+        client.messages.stream(
+            model="claude-3-opus-20240229",
+            max_tokens=40,
+            system="You check the weather.",
+            messages=messages,
+            tools=[
+                {
+                    "name": "weather",
+                    "description": WEATHER.description or "",
+                    "input_schema": dict(WEATHER.schema()),
+                }
+            ],
+            tool_choice={"type": "any", "disable_parallel_tool_use": True},
+        ) as stream,
+    ):
+        sdk = await stream.get_final_message()
+
+    ours = await drain(make_anthropic("claude-3-opus-20240229").stream(AGENT, TOOL_PARAMS))
+
+    sdk_request, our_request = anthropic_fake.requests
+    assert our_request.body == _without(sdk_request.body, ANTHROPIC_SDK_ONLY_KEYS)
+    [sdk_use] = [block for block in sdk.content if block.type == "tool_use"]
+    assert ours.tool_calls == (ToolCall("toolu_fake2", "weather", '{"city":"Rome"}'),)
+    assert sdk_use.id == "toolu_fake1"
+    assert sdk_use.input == {"city": "Rome"}
+    assert ours.finish is not None and ours.finish.finish_reason == "tool_calls"
+    assert sdk.stop_reason == "tool_use"
