@@ -81,7 +81,11 @@ def local_threads() -> int:
 def make_provider(
     spec: ModelSpec, env: Mapping[str, str] | None = None
 ) -> AsyncProvider | BlockingProvider:
-    """Build the provider a catalog entry names (heavy imports happen only when needed)."""
+    """Build the provider a catalog entry names (heavy imports happen only when needed).
+
+    A network provider pools as many connections as its model's max_concurrency, so that a
+    call its gate admits never waits for a connection, and one that waits does so in the gate.
+    """
     environ = os.environ if env is None else env
     timeouts = Timeouts(
         connect=spec.timeout_connect_s,
@@ -98,6 +102,7 @@ def make_provider(
             base_url=spec.base_url or DEFAULT_BASE_URL,
             name=spec.name,
             timeouts=timeouts,
+            max_connections=spec.max_concurrency,
         )
     if spec.provider == "anthropic":
         from .anthropic import DEFAULT_BASE_URL as ANTHROPIC_URL
@@ -109,6 +114,7 @@ def make_provider(
             base_url=spec.base_url or ANTHROPIC_URL,
             name=spec.name,
             timeouts=timeouts,
+            max_connections=spec.max_concurrency,
         )
     if spec.provider == "llamacpp":
         from .llamacpp import LlamaCppProvider
