@@ -24,6 +24,7 @@ import contextlib
 import math
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -477,7 +478,13 @@ async def _watch(spec: dict[str, Any]) -> dict[str, Any]:
 
         async def slow() -> None:
             # Follows every stream's tokens and reads nothing: the server must cut it (4008).
-            ws = await http.ws_connect(url, headers=headers, autoclose=False, heartbeat=None)
+            # A small receive buffer: the server's queue, not the kernel's, holds its backlog.
+            small = aiohttp.TCPConnector(limit=0, socket_factory=_small_socket)
+            async with aiohttp.ClientSession(connector=small) as own:
+                ws = await own.ws_connect(url, headers=headers, autoclose=False, heartbeat=None)
+                await unread(ws)
+
+        async def unread(ws: aiohttp.ClientWebSocketResponse) -> None:
             try:
                 while time.time() < until and not ws.closed:
                     try:
@@ -510,10 +517,30 @@ async def _watch(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _small_socket(address: Any) -> socket.socket:
+    family, kind, protocol, _, _ = address
+    sock = socket.socket(family=family, type=kind, proto=protocol)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return sock
+
+
 def watch_main(spec_json: str) -> None:
     import uvloop
 
     print(orjson.dumps(uvloop.run(_watch(orjson.loads(spec_json)))).decode(), flush=True)
+
+
+def _hub_status(server: Server) -> dict[str, Any]:
+    """The server's WebSocket figures (GET /streaming/status)."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{server.url}/api/advanced-ai/streaming/status",
+        headers={"Authorization": f"Bearer {server.key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        status: dict[str, Any] = orjson.loads(response.read())
+    return status
 
 
 def measure_fanout(server: Server, concurrency: int, args: Any) -> dict[str, Any]:
@@ -543,6 +570,7 @@ def measure_fanout(server: Server, concurrency: int, args: Any) -> dict[str, Any
         if watching.poll() is None:
             watching.kill()
             watching.wait()
+    hub = _hub_status(server)
     requests = watched["requests_messages"]
     followed = watched["token_messages"]
     row = {
@@ -561,6 +589,8 @@ def measure_fanout(server: Server, concurrency: int, args: Any) -> dict[str, Any
         "token_out_of_order": watched["out_of_order"],
         "subscribers_closed_early": len(watched["closed_early"]),
         "slow_subscriber_close_code": watched["slow_close_code"],
+        "slow_clients_cut": hub["slow_clients_cut"],
+        "messages_sent": hub["messages_sent"],
     }
     _say(f"fan-out c={concurrency}: {_brief(figures)}; {row}")
     return row
