@@ -14,7 +14,8 @@ its peak RSS, the streams that failed or ended other than exactly as the upstrea
 (errors) and the tokens they lacked (tokens_lost). Then, at the highest concurrency,
 /api/advanced-ai/process with SSE; and at 500 streams (or the nearest below), the WebSocket
 fan-out: 200 subscribers on `requests`, 50 following token topics, and one subscriber that
-reads nothing, which the server must cut with 4008 while the rest and the streams go on.
+reads nothing, which the server cuts (4008) once its buffers and its queue are full, while
+the rest and the streams go on (`slow_clients_cut` says whether that happened in the run).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from gateway_bench import (
 )
 
 MESSAGES: Final = [{"role": "user", "content": "Tell the streaming benchmark a story."}]
-# Token records: ok, ttft_ms, largest gap ms, tokens received, end (wall clock).
+# A stream's record: ok, ttft_ms, largest gap ms, tokens received, end (wall clock).
 Record = tuple[bool, float, float, int, float]
 FANOUT_CONCURRENCY: Final = 500
 REQUEST_WATCHERS: Final = 200
@@ -184,7 +185,6 @@ def _collect(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     return result
 
 
-@contextmanager
 def streams(
     url: str,
     body: dict[str, Any],
@@ -196,9 +196,8 @@ def streams(
     reply: str,
     ramp: float,
     seconds: float,
-) -> Iterator[dict[str, Any]]:
-    """Run `concurrency` clients over `procs` processes while the block runs; on leaving it,
-    `figures` holds what they measured."""
+) -> dict[str, Any]:
+    """Run `concurrency` clients over `procs` processes, starting in a second; their figures."""
     start = time.time() + 1.0  # the processes' start-up is not measured
     per = [concurrency // procs + (i < concurrency % procs) for i in range(procs)]
     firsts = [sum(per[:i]) for i in range(procs)]
@@ -209,9 +208,7 @@ def streams(
         for first, clients in zip(firsts, per, strict=True)
         if clients
     ]
-    figures: dict[str, Any] = {}
     try:
-        yield figures
         results = [_collect(p, ramp + seconds + 180) for p in running]
     finally:
         for process in running:
@@ -221,18 +218,16 @@ def streams(
     records = [tuple(r) for result in results for r in result["records"]]
     window = (start + ramp, start + ramp + seconds)
     done = [r for r in records if r[0] and window[0] <= r[4] <= window[1]]
-    figures.update(
-        {
-            "streams": len(records),
-            "streams_per_s": round(len(done) / seconds, 1),
-            "ttft_p50_ms": round(_percentile([r[1] for r in records if r[3]], 0.50), 2),
-            "ttft_p99_ms": round(_percentile([r[1] for r in records if r[3]], 0.99), 2),
-            "gap_p99_ms": round(_percentile([r[2] for r in records if r[3]], 0.99), 2),
-            "tokens": sum(r[3] for r in records),
-            "errors": sum(not r[0] for r in records),
-            "error_samples": [s for result in results for s in result["samples"]][:3],
-        }
-    )
+    return {
+        "streams": len(records),
+        "streams_per_s": round(len(done) / seconds, 1),
+        "ttft_p50_ms": round(_percentile([r[1] for r in records if r[3]], 0.50), 2),
+        "ttft_p99_ms": round(_percentile([r[1] for r in records if r[3]], 0.99), 2),
+        "gap_p99_ms": round(_percentile([r[2] for r in records if r[3]], 0.99), 2),
+        "tokens": sum(r[3] for r in records),
+        "errors": sum(not r[0] for r in records),
+        "error_samples": [s for result in results for s in result["samples"]][:3],
+    }
 
 
 # ---------------------------------------------------------------------------------- processes
@@ -275,12 +270,10 @@ def measure(
     common = {"kind": "openai", "concurrency": concurrency, "procs": args.loadgen_procs,
               "reply": reply, "ramp": ramp, "seconds": args.seconds}  # fmt: skip
     upstream_headers = {"Authorization": "Bearer sk-bench"}
-    with streams(f"{base_url}/chat/completions", body, upstream_headers, **common) as direct:
-        pass
+    direct = streams(f"{base_url}/chat/completions", body, upstream_headers, **common)
     auth = {"Authorization": f"Bearer {server.key}"}
     before = cpu_seconds(server.pid)
-    with streams(f"{server.url}/v1/chat/completions", body, auth, **common) as atom:
-        pass
+    atom = streams(f"{server.url}/v1/chat/completions", body, auth, **common)
     cpu_ms = (cpu_seconds(server.pid) - before) * 1000
     row = {
         "streams_per_s": {"atom": atom["streams_per_s"], "direct": direct["streams_per_s"]},
@@ -312,12 +305,11 @@ def measure_process(server: Server, concurrency: int, args: Any) -> dict[str, An
     """/api/advanced-ai/process with SSE at one concurrency."""
     body = {"model": MODEL, "messages": MESSAGES, "stream": True}
     auth = {"Authorization": f"Bearer {server.key}"}
-    with streams(
+    figures = streams(
         f"{server.url}/api/advanced-ai/process", body, auth, kind="process",
         concurrency=concurrency, procs=args.loadgen_procs, reply=reply_of(args.tokens),
         ramp=args.tokens * args.gap_ms / 1000, seconds=args.seconds,
-    ) as figures:  # fmt: skip
-        pass
+    )  # fmt: skip
     _say(f"process SSE c={concurrency}: {_brief(figures)}")
     return {
         "concurrency": concurrency,
@@ -559,12 +551,11 @@ def measure_fanout(server: Server, concurrency: int, args: Any) -> dict[str, Any
     )
     try:
         body = {"model": MODEL, "messages": MESSAGES, "stream": True}
-        with streams(
+        figures = streams(
             f"{server.url}/v1/chat/completions", body, auth, kind="openai",
             concurrency=concurrency, procs=args.loadgen_procs, reply=reply_of(args.tokens),
             ramp=ramp, seconds=args.seconds,
-        ) as figures:  # fmt: skip
-            pass
+        )  # fmt: skip
         watched = _collect(watching, 120)
     finally:
         if watching.poll() is None:
