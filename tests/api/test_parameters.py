@@ -5,6 +5,7 @@ them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -228,3 +229,27 @@ async def test_top_logprobs_without_logprobs_is_refused(client: AsyncOpenAI) -> 
         "message": "top_logprobs goes with logprobs: true",
         "field": "top_logprobs",
     }
+
+
+async def test_a_confidence_weighted_ensemble_asks_for_logprobs_where_given(pair: Pair) -> None:
+    body = {
+        "prompt": "Weather?",
+        "ensemble": {"method": "confidence_weighted", "models": ["gpt", "claude"]},
+    }
+    status, answer, _ = await pair.api.call(
+        "POST", "/api/advanced-ai/orchestrate", key=pair.api.keys[Role.USER], json=body
+    )
+
+    assert status == 200, answer
+    # gpt's weight is its own confidence; claude gives no logprobs, so it weighs its
+    # agreement with gpt (the same answer: 1).
+    sure = math.exp(math.fsum(logprob(t) for t in tokenize(REPLY)) / len(tokenize(REPLY)))
+    members = {m["model"]: m for m in answer["members"]}
+    assert members["gpt"]["weight_basis"] == "logprobs"
+    assert members["gpt"]["weight"] == pytest.approx(sure)
+    assert (members["claude"]["weight_basis"], members["claude"]["weight"]) == ("agreement", 1.0)
+    assert pair.gpt.requests[0].body["logprobs"] is True
+    assert "logprobs" not in pair.claude.requests[0].body
+    [combined] = pair.events(answer["request_id"], "EnsembleCombined")
+    assert combined["members"] == answer["members"]
+    assert combined["result"]["weight_bases"] == {"gpt#1": "logprobs", "claude#2": "agreement"}
