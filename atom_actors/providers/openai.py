@@ -96,6 +96,8 @@ class OpenAIProvider:
         }
         if params.dimensions is not None:
             body["dimensions"] = params.dimensions
+        if params.user is not None:
+            body["user"] = params.user
         answer = await self._endpoint.fetch_json(self._embeddings_url, body, clock)
         try:
             rows = sorted(answer["data"], key=lambda row: row["index"])

@@ -93,7 +93,7 @@ async def test_models_lists_the_catalog_with_prices_availability_and_filters(
         "ttft_p50_ms": None,
         "tokens_per_s": None,
     }
-    assert len(cheap["capabilities"]) == 9
+    assert len(cheap["capabilities"]) == 10
     assert {m["name"]: m["quality"] for m in body["models"]} == {
         "cheap": 0.5, "mid": 0.7, "dear": 0.9, "analyst": 0.6,
     }  # fmt: skip
