@@ -78,6 +78,11 @@ _RESULT: Final = {
     "role": "user",
     "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "21 C, sunny"}],
 }
+# A 1x1 PNG.
+_PNG: Final = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJ"
+    "AAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 _SCHEMA: Final = {
     "type": "object",
     "properties": {"warm": {"type": "boolean"}},
@@ -126,6 +131,37 @@ CASES: Final = [
         "end_user",
         {"messages": [_ASK], "user": "u-42"},
         {"messages": [_ASK], "metadata": {"user_id": "u-42"}},
+    ),
+    Case(
+        "image",
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": f"data:image/png;base64,{_PNG}"},
+                        },
+                    ],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/png", "data": _PNG},
+                        },
+                    ],
+                }
+            ]
+        },
     ),
     Case(
         "tools_auto",
@@ -285,9 +321,10 @@ def serving(directory: Path) -> Iterator[Served]:
     with ExitStack() as stack:
         gpt = stack.enter_context(FakeOpenAI.in_thread(default=behaviour))
         claude = stack.enter_context(FakeAnthropic.in_thread(default=behaviour))
+        tags = '"text_generation", "tools", "multimodal"'
         models = [
-            ("gpt", "openai", gpt.base_url, '"text_generation", "tools", "embeddings"'),
-            ("claude", "anthropic", claude.origin, '"text_generation", "tools"'),
+            ("gpt", "openai", gpt.base_url, tags + ', "embeddings"'),
+            ("claude", "anthropic", claude.origin, tags),
         ]
         config = directory / "atom.toml"
         config.write_text(
