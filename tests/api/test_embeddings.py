@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import openai
 import pytest
 from openai import AsyncOpenAI
 
 from api.auth import Role
 from atom_actors.catalog import default_catalog
 from atom_actors.cost import cost_pico
+from atom_actors.events import BudgetSet
 from atom_actors.providers.llamacpp import default_model_path
 from tests.api.conftest import Api, StartGateway
 from tests.atom_actors.conftest import network_spec
@@ -164,3 +166,19 @@ async def test_the_local_gemma_embeds_with_its_pooled_vectors(
     assert cosine(vectors[0], vectors[2]) > cosine(vectors[1], vectors[2])
     assert answer.usage.prompt_tokens > 0
     assert (status, error["error"]["field"]) == (400, "dimensions")
+
+
+async def test_an_embedding_that_does_not_fit_the_budget_is_refused_before_any_call(
+    embedder: Embedder,
+) -> None:
+    store = embedder.api.services.store
+    store.append("budget-global", [BudgetSet(scope="global", limit_pico=1, period="total").new()])
+    await embedder.api.services.projections.catch_up(timeout=5)
+
+    with pytest.raises(openai.APIStatusError) as refused:
+        await embedder.client.embeddings.create(model="embed", input=TEXTS)
+
+    assert refused.value.status_code == 402
+    assert embedder.upstream.requests == []
+    [failed] = [e for e in store.read_all() if e.type == "RequestFailed"]
+    assert (failed.data["status"], failed.data["cost_pico"]) == (402, 0)
