@@ -292,10 +292,22 @@ async def _stream(
 async def list_models(request: web.Request) -> web.Response:
     services = services_of(request)
     created = int(time.time())
-    names = list(services.actors.specs) if services.actors is not None else []
+    specs = services.actors.specs if services.actors is not None else {}
+    # Beside OpenAI's fields, what each model can do: an embeddings client looks for
+    # "embeddings", an agent for "tools".
     data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "atom",
+            "capabilities": sorted(spec.capabilities),
+        }
+        for name, spec in specs.items()
+    ]
+    data += [
         {"id": name, "object": "model", "created": created, "owned_by": "atom"}
-        for name in [*names, *aliases()]
+        for name in aliases()
     ]
     return json_response({"object": "list", "data": data})
 
@@ -319,7 +331,8 @@ ROUTES: Final = (
         "/v1/models",
         list_models,
         role=Role.VIEWER,
-        summary="OpenAI-compatible model list: configured models and router aliases",
+        summary="OpenAI-compatible model list: configured models with their capabilities, and "
+        "router aliases",
         response=MODEL_LIST,
         tag="openai",
     ),
