@@ -44,6 +44,10 @@ class BudgetedCaller:
         # Whether anyone listens to a topic: a request's tokens are not even packed otherwise.
         self._listening = listening
 
+    def provider(self, model: str) -> str:
+        """The provider `model` is called through (its name in parameters.REFUSED)."""
+        return self._specs[model].provider
+
     def reservation(self, model: str, prompt: PromptSize, max_tokens: int | None) -> int:
         """What a call to `model` with this prompt must reserve, in pico-dollars."""
         return call_reservation(self._specs[model], prompt, max_tokens)

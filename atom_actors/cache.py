@@ -47,6 +47,9 @@ def request_params(ctx: RequestContext) -> dict[str, Any]:
         params["tool_choice"] = p.tool_choice.to_openai()
     if p.parallel_tool_calls is not None:
         params["parallel_tool_calls"] = p.parallel_tool_calls
+    if p.embed:
+        params["embed"] = True
+        params["dimensions"] = p.dimensions
     return params
 
 
@@ -70,7 +73,8 @@ class AnswerCache:
         """
         req = ctx.req
         deterministic = req.params.temperature == 0 or req.params.seed is not None
-        if not deterministic or req.ensemble is not None:
+        # Embeddings are not kept: RequestCompleted, which the cache is built from, holds text.
+        if not deterministic or req.ensemble is not None or req.params.embed:
             return None
         target = req.model or f"{req.strategy.value}:{req.capability}"
         material: list[Any] = [ctx.tenancy, target, list(req.messages), request_params(ctx)]

@@ -113,6 +113,8 @@ class CallResult:
     stop_sequence: str | None = None
     # Every token with its log-probability (OpenAI's shape), when the call asked for them.
     logprobs: tuple[Mapping[str, Any], ...] = ()
+    # An embeddings call's vectors, one per input.
+    embeddings: tuple[Sequence[float], ...] = ()
 
     @property
     def prompt_tokens(self) -> int:
@@ -462,6 +464,7 @@ class _Call:
             tool_calls=tool_calls,
             stop_sequence=finish.raw.get("stop_sequence"),
             logprobs=finish.logprobs,
+            embeddings=finish.embeddings,
         )
         completed = ModelCallCompleted(
             request_id=self.request_id,

@@ -18,6 +18,8 @@ CAPABILITIES = frozenset(
         "streaming",
         # Takes tool definitions and answers with tool calls (OpenAI's `tools`).
         "tools",
+        # Answers /v1/embeddings with vectors of its inputs.
+        "embeddings",
     }
 )
 
@@ -77,8 +79,11 @@ def unavailable_reason(spec: ModelSpec, env: Mapping[str, str] | None = None) ->
     return missing_file(spec)
 
 
-# The local model calls tools through a grammar built from their schemas (see llamacpp.py).
-_TEXT = frozenset({"text_generation", "summarization", "translation", "streaming", "tools"})
+# The local model calls tools through a grammar built from their schemas, and embeds through
+# a second, pooling context over the same file (see llamacpp.py).
+_TEXT = frozenset(
+    {"text_generation", "summarization", "translation", "streaming", "tools", "embeddings"}
+)
 
 
 def default_catalog(local_model_path: str | None = None) -> tuple[ModelSpec, ...]:

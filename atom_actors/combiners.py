@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -67,6 +67,9 @@ class EnsembleResult:
     voters: int
     left_out: tuple[LeftOut, ...]
     mean: float | None = None
+    # What each voter's weight stands for: "vote" (one each), "quality", "logprobs" (the
+    # reply's exp(mean token logprob)), "agreement" (with the other replies) or "score".
+    bases: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as plain JSON values, for the EnsembleCombined event."""
@@ -81,6 +84,7 @@ class EnsembleResult:
             "voters": self.voters,
             "left_out": [{"member": o.member, "reason": o.reason} for o in self.left_out],
             "mean": self.mean,
+            "weight_bases": dict(self.bases),
         }
 
 
@@ -145,6 +149,7 @@ def _result(
     left_out: tuple[LeftOut, ...],
     weights: Mapping[str, float],
     outcome: tuple[_Vote, float, float],
+    bases: Mapping[str, str],
     mean: float | None = None,
 ) -> EnsembleResult:
     chosen, agreement, confidence = outcome
@@ -159,6 +164,7 @@ def _result(
         voters=len(votes),
         left_out=left_out,
         mean=mean,
+        bases=bases,
     )
 
 
@@ -197,6 +203,14 @@ def _confidence(vote: _Vote, votes: Sequence[_Vote], fmt: AnswerFormat) -> float
     return _agreement(vote, votes, fmt)
 
 
+def _confidence_bases(votes: Sequence[_Vote]) -> dict[str, str]:
+    return {v.member: "agreement" if v.reply.mean_logprob is None else "logprobs" for v in votes}
+
+
+def _same(votes: Sequence[_Vote], basis: str) -> dict[str, str]:
+    return dict.fromkeys((v.member for v in votes), basis)
+
+
 def majority_vote(answers: Sequence[MemberAnswer], fmt: AnswerFormat = FREE_TEXT) -> EnsembleResult:
     """The answer most members gave; agreement and confidence are its share of the votes."""
     method = EnsembleMethod.MAJORITY_VOTE
@@ -204,7 +218,7 @@ def majority_vote(answers: Sequence[MemberAnswer], fmt: AnswerFormat = FREE_TEXT
     if not votes:
         return _empty(method, left_out)
     weights = {vote.member: 1.0 for vote in votes}
-    return _result(method, votes, left_out, weights, _vote(votes, weights))
+    return _result(method, votes, left_out, weights, _vote(votes, weights), _same(votes, "vote"))
 
 
 def weighted_average(
@@ -225,7 +239,8 @@ def weighted_average(
     mean = None
     if fmt.kind is AnswerKind.NUMBER and total > 0:
         mean = math.fsum(weights[v.member] * float(v.key) for v in numbers) / total
-    return _result(method, votes, left_out, weights, _vote(votes, weights), mean)
+    outcome = _vote(votes, weights)
+    return _result(method, votes, left_out, weights, outcome, _same(votes, "quality"), mean)
 
 
 def confidence_weighted(
@@ -237,7 +252,8 @@ def confidence_weighted(
     if not votes:
         return _empty(method, left_out)
     weights = {vote.member: _confidence(vote, votes, fmt) for vote in votes}
-    return _result(method, votes, left_out, weights, _vote(votes, weights))
+    bases = _confidence_bases(votes)
+    return _result(method, votes, left_out, weights, _vote(votes, weights), bases)
 
 
 def best_of_n(
@@ -258,7 +274,8 @@ def best_of_n(
         raise ValueError("scores must be in [0, 1]")
     best = _best(votes, weights)
     same = sum(1 for vote in votes if vote.key == best.key) / len(votes)
-    return _result(method, votes, left_out, weights, (best, same, weights[best.member]))
+    bases = _same(votes, "score") if score else _confidence_bases(votes)
+    return _result(method, votes, left_out, weights, (best, same, weights[best.member]), bases)
 
 
 def consensus(answers: Sequence[MemberAnswer], fmt: AnswerFormat = FREE_TEXT) -> EnsembleResult:
@@ -273,7 +290,8 @@ def consensus(answers: Sequence[MemberAnswer], fmt: AnswerFormat = FREE_TEXT) ->
     weights = {vote.member: _agreement(vote, votes, fmt) for vote in votes}
     best = _best(votes, weights)
     closeness = weights[best.member]
-    return _result(method, votes, left_out, weights, (best, closeness, closeness))
+    outcome = (best, closeness, closeness)
+    return _result(method, votes, left_out, weights, outcome, _same(votes, "agreement"))
 
 
 def combine(

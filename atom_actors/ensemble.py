@@ -15,6 +15,7 @@ from .budgeted import BudgetedCaller
 from .calls import CallResult
 from .combiners import TOOL_CALLS_KEY, EnsembleResult, MemberAnswer, Score, answer_key, combine
 from .events import EnsembleCombined
+from .parameters import refused
 from .request import GatewayError, RequestContext, TokenSink, in_time
 from .scoring import record_agreement
 from .snapshot import EnsembleMethod, RouteDecision
@@ -47,12 +48,21 @@ async def answer_ensemble(
     base_seed = ctx.req.params.seed if ctx.req.params.seed is not None else 0
     labels = [f"{m}#{i + 1}" for i, m in enumerate(plan.members)]
 
+    asked_logprobs = ctx.req.params.logprobs
+
     async def member(i: int, model: str) -> CallResult:
         params = ctx.req.params
         if plan.members.count(model) > 1:
             # Samples of one model differ by their seed: self-consistency.
             params = replace(params, seed=base_seed + i)
-        return await calls.call(ctx, model, on_token=on_token, params=params, member=labels[i])
+        weighs_confidence = plan.method is EnsembleMethod.CONFIDENCE_WEIGHTED
+        if weighs_confidence and not refused(calls.provider(model), ["logprobs"]):
+            # Its weight is then its own confidence; a member whose provider gives no
+            # logprobs is weighed by its agreement with the others (combiners.py).
+            params = replace(params, logprobs=True)
+        result = await calls.call(ctx, model, on_token=on_token, params=params, member=labels[i])
+        # The tokens asked for the weight are not the client's answer unless it asked.
+        return result if asked_logprobs else replace(result, logprobs=())
 
     # Members still running near the deadline are left out, so the others' answer stands.
     outcomes = await in_time(ctx, [member(i, m) for i, m in enumerate(plan.members)])
@@ -128,5 +138,6 @@ def _member_row(
         "error": answer.error,
         "tool_calls": [call.to_openai() for call in result.tool_calls] if result else [],
         "weight": combined.weights.get(answer.member),
+        "weight_basis": combined.bases.get(answer.member),
         "cost_pico": result.cost_pico if result is not None else 0,
     }

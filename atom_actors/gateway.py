@@ -329,6 +329,8 @@ class Gateway:
             needs.append(("multimodal", "images", "messages"))
         if req.params.tools:
             needs.append(("tools", "tools", "tools"))
+        if req.params.embed:
+            needs.append(("embeddings", "embedding inputs", "model"))
         if req.model is not None:
             spec = self.actors.specs[req.model]
             for capability, what, field in needs:
@@ -436,7 +438,8 @@ class Gateway:
         )
         position = await self._finish(ctx, completed)
         self._announce(ctx, "requests", {"request_id": ctx.request_id, "state": "completed"})
-        if self.judge is not None and not (ensemble and ensemble.judged):
+        judged = (ensemble and ensemble.judged) or req.params.embed
+        if self.judge is not None and not judged:
             # The judge grades after the answer has gone: it never delays it.
             self.judge.grade_later(ctx, result)
         return _result(
@@ -457,6 +460,7 @@ class Gateway:
             stop_sequence=result.stop_sequence,
             dropped_params=ctx.dropped.get(result.model, ()),
             logprobs=result.logprobs,
+            embeddings=result.embeddings,
         )
 
     def _baseline(

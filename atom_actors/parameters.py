@@ -35,7 +35,11 @@ REFUSED: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
             }
         ),
         "llamacpp": MappingProxyType(
-            {"logit_bias": "logit_bias names tokens of OpenAI's tokenizers, not the local model's"}
+            {
+                "logit_bias": "logit_bias names tokens of OpenAI's tokenizers, not the local "
+                "model's",
+                "dimensions": "the local model's embeddings have one size",
+            }
         ),
         # A recording answers as it was recorded: sampling parameters change nothing there, as
         # offline evaluation expects.
@@ -54,6 +58,7 @@ _DEFAULTS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
         "logit_bias": {"logit_bias": None},
         "response_format.json_object": {"response_format": None},
         "temperature.above_1": {"temperature": None},
+        "dimensions": {"dimensions": None},
     }
 )
 
@@ -79,6 +84,8 @@ def asked(params: CallParams) -> frozenset[str]:
         names.append("response_format.json_object")
     if params.temperature is not None and params.temperature > 1:
         names.append("temperature.above_1")
+    if params.dimensions is not None:
+        names.append("dimensions")
     return frozenset(names)
 
 

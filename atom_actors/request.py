@@ -131,6 +131,8 @@ class ProcessResult:
     dropped_params: tuple[str, ...] = ()
     # Every token with its log-probability (OpenAI's shape), when the request asked for them.
     logprobs: tuple[Mapping[str, Any], ...] = ()
+    # An embeddings request's vectors, one per input.
+    embeddings: tuple[Sequence[float], ...] = ()
     attempts: tuple[Attempt, ...] = ()
     cached: bool = False
     ensemble: dict[str, Any] | None = None

@@ -100,8 +100,9 @@ class RouteRequest:
     def __post_init__(self) -> None:
         if self.prompt.estimate < 0 or self.prompt.bound < 0 or self.prompt.images < 0:
             raise ValueError("a prompt's sizes must be >= 0")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ValueError("max_tokens must be >= 1")
+        # 0 for an embeddings call, which generates nothing.
+        if self.max_tokens is not None and self.max_tokens < 0:
+            raise ValueError("max_tokens must be >= 0")
         if self.min_quality is not None and not 0.0 <= self.min_quality <= 1.0:
             raise ValueError(f"min_quality must be in [0, 1], got {self.min_quality}")
         if self.max_cost_usd is not None and not self.max_cost_usd >= 0.0:

@@ -229,8 +229,10 @@ def _ensemble(d: dict[str, Any], _: Trace) -> list[str]:
             lines.append(f"  {m['member']} failed: {m['error']}")
         else:
             vote = "nothing" if m.get("vote") is None else _quote(m["vote"])
+            basis = f" ({m['weight_basis']})" if m.get("weight_basis") else ""
             lines.append(
-                f"  {m['member']} voted {vote}, weight {m.get('weight')}, {_usd(m.get('cost_usd'))}"
+                f"  {m['member']} voted {vote}, weight {m.get('weight')}{basis}, "
+                f"{_usd(m.get('cost_usd'))}"
             )
     return lines
 

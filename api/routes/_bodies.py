@@ -211,13 +211,16 @@ CASCADE: Final = {
     "description": "with strategy cascade: the ladder and its acceptance checks",
 }
 
+# What a request for an answer may ask of a model: embeddings answer /v1/embeddings only.
+ANSWERING: Final = sorted(CAPABILITIES - {"embeddings"})
+
 CONSTRAINTS: Final = {
     "type": "object",
     "properties": {
         "max_cost_usd": {"type": "number", "minimum": 0, "maximum": 1_000_000},
         "min_quality": {"type": "number", "minimum": 0, "maximum": 1},
         "deadline_ms": {"type": "number", "minimum": 1, "maximum": 3_600_000},
-        "capability": {"enum": sorted(CAPABILITIES)},
+        "capability": {"enum": ANSWERING},
     },
 }
 
@@ -225,7 +228,7 @@ _COMMON: Final[dict[str, Any]] = {
     "messages": MESSAGES,
     "prompt": {"type": "string", "minLength": 1, "maxLength": 1_000_000},
     "model": {"type": "string", "minLength": 1},
-    "capability": {"enum": sorted(CAPABILITIES)},
+    "capability": {"enum": ANSWERING},
     "strategy": {"enum": STRATEGIES},
     "stream": {"type": "boolean"},
     "cache": {"type": "boolean", "description": "false bypasses the answer cache"},

@@ -33,7 +33,7 @@ from ..errors import BadRequest, NotFound, Shape, anthropic_error_body
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ._bodies import ATOM_OPTIONS, drop_params
 from ._gateway import GATEWAY_ERRORS, failure, gateway_of, remember
-from .openai_compat import PREFIX, dropped, dropped_header, targeted
+from .openai_compat import PREFIX, dropped, dropped_header, target
 
 _TEXT_BLOCK = {
     "type": "object",
@@ -202,10 +202,13 @@ def messages_request(body: Mapping[str, Any]) -> ProcessRequest:
         tool_choice=tools.tool_choice,
         parallel_tool_calls=tools.parallel_tool_calls,
     )
-    request = ProcessRequest(
-        messages=messages, params=params, endpoint="v1/messages", stream=body.get("stream", False)
+    return ProcessRequest(
+        messages=messages,
+        params=params,
+        endpoint="v1/messages",
+        stream=body.get("stream", False),
+        **target(body["model"]),
     )
-    return targeted(request, body["model"])
 
 
 def stop_reason(result: ProcessResult) -> str:
@@ -426,9 +429,9 @@ async def count_tokens(request: web.Request) -> web.Response:
     """The gateway's own count of a prompt's tokens: its estimate, as routing uses it."""
     body = request[BODY]
     gateway = gateway_of(request)
-    target = targeted(ProcessRequest(messages=[]), body["model"])
-    if target.model is not None and target.model not in gateway.actors.specs:
-        raise NotFound(f"no model named {target.model!r}")
+    model = target(body["model"]).get("model")
+    if model is not None and model not in gateway.actors.specs:
+        raise NotFound(f"no model named {model!r}")
     messages, params = _prompt_of(body)
     return json_response({"input_tokens": call_prompt_size(messages, params).estimate})
 

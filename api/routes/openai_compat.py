@@ -87,29 +87,30 @@ def chat_request(body: Mapping[str, Any]) -> ProcessRequest:
     fields: dict[str, Any] = dict(body)
     if "max_completion_tokens" in body and "max_tokens" not in body:
         fields["max_tokens"] = body["max_completion_tokens"]
-    request = ProcessRequest(
+    return ProcessRequest(
         messages=messages_of(body),
         params=params_of(fields),
         endpoint="v1/chat/completions",
         stream=body.get("stream", False),
+        **target(body["model"]),
     )
-    return targeted(request, body["model"])
 
 
-def targeted(request: ProcessRequest, name: str) -> ProcessRequest:
-    """The request aimed at `model`: a configured model, or a router alias (`atom:...`)."""
+def target(name: str) -> dict[str, Any]:
+    """The ProcessRequest fields that aim a request at `name`: a configured model, or a router
+    alias (`atom:...`)."""
     if not name.startswith(PREFIX):
-        return replace(request, model=name)
+        return {"model": name}
     alias = name.removeprefix(PREFIX)
     if alias.startswith("ensemble:"):
         method = alias.removeprefix("ensemble:")
         if method not in EnsembleMethod.__members__.values():
             raise BadRequest(f"unknown ensemble method in model {name!r}", field="model")
-        return replace(request, ensemble=EnsembleSpec(EnsembleMethod(method)))
+        return {"ensemble": EnsembleSpec(EnsembleMethod(method))}
     if alias not in Strategy.__members__.values():
         known = ", ".join(aliases())
         raise BadRequest(f"unknown model {name!r}; router aliases are {known}", field="model")
-    return replace(request, strategy=Strategy(alias))
+    return {"strategy": Strategy(alias)}
 
 
 def _usage(result: ProcessResult) -> dict[str, int]:
@@ -307,10 +308,22 @@ async def _stream(
 async def list_models(request: web.Request) -> web.Response:
     services = services_of(request)
     created = int(time.time())
-    names = list(services.actors.specs) if services.actors is not None else []
+    specs = services.actors.specs if services.actors is not None else {}
+    # Beside OpenAI's fields, what each model can do: an embeddings client looks for
+    # "embeddings", an agent for "tools".
     data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "atom",
+            "capabilities": sorted(spec.capabilities),
+        }
+        for name, spec in specs.items()
+    ]
+    data += [
         {"id": name, "object": "model", "created": created, "owned_by": "atom"}
-        for name in [*names, *aliases()]
+        for name in aliases()
     ]
     return json_response({"object": "list", "data": data})
 
@@ -334,7 +347,8 @@ ROUTES: Final = (
         "/v1/models",
         list_models,
         role=Role.VIEWER,
-        summary="OpenAI-compatible model list: configured models and router aliases",
+        summary="OpenAI-compatible model list: configured models with their capabilities, and "
+        "router aliases",
         response=MODEL_LIST,
         tag="openai",
     ),

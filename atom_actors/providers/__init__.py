@@ -25,6 +25,7 @@ from ._base import (
     ToolResult,
     Usage,
     assemble_tool_calls,
+    embedding_inputs,
     message_tool_calls,
     tool_call_deltas,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "ToolResult",
     "Usage",
     "assemble_tool_calls",
+    "embedding_inputs",
     "local_threads",
     "make_provider",
     "message_tool_calls",

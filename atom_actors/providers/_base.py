@@ -209,6 +209,11 @@ def message_tool_calls(message: Message) -> tuple[ToolCall, ...]:
     return tuple(ToolCall.from_openai(call) for call in calls)
 
 
+def embedding_inputs(messages: Sequence[Message]) -> list[str]:
+    """The inputs of an embeddings call: each message's text."""
+    return [str(message.get("content") or "") for message in messages]
+
+
 @dataclass(frozen=True, slots=True)
 class CallParams:
     """Sampling and output parameters of one call; None leaves the provider's default."""
@@ -235,6 +240,10 @@ class CallParams:
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    # An embeddings call: each message's text is one input, the answer its vectors (Finish).
+    embed: bool = False
+    # The size of the vectors, where the model can give several (OpenAI's `dimensions`).
+    dimensions: int | None = None
 
     @property
     def calls_tools(self) -> bool:
@@ -286,6 +295,8 @@ class Finish:
     raw: Mapping[str, Any] = field(default_factory=dict)
     # Every token of the answer with its log-probability in OpenAI's shape, when asked for.
     logprobs: tuple[Mapping[str, Any], ...] = ()
+    # An embeddings call's vectors, one per input in order.
+    embeddings: tuple[Sequence[float], ...] = ()
 
 
 Event = Delta | Deltas | ToolCallDelta | Finish

@@ -223,12 +223,32 @@ class SSEEndpoint:
             # so that the upstream sees a cancelled call go away instead of generating for nobody.
             response.release()
 
+    async def fetch_json(self, url: str, body: Mapping[str, Any], clock: CallClock) -> Any:
+        """POST the body to another URL of the same upstream, over the same pool, and read
+        its whole JSON answer (an embeddings call answers in one piece)."""
+        response = await self._send(orjson.dumps(body, default=_plain), clock, url)
+        try:
+            if response.status >= 400:
+                raise await _status_error(response, clock)
+            data = b""
+            while chunk := await _read(response, clock):
+                data += chunk
+        finally:
+            response.release()
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            message = f"a malformed answer: {data[:200]!r}"
+            raise ProviderError(ErrorKind.UPSTREAM_ERROR, message) from exc
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def _send(self, payload: bytes, clock: CallClock) -> aiohttp.ClientResponse:
+    async def _send(
+        self, payload: bytes, clock: CallClock, url: str | None = None
+    ) -> aiohttp.ClientResponse:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
@@ -237,7 +257,9 @@ class SSEEndpoint:
             )
         try:
             async with asyncio.timeout_at(clock.deadline()):
-                return await self._session.post(self.url, data=payload)
+                # Another URL answers in JSON, not in events.
+                accept = None if url is None else {"Accept": "application/json"}
+                return await self._session.post(url or self.url, data=payload, headers=accept)
         except aiohttp.ServerTimeoutError as exc:
             message = f"cannot connect within {self.timeouts.connect:g} s"
             raise ProviderError(ErrorKind.TIMEOUT, message) from exc

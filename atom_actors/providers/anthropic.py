@@ -94,6 +94,9 @@ class AnthropicProvider:
         self, messages: Sequence[Message], params: CallParams
     ) -> AsyncGenerator[Event, None]:
         """Yield the message's text deltas, then its Finish."""
+        if params.embed:
+            # Reached only through a catalog that says it embeds: the configuration's mistake.
+            raise ProviderError(ErrorKind.BAD_REQUEST, "Anthropic's API has no embeddings")
         try:
             body = request_body(self.model, messages, params, self.default_max_tokens)
         except ValueError as exc:

@@ -27,7 +27,7 @@ from jinja2 import TemplateError
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
-from ._base import CallParams, Delta, Event, Finish, Message, Usage
+from ._base import CallParams, Delta, Event, Finish, Message, Usage, embedding_inputs
 from ._errors import ErrorKind, ProviderError
 from ._local_tools import grammar as tools_grammar
 from ._local_tools import offered, plain_messages, read_calls
@@ -38,6 +38,8 @@ _DEFAULT_TEMPERATURE = 0.8
 _DEFAULT_TOP_P = 0.95
 _TOP_K = 40
 _MIN_P = 0.05
+# The longest input the local model embeds, in tokens: its embeddings context (37 MB of cache).
+_EMBEDDING_CONTEXT = 2048
 # llama.cpp reads seed 0xFFFFFFFF as "pick one at random", so seeds stay below it.
 _SEED_MODULUS = 0xFFFFFFFF
 
@@ -101,6 +103,11 @@ class LlamaCppProvider:
         )
         self._busy = threading.Lock()
         self._closed = False
+        self._path = model_path
+        self._n_threads = n_threads
+        # A second context over the same mapped file, pooling its outputs: made at the first
+        # embeddings call, so a gateway that never embeds never pays for it.
+        self._embedder: llama_cpp.Llama | None = None
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` alone, by the model's tokenizer (no BOS, no template)."""
@@ -117,7 +124,9 @@ class LlamaCppProvider:
         if not self._busy.acquire(blocking=False):
             raise ProviderError(ErrorKind.OVERLOADED, f"{self.name} is running another call")
         try:
-            if offered(params):
+            if params.embed:
+                yield self._embed(messages)
+            elif offered(params):
                 yield from read_calls(self._generate(plain_messages(messages, params), params))
             else:
                 yield from self._generate(messages, params)
@@ -129,6 +138,37 @@ class LlamaCppProvider:
         with self._busy:
             self._closed = True
             self._llm.close()
+            if self._embedder is not None:
+                self._embedder.close()
+
+    def _embed(self, messages: Sequence[Message]) -> Finish:
+        """The inputs' mean-pooled vectors, of length one as OpenAI's are."""
+        if self._closed:
+            raise ProviderError(ErrorKind.UPSTREAM_ERROR, f"{self.name} is closed")
+        if self._embedder is None:
+            self._embedder = llama_cpp.Llama(
+                model_path=str(self._path),
+                embedding=True,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                n_ctx=_EMBEDDING_CONTEXT,
+                n_batch=_EMBEDDING_CONTEXT,
+                n_ubatch=_EMBEDDING_CONTEXT,
+                n_threads=self._n_threads,
+                n_threads_batch=self._n_threads,
+                verbose=False,
+            )
+        inputs = embedding_inputs(messages)
+        for index, text in enumerate(inputs):
+            # llama.cpp would cut a longer input short: refused, never silently truncated.
+            size = len(self._embedder.tokenize(text.encode("utf-8")))
+            if size > _EMBEDDING_CONTEXT:
+                raise ProviderError(
+                    ErrorKind.BAD_REQUEST,
+                    f"input[{index}] is {size} tokens; {self.name} embeds at most "
+                    f"{_EMBEDDING_CONTEXT}",
+                )
+        vectors, tokens = self._embedder.embed(inputs, normalize=True, return_count=True)
+        return Finish(Usage(tokens, 0), "stop", embeddings=tuple(vectors))
 
     def _generate(self, messages: Sequence[Message], params: CallParams) -> Iterator[Event]:
         prompt = self._prompt(messages)

@@ -15,6 +15,7 @@ from atom_actors.providers._base import (
     Message,
     ToolCallDelta,
     Usage,
+    embedding_inputs,
 )
 from atom_actors.providers._errors import ErrorKind, ProviderError
 from atom_actors.providers._http import (
@@ -55,6 +56,7 @@ class OpenAIProvider:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        self._embeddings_url = f"{base_url.rstrip('/')}/embeddings"
         self._endpoint = SSEEndpoint(
             f"{base_url.rstrip('/')}/chat/completions",
             headers=headers,
@@ -67,6 +69,9 @@ class OpenAIProvider:
     ) -> AsyncGenerator[Event, None]:
         """Yield the completion's deltas, then its Finish."""
         clock = CallClock(self._endpoint.timeouts)
+        if params.embed:
+            yield await self._embed(messages, params, clock)
+            return
         answer = _Answer([] if params.tools else None)
         body = request_body(self.model, messages, params)
 
@@ -79,6 +84,32 @@ class OpenAIProvider:
             async for item in items:
                 yield item
         yield answer.finish()
+
+    async def _embed(
+        self, messages: Sequence[Message], params: CallParams, clock: CallClock
+    ) -> Finish:
+        """The inputs' vectors from the upstream's `/embeddings`, as floats."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "input": embedding_inputs(messages),
+            "encoding_format": "float",
+        }
+        if params.dimensions is not None:
+            body["dimensions"] = params.dimensions
+        if params.user is not None:
+            body["user"] = params.user
+        answer = await self._endpoint.fetch_json(self._embeddings_url, body, clock)
+        try:
+            rows = sorted(answer["data"], key=lambda row: row["index"])
+            vectors = tuple([float(x) for x in row["embedding"]] for row in rows)
+            usage = Usage(int(answer["usage"]["prompt_tokens"]), 0)
+        except (KeyError, TypeError, ValueError) as exc:
+            message = f"an embeddings answer without {exc}: {str(answer)[:200]}"
+            raise ProviderError(ErrorKind.UPSTREAM_ERROR, message) from exc
+        if len(vectors) != len(body["input"]):
+            message = f"{len(vectors)} vectors for {len(body['input'])} inputs"
+            raise ProviderError(ErrorKind.UPSTREAM_ERROR, message)
+        return Finish(usage, "stop", embeddings=vectors)
 
     async def aclose(self) -> None:
         await self._endpoint.aclose()

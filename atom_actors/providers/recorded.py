@@ -33,6 +33,8 @@ class RecordedProvider:
 
     async def stream(self, messages: Sequence[Message], params: CallParams) -> AsyncIterator[Event]:
         """Yield the recorded answer word by word, then a Finish with its usage."""
+        if params.embed:
+            raise ProviderError(ErrorKind.BAD_REQUEST, "a recording holds no embeddings")
         item = self._lookup(last_user_text(messages))
         answer = item.answers[self._model]
         for piece in _WORD_START.split(answer.text):

@@ -8,7 +8,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -29,6 +29,9 @@ from eventstore import EventStore, SQLiteStore
 from tests.atom_actors.conftest import FAKE_KEY_ENV, network_spec
 from tests.fakes.faults import Behaviour
 from tests.fakes.openai_server import FakeOpenAI
+
+if TYPE_CHECKING:
+    from tests.api.conformance import Served
 
 ATOM = str(Path(sys.executable).with_name("atom"))
 
@@ -277,3 +280,15 @@ async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[st
         elif not line and data:
             yield event, orjson.loads(data) if data != "[DONE]" else data
             event, data = "message", ""
+
+
+# ------------------------------------------- conformance: one `atom serve` for both SDKs' files
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A real `atom serve` in front of a fake OpenAI (gpt) and a fake Anthropic (claude)."""
+    from tests.api.conformance import serving
+
+    with serving(tmp_path_factory.mktemp("conformance")) as running:
+        yield running

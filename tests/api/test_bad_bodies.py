@@ -214,6 +214,13 @@ CASES: list[tuple[str, Any, str | None, str]] = [
     ("/v1/messages/count_tokens", {"model": "cheap"}, "messages", "messages: required"),
     ("/v1/messages/count_tokens", {"model": "cheap", "messages": HI, "max_tokens": 5},
      "max_tokens", "max_tokens: unknown field"),
+    ("/v1/embeddings", {"model": "cheap"}, "input", "input: required"),
+    ("/v1/embeddings", {"model": "cheap", "input": [[1, 2]]}, "input[0]",
+     "input[0]: expected string"),
+    ("/v1/embeddings", {"model": "cheap", "input": "x", "encoding_format": "int8"},
+     "encoding_format", "encoding_format: must be one of"),
+    ("/v1/embeddings", {"model": "mid", "input": "x"}, "model",
+     "model 'mid' does not take embedding inputs (it lacks the embeddings capability)"),
     # the session and broadcast routes
     ("/api/advanced-ai/auth/session", {"minutes": 0}, "minutes", "minutes: must be at least 1"),
     ("/api/advanced-ai/auth/session", {"hours": 1}, "hours", "hours: unknown field"),

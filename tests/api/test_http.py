@@ -47,6 +47,7 @@ GUARDED = [
     ("POST", "/v1/chat/completions", Role.USER, {"model": "m", "messages": [PROMPT],
                                                  "max_tokens": 4}, {200}),
     ("GET", "/v1/models", Role.VIEWER, None, {200}),
+    ("POST", "/v1/embeddings", Role.USER, {"model": "m", "input": "hi"}, {200}),
     ("POST", "/v1/messages", Role.USER, {"model": "m", "max_tokens": 4, "messages": [PROMPT]},
      {200}),
     ("POST", "/v1/messages/count_tokens", Role.USER, {"model": "m", "messages": [PROMPT]},

@@ -5,7 +5,9 @@ them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import math
+import re
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +16,11 @@ import pytest
 from openai import AsyncOpenAI, BadRequestError
 
 from api.auth import Role
+from api.routes.anthropic_compat import MESSAGES_BODY
+from api.routes.embeddings import EMBEDDINGS
+from api.routes.openai_compat import CHAT
 from atom_actors.catalog import default_catalog
+from atom_actors.parameters import REFUSED, field
 from atom_actors.providers.llamacpp import default_model_path
 from tests.api.conftest import Api, StartGateway
 from tests.atom_actors.conftest import network_spec
@@ -22,6 +28,7 @@ from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.faults import Behaviour
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.text import logprob, tokenize
+from tests.paths import ROOT
 
 REPLY = "Mild and sunny."
 ASK: Any = [{"role": "user", "content": "Weather?"}]
@@ -228,3 +235,79 @@ async def test_top_logprobs_without_logprobs_is_refused(client: AsyncOpenAI) -> 
         "message": "top_logprobs goes with logprobs: true",
         "field": "top_logprobs",
     }
+
+
+async def test_a_confidence_weighted_ensemble_asks_for_logprobs_where_given(pair: Pair) -> None:
+    body = {
+        "prompt": "Weather?",
+        "ensemble": {"method": "confidence_weighted", "models": ["gpt", "claude"]},
+    }
+    status, answer, _ = await pair.api.call(
+        "POST", "/api/advanced-ai/orchestrate", key=pair.api.keys[Role.USER], json=body
+    )
+
+    assert status == 200, answer
+    # gpt's weight is its own confidence; claude gives no logprobs, so it weighs its
+    # agreement with gpt (the same answer: 1).
+    sure = math.exp(math.fsum(logprob(t) for t in tokenize(REPLY)) / len(tokenize(REPLY)))
+    members = {m["model"]: m for m in answer["members"]}
+    assert members["gpt"]["weight_basis"] == "logprobs"
+    assert members["gpt"]["weight"] == pytest.approx(sure)
+    assert (members["claude"]["weight_basis"], members["claude"]["weight"]) == ("agreement", 1.0)
+    assert pair.gpt.requests[0].body["logprobs"] is True
+    assert "logprobs" not in pair.claude.requests[0].body
+    [combined] = pair.events(answer["request_id"], "EnsembleCombined")
+    assert combined["members"] == answer["members"]
+    assert combined["result"]["weight_bases"] == {"gpt#1": "logprobs", "claude#2": "agreement"}
+
+
+# The parameter tables of docs/api.md, by the route whose body they describe.
+TABLES: dict[str, Mapping[str, Any]] = {
+    "`POST /v1/chat/completions`": CHAT,
+    "`POST /v1/messages`": MESSAGES_BODY,
+    "`POST /v1/embeddings`": EMBEDDINGS,
+}
+COLUMNS = {"openai-format": "openai", "anthropic": "anthropic", "llama.cpp": "llamacpp"}
+_REFUSAL = re.compile(r"refused `([^`]+)`")
+_VERDICT = re.compile(r"^(passed|translated: |refused `)")
+
+
+def _tables() -> dict[str, list[dict[str, str]]]:
+    """Each table of the Parameters section, as rows of cells by column name."""
+    section = (ROOT / "docs" / "api.md").read_text().split("## Parameters: ", 1)[1]
+    tables: dict[str, list[dict[str, str]]] = {}
+    route = None
+    header: list[str] = []
+    for line in section.splitlines():
+        if line.startswith("`POST "):
+            route = next(name for name in TABLES if line.startswith(name))
+            header = []
+        elif line.startswith("|") and route is not None:
+            cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+            if not header:
+                header = cells
+            elif not set(line) <= set("|- "):
+                tables.setdefault(route, []).append(dict(zip(header, cells, strict=True)))
+    return tables
+
+
+def test_the_parameter_tables_in_docs_api_agree_with_the_code() -> None:
+    tables = _tables()
+    assert set(tables) == set(TABLES)
+    documented: dict[str, set[str]] = {provider: set() for provider in COLUMNS.values()}
+    for route, rows in tables.items():
+        # Every field of the route's body has its row, and only those.
+        names = [row["parameter"].strip("`") for row in rows]
+        assert sorted(names) == sorted(TABLES[route]["properties"]), route
+        for row, name in zip(rows, names, strict=True):
+            for column, provider in COLUMNS.items():
+                cell = row[column]
+                assert _VERDICT.match(cell), (route, name, column, cell)
+                said = set(_REFUSAL.findall(cell))
+                # A refusal in the table is one in the code, for this very field, and the
+                # reverse.
+                assert said == {n for n in REFUSED[provider] if field(n) == name}, (
+                    route, name, column,
+                )  # fmt: skip
+                documented[provider] |= said
+    assert documented == {provider: set(REFUSED[provider]) for provider in COLUMNS.values()}

@@ -9,6 +9,7 @@ answers and failures, and the log that every answer must be on.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from tests.api.conftest import (
 from tests.atom_actors.conftest import network_spec
 from tests.fakes.faults import Behaviour, Fault
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.text import logprob, tokenize
 
 PROCESS = "/api/advanced-ai/process"
 ORCHESTRATE = "/api/advanced-ai/orchestrate"
@@ -95,7 +97,7 @@ async def test_models_lists_the_catalog_with_prices_availability_and_filters(
         "ttft_p50_ms": None,
         "tokens_per_s": None,
     }
-    assert len(cheap["capabilities"]) == 9
+    assert len(cheap["capabilities"]) == 10
     assert {m["name"]: m["quality"] for m in body["models"]} == {
         "cheap": 0.5, "mid": 0.7, "dear": 0.9, "analyst": 0.6,
     }  # fmt: skip
@@ -418,20 +420,31 @@ async def test_speed_first_learns_which_model_is_fast(
         assert answer["route"]["order"] == ["hare", "tortoise"]
 
 
+def _sure(text: str) -> float:
+    """exp(mean token logprob) of a reply of the fake upstream."""
+    tokens = tokenize(text)
+    return math.exp(math.fsum(logprob(t) for t in tokens) / len(tokens))
+
+
 @pytest.mark.parametrize(
-    ("method", "agreement", "confidence"),
+    ("method", "agreement", "confidence", "basis"),
     [
-        ("majority_vote", 2 / 3, 2 / 3),
+        ("majority_vote", 2 / 3, 2 / 3, "vote"),
         # Quality-weighted: (0.5 + 0.7) / (0.5 + 0.7 + 0.9).
-        ("weighted_average", 2 / 3, 1.2 / 2.1),
-        # Weighted by agreement with the others: 0.5, 0.5 and 0 for the dissenter.
-        ("confidence_weighted", 2 / 3, 1.0),
-        ("best_of_n", 2 / 3, 0.5),
-        ("consensus", 0.5, 0.5),
+        ("weighted_average", 2 / 3, 1.2 / 2.1, "quality"),
+        # The members are asked for logprobs: each weighs exp(mean token logprob).
+        (
+            "confidence_weighted",
+            2 / 3,
+            2 * _sure(ANSWER) / (2 * _sure(ANSWER) + _sure(DISSENT)),
+            "logprobs",
+        ),
+        ("best_of_n", 2 / 3, 0.5, "agreement"),
+        ("consensus", 0.5, 0.5, "agreement"),
     ],
 )
 async def test_an_ensemble_of_three_models_combines_by_each_method(
-    fleet: Fleet, method: str, agreement: float, confidence: float
+    fleet: Fleet, method: str, agreement: float, confidence: float, basis: str
 ) -> None:
     body = {
         "prompt": "What is six times seven?",
@@ -452,6 +465,11 @@ async def test_an_ensemble_of_three_models_combines_by_each_method(
     assert set(members) == {"cheap#1", "mid#2", "dear#3"}
     assert members["dear#3"]["text"] == DISSENT
     assert members["cheap#1"]["text"] == ANSWER
+    assert {m["weight_basis"] for m in members.values()} == {basis}
+    # Only confidence_weighted asks its members for logprobs; the client, which did not ask,
+    # gets none.
+    sent = [r.body.get("logprobs", False) for r in fleet.upstream.requests]
+    assert sent == [method == "confidence_weighted"] * 3
     # The request costs what its three calls cost, and uses their tokens.
     events = fleet.events(answer["request_id"])
     calls = [e.data for e in events if e.type == "ModelCallCompleted"]

@@ -85,6 +85,7 @@ def test_every_member_either_votes_or_is_left_out_with_a_reason(
     result = combine(method, answers, NUMBER)
     assert result.voters + len(result.left_out) == len(answers)
     assert set(result.weights) | {o.member for o in result.left_out} == {a.member for a in answers}
+    assert set(result.bases) == set(result.weights)
     assert all(o.reason for o in result.left_out)
     assert 0.0 <= result.agreement <= 1.0
     assert 0.0 <= result.confidence <= 1.0
@@ -165,6 +166,15 @@ def test_without_logprobs_confidence_is_agreement_with_the_others() -> None:
     result = confidence_weighted(answers, NUMBER)
     assert result.normalized == "6"
     assert result.weights == {"a": 0.0, "b": 0.5, "c": 0.5}
+    assert result.bases == dict.fromkeys("abc", "agreement")
+
+
+def test_confidence_weighted_says_which_weight_each_member_got() -> None:
+    answers = [reply("sure", "#### 5", logprob=-0.1), reply("plain", "#### 5")]
+    result = confidence_weighted(answers, NUMBER)
+    assert result.bases == {"sure": "logprobs", "plain": "agreement"}
+    assert result.weights == {"sure": math.exp(-0.1), "plain": 1.0}
+    assert result.to_dict()["weight_bases"] == result.bases
 
 
 def test_best_of_n_takes_the_highest_score() -> None:

@@ -16,6 +16,7 @@ from tests.atom_actors.conftest import route_requests, snapshots
 EVERYTHING = CallParams(
     temperature=1.5, top_k=5, seed=1, logprobs=True, top_logprobs=2, presence_penalty=0.1,
     frequency_penalty=0.1, logit_bias={"1": 1.0}, response_format={"type": "json_object"},
+    dimensions=8,
 )  # fmt: skip
 
 

@@ -387,7 +387,7 @@ def test_every_strategy_is_registered() -> None:
     "fields",
     [
         {"prompt": PromptSize(-1, 0)},
-        {"max_tokens": 0},
+        {"max_tokens": -1},
         {"min_quality": 1.5},
         {"max_cost_usd": -1.0},
         {"deadline_ms": 0.0},

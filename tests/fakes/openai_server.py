@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
 import itertools
+import math
 import re
+import struct
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -15,8 +19,15 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.faults import Behaviour
-from tests.fakes.server import BadRequest, Call, FakeServer, Frames, sse
-from tests.fakes.text import Completion, Ending, ToolOffer, count_prompt_tokens, logprob
+from tests.fakes.server import BadRequest, Bill, Call, FakeServer, Frames, sse
+from tests.fakes.text import (
+    Completion,
+    Ending,
+    ToolOffer,
+    count_prompt_tokens,
+    logprob,
+    tokenize,
+)
 
 _FINISH_REASONS = {
     Ending.END: "stop",
@@ -37,7 +48,8 @@ _FINGERPRINT = "fp_fake"
 
 
 class FakeOpenAI(FakeServer):
-    """POST /v1/chat/completions (JSON or SSE) and GET /v1/models, as api.openai.com speaks them."""
+    """POST /v1/chat/completions (JSON or SSE), POST /v1/embeddings and GET /v1/models, as
+    api.openai.com speaks them."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -55,6 +67,7 @@ class FakeOpenAI(FakeServer):
         return [
             web.post("/v1/chat/completions", self.generate),
             web.get("/v1/models", self._list_models),
+            web.post("/v1/embeddings", self._embeddings),
         ]
 
     def authorized(self, request: web.Request) -> bool:
@@ -173,6 +186,40 @@ class FakeOpenAI(FakeServer):
     def _next_id(self) -> str:
         return f"chatcmpl-fake{next(self._ids)}"
 
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/embeddings: a deterministic unit vector per input, floats or base64."""
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            body = None
+        self.remember(request, body)
+        if not self.authorized(request):
+            return self.error(401, "Invalid authentication credentials.")
+        try:
+            model, inputs, size, encoding = _embedding_call(body)
+        except BadRequest as refused:
+            return self.error(refused.status, refused.message)
+        fault = self._claim(model)
+        if fault is not None:
+            return await self._fail_before_headers(request, fault)
+        tokens = sum(len(i) if isinstance(i, list) else len(tokenize(i)) for i in inputs)
+        self.bills.append(Bill(model, " ".join(map(str, inputs)), tokens, 0, True))
+        data = [
+            {
+                "object": "embedding",
+                "index": n,
+                "embedding": _encode(fake_vector(i, size), encoding),
+            }
+            for n, i in enumerate(inputs)
+        ]
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return web.Response(body=orjson.dumps(answer), headers={"Content-Type": "application/json"})
+
     async def _list_models(self, request: web.Request) -> web.Response:
         self.remember(request, None)
         names = sorted({"fake-gpt", *self.models})
@@ -181,6 +228,50 @@ class FakeOpenAI(FakeServer):
             body=orjson.dumps({"object": "list", "data": data}),
             headers={"Content-Type": "application/json"},
         )
+
+
+# The size of the fake's vectors, unless a request asks for fewer (`dimensions`).
+EMBEDDING_SIZE = 16
+
+
+def fake_vector(given: str | list[int], size: int = EMBEDDING_SIZE) -> list[float]:
+    """The fake's embedding of an input: deterministic, of length one, as OpenAI's are."""
+    seed = hashlib.sha256(orjson.dumps(given)).digest()
+    raw = [b - 127.5 for b in (seed * 4)[:size]]
+    norm = math.sqrt(math.fsum(x * x for x in raw))
+    return [x / norm for x in raw]
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def _embedding_call(body: Any) -> tuple[str, list[str | list[int]], int, str]:
+    """What an embeddings body asks for, or BadRequest as OpenAI words its refusal."""
+    if not isinstance(body, dict):
+        raise BadRequest("The request body is not valid JSON.")
+    model, given = body.get("model"), body.get("input")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("you must provide a model parameter")
+    if isinstance(given, str) or (
+        isinstance(given, list) and given and all(isinstance(t, int) for t in given)
+    ):
+        inputs: list[Any] = [given]
+    elif isinstance(given, list) and given and len(given) <= 2048:
+        inputs = given
+    else:
+        raise BadRequest("'input' must be a string, an array of strings or of token arrays")
+    if any(i in ("", []) or not isinstance(i, (str, list)) for i in inputs):
+        raise BadRequest("'$.input' is invalid: an input is empty or not text nor tokens")
+    size = body.get("dimensions", EMBEDDING_SIZE)
+    if not isinstance(size, int) or not 1 <= size <= EMBEDDING_SIZE:
+        raise BadRequest(f"dimensions must be between 1 and {EMBEDDING_SIZE}")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise BadRequest("encoding_format must be float or base64")
+    return model, inputs, size, encoding
 
 
 def _message(completion: Completion) -> dict[str, Any]:

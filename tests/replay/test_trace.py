@@ -108,7 +108,7 @@ def test_an_ensemble_shows_each_members_vote_and_the_agreement(
         "ensemble majority_vote of a, b, c",
         "ensemble majority_vote: a#1 speaks for answer",
         "agreement 0.67",
-        'a#1 voted "4"', 'b#2 voted "4"', 'c#3 voted "5"',
+        'a#1 voted "4", weight 1.0 (vote)', 'b#2 voted "4"', 'c#3 voted "5"',
         "score agreement v1 gave 0 to c",
         'completed by a in',
     )  # fmt: skip
