@@ -76,6 +76,11 @@ def _announce(out: TextIO, url: str, admin_key: str | None) -> None:
     print(f"atom: serving on {url}", file=out, flush=True)
 
 
+LISTEN_BACKLOG: Final = 2048
+"""Connections the kernel holds for accept (aiohttp's default: 128). A burst of clients
+past it, as a thousand streams starting within a second on a busy loop were, is dropped by
+the kernel mid-handshake and ends in resets."""
+
 GC_THRESHOLDS: Final = (10_000, 20, 100)
 """The cyclic collector's thresholds while serving (Python's default: 700, 10, 10)."""
 
@@ -127,7 +132,7 @@ async def serve(
             await runner.setup()
             try:
                 admin_key = await _bootstrap_admin(services)
-                site = web.TCPSite(runner, config.host, config.port)
+                site = web.TCPSite(runner, config.host, config.port, backlog=LISTEN_BACKLOG)
                 await site.start()
                 port = runner.addresses[0][1]
                 with _collecting_less():

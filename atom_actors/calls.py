@@ -56,8 +56,12 @@ from .providers import (
 )
 
 FLUSH_TOKENS = 32
-FLUSH_SECONDS = 0.05
-"""TokensStreamed events carry at most this many deltas, and hold none longer than this."""
+FLUSH_SECONDS = 0.2
+"""TokensStreamed events carry at most this many deltas, and hold none longer than this.
+
+Live subscribers get each token at once from the hub; the log's copy may lag by this much.
+At 50 ms a model streaming a token every 20 ms cost an event per 2.5 tokens, and the events
+were the largest share of the server's CPU per streamed token (docs/architecture.md)."""
 
 DeltaSink = Callable[[Delta, float], None]
 """Called with every delta and its offset in ms from the call's start, as it arrives."""
@@ -126,7 +130,7 @@ class CallResult:
 
 
 class _TokenLog:
-    """Buffers a call's deltas into TokensStreamed events: every 32 tokens or 50 ms."""
+    """Buffers a call's deltas into TokensStreamed events: every 32 tokens or 200 ms."""
 
     def __init__(self, log: BufferedStream, call_id: str, metadata: dict[str, Any]):
         self._log = log

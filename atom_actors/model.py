@@ -121,6 +121,8 @@ class ModelStatus:
     health: str
     in_flight: int
     queued: int
+    # The most calls that waited at once since the actor started.
+    peak_queued: int
     consecutive_failures: int
     calls: int
     failures: int
@@ -156,6 +158,7 @@ class Gate:
         self.free: list[int] = []
         self.tickets: dict[str, Ticket] = {}
         self.waiting: deque[Admit] = deque()
+        self.peak_waiting = 0
         self.calls = 0
         self.failures = 0
         # Fast admissions only between the actor's start and its shutdown.
@@ -173,6 +176,11 @@ class Gate:
             ):
                 return None
             return self.take_slot(call_id)
+
+    def load(self) -> tuple[int, int, int]:
+        """Calls in flight, calls waiting, and the most that ever waited at once."""
+        with self.lock:
+            return len(self.tickets), len(self.waiting), self.peak_waiting
 
     def release_now(self, ticket: Ticket, outcome: Outcome) -> bool:
         """Free the ticket's slot when nothing else changes; False when the actor must decide
@@ -322,6 +330,7 @@ class ModelActor(pykka.ThreadingActor):
                 )
             else:
                 gate.waiting.append(message)
+                gate.peak_waiting = max(gate.peak_waiting, len(gate.waiting))
                 return
         if refusal is not None:
             fail(message.reply, refusal)
@@ -405,6 +414,7 @@ class ModelActor(pykka.ThreadingActor):
                 gate.circuit.state.value,
                 len(gate.tickets),
                 len(gate.waiting),
+                gate.peak_waiting,
                 gate.circuit.failures,
                 gate.calls,
                 gate.failures,

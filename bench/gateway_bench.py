@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/gateway_bench.py [--quick] [--modes full,normal] [--concurrency 1,16,64]
     .venv/bin/python bench/gateway_bench.py --nodes 1,2 --db postgresql://... [--concurrency 64]
+    .venv/bin/python bench/gateway_bench.py --stream [--tokens 50] [--gap-ms 20] [--concurrency ...]
 
 Three processes on 127.0.0.1, all started and stopped here: the fake OpenAI upstream
 (`python -m tests.fakes.openai_server`, answering at once), `atom serve` with the durable log
@@ -12,6 +13,9 @@ the upstream directly and through /v1/chat/completions and /api/advanced-ai/proc
 server's CPU per request; the log's events, appends and commits per request (from
 /metrics and from the log itself); and the server's peak RSS (VmHWM) after 2,000 and after
 20,000 requests. Progress lines start with '#'; the last line is one JSON object.
+
+With --stream (and --tokens, --gap-ms, --concurrency 100,500,1000) it measures streamed
+answers instead, against an upstream that streams like a model: see bench/_stream_bench.py.
 
 With --nodes and a PostgreSQL --db, it measures instead /v1/chat/completions at each
 concurrency through N `atom serve` nodes on that one log (the load generator's client-side
@@ -229,7 +233,7 @@ class Server:
         return self.process.pid
 
 
-def _config(directory: str, base_url: str, durability: str) -> str:
+def _config(directory: str, base_url: str, durability: str, max_concurrency: int = 128) -> str:
     path = os.path.join(directory, "atom.toml")
     with open(path, "w") as f:
         f.write(
@@ -250,7 +254,7 @@ api_key_env = "{KEY_ENV}"
 input_usd_per_mtok = 0.5
 output_usd_per_mtok = 1.5
 # The bulkhead admits as many calls as the benchmark runs at once.
-max_concurrency = 128
+max_concurrency = {max_concurrency}
 """
         )
     return path
@@ -264,10 +268,11 @@ def atom_serve(
     loop: str = "auto",
     db: str | None = None,
     key: str | None = None,
+    max_concurrency: int = 128,
 ) -> Iterator[Server]:
     """`atom serve` on an SQLite log in `directory`, or on the log at `db`; the admin key it
     prints, or `key` when the log has one already (another node made it)."""
-    config = _config(directory, base_url, durability)
+    config = _config(directory, base_url, durability, max_concurrency)
     # `atom serve` of this checkout (PYTHONPATH), whatever checkout the venv was installed from.
     env = {**os.environ, KEY_ENV: "sk-bench", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     atom = "import sys; from api.cli import main; sys.exit(main())"
@@ -554,15 +559,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run (about a minute)")
     parser.add_argument("--modes", default="full,normal", help="durability modes to run")
-    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--concurrency", help="default 1,16,64 (--stream: 100,500,1000)")
     parser.add_argument("--loop", default="auto", help="the server's loop (atom serve --loop)")
     parser.add_argument("--nodes", metavar="N,M", help="node counts to run on --db (PostgreSQL)")
     parser.add_argument("--db", metavar="URL", help="a postgresql:// log for --nodes")
+    parser.add_argument("--stream", action="store_true", help="streamed answers (see below)")
+    parser.add_argument("--tokens", type=int, default=50, help="--stream: tokens per answer")
+    parser.add_argument("--gap-ms", type=float, default=20.0, help="--stream: ms between tokens")
+    parser.add_argument("--seconds", type=float, default=5.0, help="--stream: s measured per run")
+    parser.add_argument("--loadgen-procs", type=int, default=2, help="--stream: load processes")
     parser.add_argument("--loadgen", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.loadgen:
         loadgen_main(args.loadgen)
         return
+    if args.stream:
+        from _stream_bench import run as run_stream
+
+        args.concurrency = args.concurrency or "100,500,1000"
+        print(orjson.dumps(run_stream(args)).decode(), flush=True)
+        return
+    args.concurrency = args.concurrency or "1,16,64"
     if (args.nodes is None) != (args.db is None):
         parser.error("--nodes and --db go together")
     concurrency = tuple(int(c) for c in args.concurrency.split(","))

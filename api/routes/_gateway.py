@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 from aiohttp import web
@@ -106,6 +106,29 @@ def _flat(piece: ToolCallDelta) -> dict[str, Any]:
     return data
 
 
+_T = TypeVar("_T")
+
+
+async def taken(queue: asyncio.Queue[bytes | _T]) -> bytes | _T:
+    """The queue's next item; when it is bytes, joined with the bytes queued behind it, so that
+    the tokens that came while the client's last write was under way go out in one write."""
+    item = await queue.get()
+    if not isinstance(item, bytes) or queue.empty():
+        return item
+    parts = [item]
+    rest: list[bytes | _T] = []
+    while not queue.empty():
+        following = queue.get_nowait()
+        if rest or not isinstance(following, bytes):
+            rest.append(following)
+        else:
+            parts.append(following)
+    # What ends the answer goes back in its order: nobody queued anything meanwhile.
+    for following in rest:
+        queue.put_nowait(following)
+    return b"".join(parts)
+
+
 def sse(event: str, data: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
@@ -141,7 +164,7 @@ async def stream_sse(
     producer = asyncio.create_task(produce())
     response: web.StreamResponse | None = None
     try:
-        while (item := await queue.get()) is not None:
+        while (item := await taken(queue)) is not None:
             if isinstance(item, GatewayError):
                 if response is None:
                     raise failure(request, item)

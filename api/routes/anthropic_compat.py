@@ -178,6 +178,8 @@ def _prompt_of(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], CallParam
     choice: ToolChoice | None = None
     parallel = None
     if "tool_choice" in body:
+        if body["tool_choice"]["type"] == "tool" and "name" not in body["tool_choice"]:
+            raise BadRequest("tool_choice.name: required for type tool", field="tool_choice.name")
         choice, parallel = tool_choice_to_openai(body["tool_choice"])
         if choice.mode == "function" and choice.name not in {tool.name for tool in tools}:
             field = "tool_choice.name"

@@ -49,6 +49,7 @@ HEALTH: Final = {
                     "health": {"type": "string"},
                     "in_flight": {"type": "integer"},
                     "queued": {"type": "integer"},
+                    "peak_queued": {"type": "integer"},
                 },
             },
         },
@@ -91,6 +92,7 @@ async def _models(services: Services) -> tuple[dict[str, dict[str, Any]], Check]
                 "health": status.health,
                 "in_flight": status.in_flight,
                 "queued": status.queued,
+                "peak_queued": status.peak_queued,
             }
     answering = sum(status is not None for status in answers)
     return models, Check(answering > 0, f"{answering} of {len(models)} models answering")

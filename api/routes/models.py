@@ -9,6 +9,7 @@ from aiohttp import web
 from atom_actors.catalog import CAPABILITIES, ModelSpec
 from atom_actors.cost import reservation_pico, to_usd
 from atom_actors.gateway import Gateway
+from atom_actors.model import NotAdmitted
 from atom_actors.projections import percentile
 from atom_actors.quality import Evidence, learned_quality
 from atom_actors.snapshot import ModelFigures
@@ -38,6 +39,15 @@ def _quality(gateway: Gateway, spec: ModelSpec, capability: str) -> tuple[float,
     return round(learned_quality(spec.quality_prior, evidence), 4), evidence.count
 
 
+def _load(gateway: Gateway, model: str) -> tuple[int, int, int]:
+    """This node's calls in flight, waiting, and most ever waiting for the model (its gate)."""
+    try:
+        _, gate = gateway.actors.directory.entry(model)
+    except (NotAdmitted, KeyError):
+        return 0, 0, 0
+    return gate.load()
+
+
 def model_view(
     gateway: Gateway, spec: ModelSpec, unavailable: dict[str, str], tenancy: str | None
 ) -> dict[str, Any]:
@@ -47,6 +57,7 @@ def model_view(
     own = row if tenancy is None else performance["tenancies"].get(tenancy, {}).get(spec.name, {})
     figures = gateway.figures().get(spec.name)
     quality, evidence = _quality(gateway, spec, "*")
+    in_flight, queued, peak_queued = _load(gateway, spec.name)
     return {
         "name": spec.name,
         "provider": spec.provider,
@@ -56,6 +67,10 @@ def model_view(
         "output_usd_per_mtok": spec.output_usd_per_mtok,
         "context_window": spec.context_window,
         "max_concurrency": spec.max_concurrency,
+        "max_queue": spec.max_queue,
+        "in_flight": in_flight,
+        "queued": queued,
+        "peak_queued": peak_queued,
         "available": spec.name not in unavailable,
         "unavailable_reason": unavailable.get(spec.name),
         "circuit": row.get("health", "closed"),

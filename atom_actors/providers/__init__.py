@@ -83,7 +83,11 @@ def local_threads() -> int:
 def make_provider(
     spec: ModelSpec, env: Mapping[str, str] | None = None
 ) -> AsyncProvider | BlockingProvider:
-    """Build the provider a catalog entry names (heavy imports happen only when needed)."""
+    """Build the provider a catalog entry names (heavy imports happen only when needed).
+
+    A network provider pools as many connections as its model's max_concurrency, so that a
+    call its gate admits never waits for a connection, and one that waits does so in the gate.
+    """
     environ = os.environ if env is None else env
     timeouts = Timeouts(
         connect=spec.timeout_connect_s,
@@ -100,6 +104,7 @@ def make_provider(
             base_url=spec.base_url or DEFAULT_BASE_URL,
             name=spec.name,
             timeouts=timeouts,
+            max_connections=spec.max_concurrency,
         )
     if spec.provider == "anthropic":
         from .anthropic import DEFAULT_BASE_URL as ANTHROPIC_URL
@@ -111,6 +116,7 @@ def make_provider(
             base_url=spec.base_url or ANTHROPIC_URL,
             name=spec.name,
             timeouts=timeouts,
+            max_connections=spec.max_concurrency,
         )
     if spec.provider == "llamacpp":
         from .llamacpp import LlamaCppProvider

@@ -194,6 +194,9 @@ CASES: list[tuple[str, Any, str | None, str]] = [
      "tools[1].function.name", "tools[1].function.name: 'now' is offered twice"),
     # /v1/messages and its token count
     ("/v1/messages", {"model": "cheap", "messages": HI}, "max_tokens", "max_tokens: required"),
+    ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": HI, "tools": [
+        {"name": "now", "input_schema": {"type": "object"}}], "tool_choice": {"type": "tool"}},
+     "tool_choice.name", "tool_choice.name: required"),
     ("/v1/messages", {"model": "cheap", "max_tokens": 5, "messages": [
         {"role": "system", "content": "x"}]}, "messages[0].role",
      "messages[0].role: must be one of"),

@@ -9,9 +9,12 @@ from typing import Any
 
 import openai
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
+from api.routes.openai_compat import _chunk, content_chunks
 from tests.api.conftest import ANSWER, DISSENT, Fleet
 from tests.fakes.faults import Fault
 
@@ -242,3 +245,11 @@ async def test_the_blocking_client_works_too(fleet: Fleet) -> None:
             return completion.choices[0].message.content, streamed
 
     assert await asyncio.to_thread(run) == (ANSWER, ANSWER)
+
+
+@given(text=st.text(), model=st.text(), created=st.integers(0, 2**40))
+def test_a_content_chunk_from_the_template_is_the_chunk_encoded_whole(
+    text: str, model: str, created: int
+) -> None:
+    chunk = content_chunks("r-1", model, created)
+    assert chunk(text) == _chunk("r-1", model, created, {"content": text}, None)

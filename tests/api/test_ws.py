@@ -13,6 +13,7 @@ from api.auth import Role
 from api.hub import CLOSE_SLOW_CONSUMER
 from api.keys import revoke
 from api.services import Limits
+from api.ws import text_frames
 from tests.api.conftest import Api, StartApi, bearer
 
 
@@ -202,3 +203,37 @@ async def test_status_reports_the_hub(api: Api) -> None:
         assert body["messages_published"] == 1
         assert body["messages_sent"] == 2
         assert (body["messages_dropped"], body["slow_clients_cut"]) == (0, 0)
+
+
+def _read_frames(data: bytes) -> list[str]:
+    """Text frames as RFC 6455 lays them out: FIN and opcode, unmasked length, payload."""
+    messages = []
+    while data:
+        assert data[0] == 0x81 and data[1] & 0x80 == 0
+        size, at = data[1], 2
+        if size == 126:
+            size, at = int.from_bytes(data[2:4]), 4
+        elif size == 127:
+            size, at = int.from_bytes(data[2:10]), 10
+        messages.append(data[at : at + size].decode())
+        data = data[at + size :]
+    return messages
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_frames_written_together_read_back_one_by_one(size: int) -> None:
+    messages = ["é" * (size // 2) + "x" * (size % 2), "{}", "ok"]
+    assert _read_frames(text_frames(messages)) == messages
+
+
+async def test_a_burst_goes_out_in_batched_frames_in_order(api: Api) -> None:
+    hub = api.services.hub
+    async with api.http.ws_connect(api.ws_url(), headers=bearer(api.keys[Role.VIEWER])) as ws:
+        await _subscribe(ws, "burst")
+        sizes = [10, 200, 70_000] * 50
+        for n, size in enumerate(sizes):
+            hub.publish("burst", {"n": n, "pad": "x" * size})
+        for n, size in enumerate(sizes):
+            payload = (await ws.receive_json(timeout=5))["payload"]
+            assert (payload["n"], len(payload["pad"])) == (n, size)
+    assert hub.stats().sent >= len(sizes)

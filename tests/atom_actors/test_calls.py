@@ -134,6 +134,33 @@ async def test_calls_beyond_max_concurrency_queue(
     assert (await system.status("m")).in_flight == 0
 
 
+async def test_the_connection_pool_follows_max_concurrency_and_the_rest_wait_in_the_gate(
+    upstream: FakeOpenAI, make_system: Callable[..., ActorSystem]
+) -> None:
+    # Past 100 (aiohttp's default pool) calls once waited for a connection, unseen by the gate.
+    upstream.fail(Fault.hang(), model="m")
+    spec = network_spec("m", upstream.base_url, max_concurrency=150, max_queue=5)
+    system = make_system([spec])
+    _, gate = system.directory.entry("m")
+    calls = [
+        asyncio.create_task(system.caller.call("m", MESSAGES, PARAMS, request_id=f"p{i}"))
+        for i in range(155)
+    ]
+    async with asyncio.timeout(10):
+        while len(upstream.requests) < 150 or gate.load()[1] < 5:
+            await asyncio.sleep(0.01)
+    assert len(upstream.requests) == 150
+    status = await system.status("m")
+    assert (status.in_flight, status.queued, status.peak_queued) == (150, 5, 5)
+    with pytest.raises(CallFailed) as info:
+        await system.caller.call("m", MESSAGES, PARAMS, request_id="refused")
+    assert info.value.kind == "overloaded" and "with 5 queued" in info.value.message
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+    assert gate.load() == (0, 0, 5)
+
+
 async def test_calls_beyond_max_concurrency_are_refused_when_so_configured(
     upstream: FakeOpenAI, make_system: Callable[..., ActorSystem]
 ) -> None:

@@ -382,8 +382,8 @@ def _logprobs(tokens: tuple[str, ...], top: int = 0) -> dict[str, Any]:
     return {"content": content, "refusal": None}
 
 
-async def _serve(port: int, reply: str | None) -> None:
-    server = FakeOpenAI(default=Behaviour(reply=reply), record=False, port=port)
+async def _serve(port: int, behaviour: Behaviour) -> None:
+    server = FakeOpenAI(default=behaviour, record=False, port=port)
     await server.start()
     print(server.base_url, flush=True)
     try:
@@ -396,9 +396,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--reply", help="a fixed reply; default echoes the prompt")
+    parser.add_argument(
+        "--tokens-per-second", type=float, help="stream paced like a model (default: at once)"
+    )
+    parser.add_argument(
+        "--first-token-delay", type=float, default=0.0, help="seconds before the first token"
+    )
+    parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
     args = parser.parse_args()
+    behaviour = Behaviour(
+        reply=args.reply,
+        tokens_per_second=args.tokens_per_second,
+        first_token_delay=args.first_token_delay,
+    )
+    serve = _serve(args.port, behaviour)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.port, args.reply))
+        if args.uvloop:
+            import uvloop
+
+            uvloop.run(serve)
+        else:
+            asyncio.run(serve)
 
 
 if __name__ == "__main__":

@@ -142,7 +142,7 @@ class FakeServer(ABC):
             app, handler_cancellation=True, access_log=None, shutdown_timeout=0.1
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port, reuse_address=True)
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port, reuse_address=True, backlog=2048)
         await site.start()
         self._port = self._runner.addresses[0][1]
 
