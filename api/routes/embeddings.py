@@ -17,12 +17,14 @@ from aiohttp import web
 
 from atom_actors.providers import CallParams
 from atom_actors.request import GatewayError, ProcessRequest, ProcessResult
+from atom_actors.snapshot import Strategy
 
 from ..auth import Role
+from ..errors import BadRequest
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ._bodies import ATOM_OPTIONS, drop_params
 from ._gateway import GATEWAY_ERRORS, failure, gateway_of, remember
-from .openai_compat import dropped, dropped_header
+from .openai_compat import dropped, dropped_header, target
 
 # OpenAI takes up to 2048 inputs in one request; so does ATOM.
 MAX_INPUTS: Final = 2048
@@ -70,11 +72,19 @@ def embeddings_request(body: Mapping[str, Any]) -> ProcessRequest:
         params=CallParams(
             max_tokens=0, embed=True, dimensions=body.get("dimensions"), user=body.get("user")
         ),
-        model=body["model"],
         capability="embeddings",
+        **_aimed(body["model"]),
         use_cache=False,
         endpoint="v1/embeddings",
     )
+
+
+def _aimed(name: str) -> dict[str, Any]:
+    """A configured model or a router alias that picks one model: a vector is not voted on."""
+    fields = target(name)
+    if "ensemble" in fields or fields.get("strategy") is Strategy.CASCADE:
+        raise BadRequest(f"model {name!r}: embeddings come from one model", field="model")
+    return fields
 
 
 def encoded(vector: Sequence[float], encoding: str) -> list[float] | str:

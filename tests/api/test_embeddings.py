@@ -118,6 +118,10 @@ async def test_the_openai_client_gets_the_upstreams_vectors_recorded_and_priced(
         ({"model": "embed", "input": "x", "extra": 1}, "extra"),
         # A model without the embeddings capability is refused by name.
         ({"model": "chat", "input": "x"}, "model"),
+        # A vector comes from one model: no vote, no ladder.
+        ({"model": "atom:ensemble:majority_vote", "input": "x"}, "model"),
+        ({"model": "atom:cascade", "input": "x"}, "model"),
+        ({"model": "atom:fastest", "input": "x"}, "model"),
     ],
 )
 async def test_bad_bodies_are_refused_naming_the_field(
@@ -129,6 +133,18 @@ async def test_bad_bodies_are_refused_naming_the_field(
 
     assert (status, error["error"]["field"]) == (400, field), error
     assert [r.path for r in embedder.upstream.requests] == []
+
+
+async def test_a_router_alias_picks_among_the_models_that_embed(embedder: Embedder) -> None:
+    answer = await embedder.client.embeddings.create(
+        model="atom:cost_first", input=TEXTS[0], encoding_format="float"
+    )
+
+    assert answer.model == "embed"
+    assert answer.data[0].embedding == pytest.approx(fake_vector(TEXTS[0]), abs=1e-6)
+    [received] = [e for e in embedder.api.services.store.read_all() if e.type == "RouteDecided"]
+    excluded = {x["model"]: x["reason"] for x in received.data["excluded"]}
+    assert "chat" in excluded and "embeddings" in excluded["chat"]
 
 
 async def test_the_model_list_shows_each_models_capabilities(embedder: Embedder) -> None:
