@@ -323,21 +323,22 @@ def event_loop(server: Server) -> str:
     return loop
 
 
-def _get(url: str, key: str) -> Any:
+def _get(url: str, key: str) -> bytes:
     import urllib.request
 
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=30) as response:
-        return orjson.loads(response.read())
+        body: bytes = response.read()
+        return body
 
 
 def caught_up(servers: Sequence[Server], key: str, timeout: float = 900) -> int:
     """Wait until every server's projections include the log's head as it is now; the head."""
-    head: int = _get(f"{servers[0].url}/api/advanced-ai/log", key)["head"]
+    head: int = orjson.loads(_get(f"{servers[0].url}/api/advanced-ai/log", key))["head"]
     deadline = time.monotonic() + timeout
     for server in servers:
         url = f"{server.url}/api/advanced-ai/timeseries"
-        while _get(url, key)["position"] < head:
+        while orjson.loads(_get(url, key))["position"] < head:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{server.url} did not reach position {head}")
             time.sleep(0.5)
@@ -346,13 +347,7 @@ def caught_up(servers: Sequence[Server], key: str, timeout: float = 900) -> int:
 
 def log_counters(server: Server) -> dict[str, float]:
     """atom_log_* counters from the server's /metrics."""
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.key}"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        text = response.read().decode()
+    text = _get(f"{server.url}/metrics", server.key).decode()
     counters = {}
     for line in text.splitlines():
         if line.startswith("atom_log_") and " " in line:
