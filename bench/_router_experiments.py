@@ -251,6 +251,13 @@ def preference(features: Featurise, l2: float) -> Predictor:
     return predict
 
 
+def _unit(embed: Embed, items: Sequence[RecordedItem]) -> NDArray[np.float64]:
+    """The items' prompt embeddings, each scaled to length one (cosine is then a dot product)."""
+    vectors = embed([i.prompt for i in items])
+    unit: NDArray[np.float64] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return unit
+
+
 def neighbours(embed: Embed, k: int = 40, prior: float = 20.0) -> Predictor:
     """prompt_quality's neighbour residuals with cosine over the embeddings instead of TF-IDF."""
 
@@ -261,9 +268,7 @@ def neighbours(embed: Embed, k: int = 40, prior: float = 20.0) -> Predictor:
         strong: str,
         score: Scores,
     ) -> list[float]:
-        a, b = embed([i.prompt for i in train]), embed([i.prompt for i in test])
-        a = a / np.linalg.norm(a, axis=1, keepdims=True)
-        b = b / np.linalg.norm(b, axis=1, keepdims=True)
+        a, b = _unit(embed, train), _unit(embed, test)
         lengths = np.log1p([len(i.prompt) for i in train])
         test_lengths = np.log1p([len(i.prompt) for i in test])
         gains = np.zeros(len(test))
@@ -290,9 +295,7 @@ def clusters(embed: Embed, count: int = 16, prior: float = 10.0, seed: int = 0) 
         strong: str,
         score: Scores,
     ) -> list[float]:
-        a, b = embed([i.prompt for i in train]), embed([i.prompt for i in test])
-        a = a / np.linalg.norm(a, axis=1, keepdims=True)
-        b = b / np.linalg.norm(b, axis=1, keepdims=True)
+        a, b = _unit(embed, train), _unit(embed, test)
         rng = np.random.default_rng(seed)
         centres = a[rng.choice(len(a), count, replace=False)]
         for _ in range(30):
