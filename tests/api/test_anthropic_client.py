@@ -14,10 +14,8 @@ import anthropic
 import pytest
 
 from api.auth import Role
-from atom_actors.catalog import default_catalog
-from atom_actors.providers.llamacpp import default_model_path
 from tests.api.conftest import Api, StartGateway, sse_events
-from tests.atom_actors.conftest import network_spec
+from tests.atom_actors.conftest import gemma_spec, network_spec
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.faults import Behaviour, Fault, ScriptedCall
 from tests.fakes.openai_server import FakeOpenAI
@@ -60,9 +58,7 @@ class Front:
 async def front(start_gateway: StartGateway) -> AsyncIterator[Front]:
     behaviour = Behaviour(reply=REPLY, tool_calls=(PARIS,))
     async with FakeOpenAI(default=behaviour) as gpt, FakeAnthropic(default=behaviour) as claude:
-        (gemma,) = [
-            m for m in default_catalog(str(default_model_path())) if m.name == "gemma-3-270m"
-        ]
+        gemma = gemma_spec()
         specs = [
             network_spec("gpt", gpt.base_url, capabilities=TOOLS_TOO),
             network_spec("claude", claude.base_url, provider="anthropic", capabilities=TOOLS_TOO),

@@ -13,12 +13,10 @@ import pytest
 from openai import AsyncOpenAI
 
 from api.auth import Role
-from atom_actors.catalog import default_catalog
 from atom_actors.cost import cost_pico
 from atom_actors.events import BudgetSet
-from atom_actors.providers.llamacpp import default_model_path
 from tests.api.conftest import Api, StartGateway
-from tests.atom_actors.conftest import network_spec
+from tests.atom_actors.conftest import gemma_spec, network_spec
 from tests.fakes.openai_server import FakeOpenAI, fake_vector
 from tests.fakes.text import tokenize
 
@@ -158,7 +156,7 @@ async def test_the_model_list_shows_each_models_capabilities(embedder: Embedder)
 async def test_the_local_gemma_embeds_with_its_pooled_vectors(
     start_gateway: StartGateway,
 ) -> None:
-    (gemma,) = [m for m in default_catalog(str(default_model_path())) if m.name == "gemma-3-270m"]
+    gemma = gemma_spec()
     api = await start_gateway([gemma])
     async with AsyncOpenAI(
         base_url=api.url + "/v1", api_key=api.keys[Role.USER], max_retries=0, timeout=120

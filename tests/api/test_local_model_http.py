@@ -5,15 +5,14 @@ from __future__ import annotations
 import aiohttp
 
 from api.auth import Role
-from atom_actors.catalog import default_catalog
-from atom_actors.providers.llamacpp import default_model_path
 from tests.api.conftest import StartGateway
+from tests.atom_actors.conftest import gemma_spec
 
 
 async def test_gemma_answers_over_http_on_the_record_at_no_cost(
     start_gateway: StartGateway,
 ) -> None:
-    (gemma,) = [m for m in default_catalog(str(default_model_path())) if m.name == "gemma-3-270m"]
+    gemma = gemma_spec()
     api = await start_gateway([gemma])
     body = {"model": "gemma-3-270m", "prompt": "Name a colour.", "max_tokens": 4,
             "temperature": 0}  # fmt: skip

@@ -19,11 +19,9 @@ from api.auth import Role
 from api.routes.anthropic_compat import MESSAGES_BODY
 from api.routes.embeddings import EMBEDDINGS
 from api.routes.openai_compat import CHAT
-from atom_actors.catalog import default_catalog
 from atom_actors.parameters import REFUSED, field
-from atom_actors.providers.llamacpp import default_model_path
 from tests.api.conftest import Api, StartGateway
-from tests.atom_actors.conftest import network_spec
+from tests.atom_actors.conftest import gemma_spec, network_spec
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.faults import Behaviour
 from tests.fakes.openai_server import FakeOpenAI
@@ -180,7 +178,7 @@ async def test_logprobs_come_back_in_openais_shape_streamed_or_not(
 async def test_the_local_model_gives_logprobs_and_its_likeliest_tokens(
     start_gateway: StartGateway,
 ) -> None:
-    (gemma,) = [m for m in default_catalog(str(default_model_path())) if m.name == "gemma-3-270m"]
+    gemma = gemma_spec()
     api = await start_gateway([gemma])
     async with AsyncOpenAI(
         base_url=api.url + "/v1", api_key=api.keys[Role.USER], max_retries=0, timeout=120

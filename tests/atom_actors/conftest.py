@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from atom_actors.catalog import CAPABILITIES, ModelSpec
+from atom_actors.catalog import CAPABILITIES, ModelSpec, default_catalog
 from atom_actors.cost import PromptSize
 from atom_actors.gateway import Gateway
 from atom_actors.projections import all_projections
 from atom_actors.providers import AsyncProvider, BlockingProvider, make_provider
+from atom_actors.providers.llamacpp import default_model_path
 from atom_actors.quality import Evidence
 from atom_actors.snapshot import Health, ModelFigures, RouteRequest, RouteSnapshot, Strategy
 from atom_actors.system import ActorSystem
@@ -148,6 +149,12 @@ FAKE_KEY_ENV = "ATOM_TEST_FAKE_KEY"
 def story(log: EventStore, request_id: str) -> list[str]:
     """The types of a request's events, in the order the log holds them."""
     return [e.type for e in log.read_stream(f"request-{request_id}")]
+
+
+def gemma_spec() -> ModelSpec:
+    """The catalog's embedded Gemma 3 270M, as `atom serve` configures it by default."""
+    (gemma,) = [m for m in default_catalog(str(default_model_path())) if m.name == "gemma-3-270m"]
+    return gemma
 
 
 def network_spec(name: str, base_url: str, **options: Any) -> ModelSpec:

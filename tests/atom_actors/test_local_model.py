@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from atom_actors.catalog import default_catalog
 from atom_actors.providers import CallParams, make_provider
-from atom_actors.providers.llamacpp import default_model_path
 from atom_actors.system import ActorSystem
 from eventstore import EventStore
+from tests.atom_actors.conftest import gemma_spec
 
 
 async def test_gemma_answers_through_its_actor_and_every_token_is_logged(
     log: EventStore, make_system: Callable[..., ActorSystem]
 ) -> None:
-    (gemma,) = [m for m in default_catalog(str(default_model_path())) if m.name == "gemma-3-270m"]
+    gemma = gemma_spec()
     system = make_system([gemma], factory=make_provider)
     messages = [{"role": "user", "content": "Name a colour."}]
     params = CallParams(max_tokens=6, temperature=0.0, seed=1)
