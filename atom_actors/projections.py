@@ -31,6 +31,7 @@ __all__ = [
     "Series",
     "all_projections",
     "current_period",
+    "no_spend",
     "percentile",
     "period_keys",
     "tenancy_of_event",
@@ -42,20 +43,25 @@ CACHE_ENTRIES = 10_000
 """The cache projection keeps the newest answers up to this many."""
 
 
+def no_spend() -> State:
+    """A model's calls, errors, tokens and cost before its first call."""
+    return {
+        "calls": 0,
+        "completed": 0,
+        "failed": 0,
+        "errors": {},
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost_pico": 0,
+    }
+
+
 def _spend_row(state: State, tenancy: str, name: str) -> State:
     """A tenancy's calls, errors, tokens and cost at one model."""
     rows: State = state["tenancies"].setdefault(tenancy, {})
     row: State | None = rows.get(name)
     if row is None:
-        row = rows[name] = {
-            "calls": 0,
-            "completed": 0,
-            "failed": 0,
-            "errors": {},
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "cost_pico": 0,
-        }
+        row = rows[name] = no_spend()
     return row
 
 

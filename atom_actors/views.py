@@ -15,20 +15,12 @@ from typing import Any, Final
 
 from .cost import to_usd
 from .folding import merged
-from .projections import current_period, percentile
+from .projections import current_period, no_spend, percentile
 from .series import DAY_BUCKETS, HOUR_MINUTES, STEP_S, five_of, minute_of, shift
 
 State = Mapping[str, Any]
 
-_NO_SPEND: Final[State] = {
-    "calls": 0,
-    "completed": 0,
-    "failed": 0,
-    "errors": {},
-    "prompt_tokens": 0,
-    "completion_tokens": 0,
-    "cost_pico": 0,
-}
+_NO_SPEND: Final[State] = no_spend()
 _NO_OUTCOMES: Final[State] = {
     "strategies": {},
     "requests": {"completed": 0, "failed": 0, "cached": 0},
