@@ -125,14 +125,15 @@ def require(principal: Principal, needed: Role) -> None:
 
 
 async def read_json(request: web.Request, schema: Schema, limit: int) -> dict[str, Any]:
-    """The request's JSON body, checked against `schema`; an empty body reads as {}."""
+    """The request's JSON body, checked against `schema`; an empty body reads as {} (a body of
+    blanks is not JSON, and is refused like any other)."""
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(f"the body is {request.content_length} bytes; the limit is {limit}")
     raw = await request.read()
     if len(raw) > limit:
         raise TooLarge(f"the body is over the limit of {limit} bytes")
     try:
-        value = orjson.loads(raw) if raw.strip() else {}
+        value = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     validator(schema)(value)
