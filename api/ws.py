@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import struct
 from typing import Any, Final
 
@@ -39,6 +40,8 @@ and then says how far the log has been read when nothing was for you. Reconnect 
 subscribe from the last position you saw to miss nothing and get nothing twice."""
 
 MAX_CLIENT_MESSAGE: Final = 64 * 1024
+# What the kernel may hold of a connection's unsent frames (it doubles this for its own use).
+SEND_BUFFER_BYTES: Final = 128 * 1024
 
 TOPIC: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": 200}
 
@@ -216,5 +219,16 @@ async def serve_socket(
     # busy feed cost it more than sending the bytes (seen with a console open under load).
     ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_CLIENT_MESSAGE, compress=False)
     await ws.prepare(request)
+    _bound_send_buffer(request)
     await _Session(request, ws, hub, close_grace, audience, store).run()
     return ws
+
+
+def _bound_send_buffer(request: web.Request) -> None:
+    """Keep the kernel's send buffer small, so that a client that stops reading fills its
+    subscriber's queue in seconds: autotuned, the kernel held megabytes of a feed before the
+    hub saw any backlog (seen: a reader of nothing not cut within 10 s at 540 KB/s)."""
+    sock = None if request.transport is None else request.transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)

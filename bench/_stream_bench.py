@@ -15,7 +15,9 @@ its peak RSS, the streams that failed or ended other than exactly as the upstrea
 /api/advanced-ai/process with SSE; and at 500 streams (or the nearest below), the WebSocket
 fan-out: 200 subscribers on `requests`, 50 following token topics, and one subscriber that
 reads nothing, which the server cuts (4008) once its buffers and its queue are full, while
-the rest and the streams go on (`slow_clients_cut` says whether that happened in the run).
+the rest and the streams go on (`slow_clients_cut` says whether that happened in the run;
+once it has, the subscriber reads what it left, and `slow_subscriber_close_code` is the
+code of the close frame it finds there).
 """
 
 from __future__ import annotations
@@ -476,7 +478,14 @@ async def _watch(spec: dict[str, Any]) -> dict[str, Any]:
                 ws = await own.ws_connect(url, headers=headers, autoclose=False, heartbeat=None)
                 await unread(ws)
 
+        async def cut_count() -> int:
+            status = f"{spec['http_url']}/api/advanced-ai/streaming/status"
+            async with http.get(status, headers=headers) as response:
+                return int((await response.json())["slow_clients_cut"])
+
         async def unread(ws: aiohttp.ClientWebSocketResponse) -> None:
+            cut_before = await cut_count()
+            checked = time.time()
             try:
                 while time.time() < until and not ws.closed:
                     try:
@@ -486,6 +495,12 @@ async def _watch(spec: dict[str, Any]) -> dict[str, Any]:
                         break
                     with contextlib.suppress(ConnectionError, aiohttp.ClientError):
                         await subscribe(ws, "subscribe", f"tokens:{request_id}")
+                    # Once the server has cut a client, stop: the close frame waits behind
+                    # what this one left unread, for the server's close grace (5 s) only.
+                    if time.time() - checked > 0.25:
+                        checked = time.time()
+                        if await cut_count() > cut_before:
+                            break
                 # Read what it left unread, to find the close frame the server sent.
                 with contextlib.suppress(TimeoutError):
                     while (message := await ws.receive(timeout=30)).type is aiohttp.WSMsgType.TEXT:
@@ -540,8 +555,8 @@ def measure_fanout(server: Server, concurrency: int, args: Any) -> dict[str, Any
     ramp = args.tokens * args.gap_ms / 1000
     ws_url = server.url.replace("http://", "ws://") + "/api/advanced-ai/streaming/ws"
     auth = {"Authorization": f"Bearer {server.key}"}
-    spec = {"url": ws_url, "headers": auth, "tokens": args.tokens, "stream_s": ramp,
-            "watchers": REQUEST_WATCHERS, "followers": TOKEN_WATCHERS,
+    spec = {"url": ws_url, "http_url": server.url, "headers": auth, "tokens": args.tokens,
+            "stream_s": ramp, "watchers": REQUEST_WATCHERS, "followers": TOKEN_WATCHERS,
             "until": time.time() + 1.0 + ramp + args.seconds + 0.5}  # fmt: skip
     watching = subprocess.Popen(
         [sys.executable, __file__, "--watch", orjson.dumps(spec).decode()],

@@ -179,6 +179,28 @@ async def test_a_slow_client_is_cut_while_a_fast_one_keeps_receiving(
         reader.cancel()
 
 
+async def test_a_client_reading_nothing_is_cut_before_the_kernel_holds_megabytes(
+    start_api: StartApi,
+) -> None:
+    api = await start_api(Limits(hub_queue=64))
+    hub = api.services.hub
+    async with api.http.ws_connect(api.ws_url(), headers=bearer(api.keys[Role.VIEWER])) as slow:
+        await _subscribe(slow, "tokens:r")
+        message = {"pad": "x" * 1000}
+        published = 0
+        # Beyond the queue's 64 KB, only the connection's bounded kernel buffers (and the
+        # client's receive buffer) may hold what it did not read.
+        while hub.stats().slow_clients_cut == 0:
+            assert published < 2_000, "the slow client was not cut within 2 MB"
+            for _ in range(8):
+                hub.publish("tokens:r", message)
+            published += 8
+            await asyncio.sleep(0.002)
+        while (frame := await slow.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
+            pass
+        assert frame.type is aiohttp.WSMsgType.CLOSE and slow.close_code == CLOSE_SLOW_CONSUMER
+
+
 async def test_shutdown_closes_websockets_with_going_away(api: Api) -> None:
     async with api.http.ws_connect(api.ws_url(), headers=bearer(api.keys[Role.VIEWER])) as ws:
         await _subscribe(ws, "health")
