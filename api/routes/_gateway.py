@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..routing import PRINCIPAL
 from ..services import services_of
+from ._outbox import SSE_HEADERS, Outbox
 
 
 def gateway_of(request: web.Request) -> Gateway:
@@ -106,29 +107,6 @@ def _flat(piece: ToolCallDelta) -> dict[str, Any]:
     return data
 
 
-_T = TypeVar("_T")
-
-
-async def taken(queue: asyncio.Queue[bytes | _T]) -> bytes | _T:
-    """The queue's next item; when it is bytes, joined with the bytes queued behind it, so that
-    the tokens that came while the client's last write was under way go out in one write."""
-    item = await queue.get()
-    if not isinstance(item, bytes) or queue.empty():
-        return item
-    parts = [item]
-    rest: list[bytes | _T] = []
-    while not queue.empty():
-        following = queue.get_nowait()
-        if rest or not isinstance(following, bytes):
-            rest.append(following)
-        else:
-            parts.append(following)
-    # What ends the answer goes back in its order: nobody queued anything meanwhile.
-    for following in rest:
-        queue.put_nowait(following)
-    return b"".join(parts)
-
-
 def sse(event: str, data: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
@@ -144,40 +122,38 @@ async def stream_sse(
     own status and JSON error. `done` is sent only once `run` has returned, that is after the
     request's events are committed.
     """
-    queue: asyncio.Queue[bytes | GatewayError | None] = asyncio.Queue()
+    outbox = Outbox(request, SSE_HEADERS)
+    outcome: dict[str, Any] = {}
 
     def on_token(member: str, text: str, ms: float) -> None:
-        queue.put_nowait(sse("token", {"member": member, "text": text, "ms": round(ms, 3)}))
+        outbox.put(sse("token", {"member": member, "text": text, "ms": round(ms, 3)}))
 
     def on_tool_call(member: str, piece: ToolCallDelta, ms: float) -> None:
         data = {"member": member, **_flat(piece), "ms": round(ms, 3)}
-        queue.put_nowait(sse("tool_call", data))
+        outbox.put(sse("tool_call", data))
 
     async def produce() -> None:
         try:
-            queue.put_nowait(sse("done", await run(on_token, on_tool_call)))
+            outcome["done"] = await run(on_token, on_tool_call)
         except GatewayError as exc:
-            queue.put_nowait(exc)
+            outcome["error"] = exc
         finally:
-            queue.put_nowait(None)
+            outbox.end()
 
     producer = asyncio.create_task(produce())
-    response: web.StreamResponse | None = None
     try:
-        while (item := await taken(queue)) is not None:
-            if isinstance(item, GatewayError):
-                if response is None:
-                    raise failure(request, item)
-                item = b"event: error\ndata: " + error_json(failure(request, item)) + b"\n\n"
-            if response is None:
-                response = web.StreamResponse(
-                    headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-                )
-                await response.prepare(request)
-            await response.write(item)
+        await outbox.pump()
     finally:
         # A client that went away cancels the request, and so the upstream call.
         producer.cancel()
-    assert response is not None, "a request ends with done or an error"
+    response = outbox.response
+    if "error" in outcome:
+        error = failure(request, outcome["error"])
+        if not response.prepared:
+            raise error
+        await response.write(b"event: error\ndata: " + error_json(error) + b"\n\n")
+    else:
+        await response.prepare(request)
+        await response.write(sse("done", outcome["done"]))
     await response.write_eof()
     return response

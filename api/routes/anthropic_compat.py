@@ -33,6 +33,7 @@ from ..errors import BadRequest, NotFound, Shape, anthropic_error_body
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ._bodies import ATOM_OPTIONS, drop_params
 from ._gateway import GATEWAY_ERRORS, failure, gateway_of, remember
+from ._outbox import SSE_HEADERS, Outbox
 from .openai_compat import PREFIX, dropped, dropped_header, target
 
 _TEXT_BLOCK = {
@@ -371,14 +372,15 @@ async def _stream(request: web.Request, req: ProcessRequest, model: str) -> web.
     request_id = str(uuid.uuid4())
     estimate = call_prompt_size(req.messages, req.params).estimate
     events = _Events(f"msg_{request_id}", model, estimate)
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    # Opened with the first event: a request refused before any token gets its own status.
+    outbox = Outbox(request, SSE_HEADERS)
     outcome: dict[str, Any] = {}
 
     def on_token(_member: str, text: str, _ms: float) -> None:
-        queue.put_nowait(events.text(text))
+        outbox.put(events.text(text))
 
     def on_tool_call(_member: str, piece: ToolCallDelta, _ms: float) -> None:
-        queue.put_nowait(events.tool_call(piece))
+        outbox.put(events.tool_call(piece))
 
     async def produce() -> None:
         # An ensemble's answer is known only once its members are combined: it goes whole.
@@ -394,20 +396,14 @@ async def _stream(request: web.Request, req: ProcessRequest, model: str) -> web.
         except GatewayError as exc:
             outcome["error"] = exc
         finally:
-            queue.put_nowait(None)
+            outbox.end()
 
-    # Opened with the first event: a request refused before any token gets its own status.
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
     producer = asyncio.create_task(produce())
     try:
-        while (item := await queue.get()) is not None:
-            if not response.prepared:
-                await response.prepare(request)
-            await response.write(item)
+        await outbox.pump()
     finally:
         producer.cancel()
+    response = outbox.response
     if "error" in outcome:
         error = failure(request, outcome["error"])
         if not response.prepared:

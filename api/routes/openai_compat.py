@@ -26,7 +26,8 @@ from ..errors import BadRequest
 from ..routing import BODY, PRINCIPAL, Route, json_response
 from ..services import services_of
 from ._bodies import MESSAGES, PARAMS, drop_params, messages_of, params_of
-from ._gateway import GATEWAY_ERRORS, error_json, failure, gateway_of, remember, taken
+from ._gateway import GATEWAY_ERRORS, error_json, failure, gateway_of, remember
+from ._outbox import SSE_HEADERS, Outbox
 
 PREFIX: Final = "atom:"
 
@@ -217,10 +218,7 @@ async def _stream(
     principal = request[PRINCIPAL]
     include_usage = body.get("stream_options", {}).get("include_usage", False)
     # Opened with the first chunk: a request refused before any token gets its own status.
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    outbox = Outbox(request, SSE_HEADERS)
     model_name: str = body["model"]
     outcome: dict[str, Any] = {}
     request_id = str(uuid.uuid4())
@@ -235,8 +233,8 @@ async def _stream(
         nonlocal opened
         if not opened:
             opened = True
-            queue.put_nowait(chunk({"role": "assistant", "content": ""}))
-        queue.put_nowait(content(text))
+            outbox.put(chunk({"role": "assistant", "content": ""}))
+        outbox.put(content(text))
 
     def on_tool_call(_member: str, piece: ToolCallDelta, _ms: float) -> None:
         nonlocal opened
@@ -245,7 +243,7 @@ async def _stream(
             # An answer that opens with a call says nothing: content null, as OpenAI streams it.
             opened = True
             delta = {"role": "assistant", "content": None, **delta}
-        queue.put_nowait(chunk(delta))
+        outbox.put(chunk(delta))
 
     async def produce() -> None:
         # An ensemble's or a cascade's answer is known only once its calls are in: it goes whole.
@@ -261,16 +259,14 @@ async def _stream(
         except GatewayError as exc:
             outcome["error"] = exc
         finally:
-            queue.put_nowait(None)
+            outbox.end()
 
     producer = asyncio.create_task(produce())
     try:
-        while (items := await taken(queue)) is not None:
-            if not response.prepared:
-                await response.prepare(request)
-            await response.write(items)
+        await outbox.pump()
     finally:
         producer.cancel()
+    response = outbox.response
     if "error" in outcome:
         if not response.prepared:
             raise failure(request, outcome["error"])
