@@ -149,7 +149,7 @@ class SSEDecoder:
 class CallClock:
     """The deadlines of one call: the first token's, then each idle gap's, always the total's."""
 
-    __slots__ = ("_first_token_at", "_flowing", "_loop", "_timeouts", "_total_at")
+    __slots__ = ("_first_token_at", "_flowing", "_last_chunk", "_loop", "_timeouts", "_total_at")
 
     def __init__(self, timeouts: Timeouts) -> None:
         self._loop = asyncio.get_running_loop()
@@ -158,14 +158,19 @@ class CallClock:
         self._first_token_at = now + timeouts.first_token
         self._total_at = now + timeouts.total
         self._flowing = False
+        self._last_chunk = now
 
     def token_seen(self) -> None:
         self._flowing = True
 
+    def chunk_seen(self) -> None:
+        """Bytes arrived: an idle gap is counted from here."""
+        self._last_chunk = self._loop.time()
+
     def deadline(self) -> float:
-        """When the next read must have returned, in loop time."""
+        """When the call is late if nothing more arrives, in loop time."""
         if self._flowing:
-            return min(self._loop.time() + self._timeouts.idle, self._total_at)
+            return min(self._last_chunk + self._timeouts.idle, self._total_at)
         return min(self._first_token_at, self._total_at)
 
     def expired(self) -> ProviderError:
@@ -177,6 +182,47 @@ class CallClock:
         else:
             message = f"no first token within {self._timeouts.first_token:g} s"
         return ProviderError(ErrorKind.TIMEOUT, message)
+
+    def watch(self) -> _Watch:
+        """A context in which the current task is stopped with `expired` once the call is late."""
+        return _Watch(self)
+
+
+class _Watch:
+    """One timer for all the reads of a body, where a timer armed and cancelled around each
+    read cost 4% of a streamed token's CPU: it fires when the call would be late, and only
+    re-arms, at the deadline that chunks arriving since have moved, when it is not."""
+
+    __slots__ = ("_cancelling", "_clock", "_fired", "_handle", "_task")
+
+    def __init__(self, clock: CallClock) -> None:
+        self._clock = clock
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._fired = False
+        self._cancelling = 0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def __enter__(self) -> None:
+        self._cancelling = self._task.cancelling()
+        self._handle = self._clock._loop.call_at(self._clock.deadline(), self._check)
+
+    def __exit__(self, kind: type[BaseException] | None, error: object, _tb: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        # The cancellation is ours, and only ours, to turn into the deadline's error.
+        mine = self._fired and kind is asyncio.CancelledError
+        if mine and self._task.uncancel() <= self._cancelling:
+            raise self._clock.expired() from None
+
+    def _check(self) -> None:
+        loop, due = self._clock._loop, self._clock.deadline()
+        if loop.time() < due:
+            self._handle = loop.call_at(due, self._check)
+        else:
+            self._fired = True
+            self._task.cancel()
 
 
 class SSEEndpoint:
@@ -209,15 +255,17 @@ class SSEEndpoint:
             if response.status >= 400:
                 raise await _status_error(response, clock)
             decoder = SSEDecoder()
-            while chunk := await _read(response, clock):
-                events = decoder.feed(chunk)
-                for index, event in enumerate(events):
-                    if last(event):
-                        yield events[: index + 1]
-                        await _drain(response)
-                        return
-                if events:
-                    yield events
+            with clock.watch():
+                while chunk := await _read(response):
+                    clock.chunk_seen()
+                    events = decoder.feed(chunk)
+                    for index, event in enumerate(events):
+                        if last(event):
+                            yield events[: index + 1]
+                            await _drain(response)
+                            return
+                    if events:
+                        yield events
         finally:
             # Release pools a connection whose response was read to its end and closes any other,
             # so that the upstream sees a cancelled call go away instead of generating for nobody.
@@ -231,8 +279,9 @@ class SSEEndpoint:
             if response.status >= 400:
                 raise await _status_error(response, clock)
             data = b""
-            while chunk := await _read(response, clock):
-                data += chunk
+            with clock.watch():
+                while chunk := await _read(response):
+                    data += chunk
         finally:
             response.release()
         try:
@@ -285,17 +334,10 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-async def _read(response: aiohttp.ClientResponse, clock: CallClock) -> bytes:
-    """The bytes received next (b"" at the end), within the call's deadline."""
-    content = response.content
+async def _read(response: aiohttp.ClientResponse) -> bytes:
+    """The bytes received next (b"" at the end); the caller's watch keeps the deadline."""
     try:
-        # What has arrived already needs no timer: arming and cancelling one cost more.
-        if (chunk := content.read_nowait()) or content.is_eof():
-            return chunk
-        async with asyncio.timeout_at(clock.deadline()):
-            return await content.readany()
-    except TimeoutError as exc:
-        raise clock.expired() from exc
+        return await response.content.readany()
     except (aiohttp.ClientError, OSError) as exc:
         raise _connection_error(exc) from exc
 
@@ -320,8 +362,9 @@ async def _status_error(response: aiohttp.ClientResponse, clock: CallClock) -> P
 
 async def _read_error_body(response: aiohttp.ClientResponse, clock: CallClock) -> bytes:
     body = b""
-    while len(body) < _ERROR_BODY_LIMIT and (chunk := await _read(response, clock)):
-        body += chunk
+    with clock.watch():
+        while len(body) < _ERROR_BODY_LIMIT and (chunk := await _read(response)):
+            body += chunk
     return body
 
 
