@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
 
-from atom_actors.calls import CallFailed
+from atom_actors.calls import FLUSH_SECONDS, CallFailed
 from atom_actors.events import request_stream
 from atom_actors.providers import CallParams, Delta
 from atom_actors.system import ActorSystem
@@ -51,6 +52,34 @@ async def test_a_call_writes_started_tokens_and_completed(
     assert completed["cost_pico"] == result.cost_pico == expected
     assert completed["ttft_ms"] is not None and completed["latency_ms"] >= completed["ttft_ms"]
     assert all(e.correlation_id == "r1" for e in events)
+
+
+async def test_running_calls_send_their_buffered_tokens_to_the_log_together(
+    log: EventStore, upstream: FakeOpenAI, make_system: Callable[..., ActorSystem]
+) -> None:
+    upstream.models["m"] = Behaviour(
+        reply=" ".join(f"w{i}" for i in range(20)), tokens_per_second=25
+    )
+    system = make_system([network_spec("m", upstream.base_url)])
+
+    async def call(index: int) -> None:
+        await asyncio.sleep(index * 0.025)  # started apart, so a timer each would fire apart
+        await system.caller.call("m", MESSAGES, PARAMS, request_id=f"t{index}")
+
+    started = time.monotonic()
+    await asyncio.gather(*(call(i) for i in range(8)))
+    elapsed = time.monotonic() - started
+    # A commit stamps its events with one time: the tokens appended while the calls ran (not
+    # the last ones, which go with each call's outcome) took a commit per tick, not per call.
+    during: list[str] = []
+    for index in range(8):
+        events = log.read_stream(request_stream(f"t{index}"))
+        ended = events[-1].recorded_at
+        during += [
+            e.recorded_at for e in events if e.type == "TokensStreamed" and e.recorded_at != ended
+        ]
+    assert len(during) >= 16
+    assert len(set(during)) <= elapsed / FLUSH_SECONDS + 1
 
 
 async def test_a_failed_call_writes_started_and_failed(
