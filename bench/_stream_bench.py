@@ -8,16 +8,17 @@ end and starts the next; the clients start one stream-length apart in turn, so t
 overlap as in steady traffic, and keep going for `--seconds` after that ramp.
 
 For each concurrency the upstream is measured alone, then through /v1/chat/completions:
-streams completed per second within the window, time to first token, the largest gap
-between two tokens of a stream (p99 over streams), the server's CPU per token delivered,
-its peak RSS, the streams that failed or ended other than exactly as the upstream sent them
-(errors) and the tokens they lacked (tokens_lost). Then, at the highest concurrency,
-/api/advanced-ai/process with SSE; and at 500 streams (or the nearest below), the WebSocket
-fan-out: 200 subscribers on `requests`, 50 following token topics, and one subscriber that
-reads nothing, which the server cuts (4008) once its buffers and its queue are full, while
-the rest and the streams go on (`slow_clients_cut` says whether that happened in the run;
-once it has, the subscriber reads what it left, and `slow_subscriber_close_code` is the
-code of the close frame it finds there).
+streams completed per second within the window, time to first token, the largest gap between
+two tokens of a stream (p99 over streams), the server's CPU per token delivered, its peak
+RSS, the streams that failed or ended other than exactly as the upstream sent them (errors)
+and the tokens they lacked (tokens_lost), and how busy the machine's cores were while each
+was measured (machine_busy: they also run the upstream and the load generators). Then, at
+the highest concurrency, /api/advanced-ai/process with SSE; and at 500 streams (or the
+nearest below), the WebSocket fan-out: 200 subscribers on `requests`, 50 following token
+topics, and one subscriber that reads nothing, which the server cuts (4008) once its buffers
+and its queue are full, while the rest and the streams go on (`slow_clients_cut` says
+whether that happened in the run; once it has, the subscriber reads what it left, and
+`slow_subscriber_close_code` is the code of the close frame it finds there).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -210,15 +212,19 @@ def streams(
         for first, clients in zip(firsts, per, strict=True)
         if clients
     ]
+    window = (start + ramp, start + ramp + seconds)
+    busy: list[float] = []
+    sampler = threading.Thread(target=lambda: busy.append(machine_busy(*window)), daemon=True)
+    sampler.start()
     try:
         results = [_collect(p, ramp + seconds + 180) for p in running]
+        sampler.join()
     finally:
         for process in running:
             if process.poll() is None:
                 process.kill()
                 process.wait()
     records = [tuple(r) for result in results for r in result["records"]]
-    window = (start + ramp, start + ramp + seconds)
     done = [r for r in records if r[0] and window[0] <= r[4] <= window[1]]
     return {
         "streams": len(records),
@@ -228,8 +234,25 @@ def streams(
         "gap_p99_ms": round(_percentile([r[2] for r in records if r[3]], 0.99), 2),
         "tokens": sum(r[3] for r in records),
         "errors": sum(not r[0] for r in records),
+        "machine_busy": busy[0] if busy else math.nan,
         "error_samples": [s for result in results for s in result["samples"]][:3],
     }
+
+
+def _cpu_times() -> tuple[int, int]:
+    """The machine's CPU time so far, in all and idle (with I/O wait), in clock ticks."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
+def machine_busy(start: float, end: float) -> float:
+    """The share of all the machine's cores busy between two wall-clock times (waits for them)."""
+    time.sleep(max(0.0, start - time.time()))
+    total, idle = _cpu_times()
+    time.sleep(max(0.0, end - time.time()))
+    total_after, idle_after = _cpu_times()
+    return round(1 - (idle_after - idle) / max(total_after - total, 1), 3)
 
 
 # ---------------------------------------------------------------------------------- processes
@@ -286,6 +309,8 @@ def measure(
         "peak_rss_mb": peak_rss_mb(server.pid),
         "errors": atom["errors"],
         "tokens_lost": _lost(atom, args.tokens),
+        # Both cores also run the upstream and the load generators: how full they were.
+        "machine_busy": {"atom": atom["machine_busy"], "direct": direct["machine_busy"]},
     }
     _say(
         f"c={concurrency}: direct {_brief(direct)}; atom {_brief(atom)}; "
@@ -299,7 +324,7 @@ def _brief(figures: dict[str, Any]) -> str:
     return (
         f"{figures['streams_per_s']} streams/s, ttft p50 {figures['ttft_p50_ms']} "
         f"p99 {figures['ttft_p99_ms']} ms, gap p99 {figures['gap_p99_ms']} ms, "
-        f"{figures['errors']} errors"
+        f"{figures['errors']} errors, machine {figures['machine_busy']:.0%} busy"
     )
 
 
