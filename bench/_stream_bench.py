@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 from gateway_bench import (
@@ -165,28 +165,41 @@ async def _run_streams(spec: dict[str, Any]) -> dict[str, Any]:
     return {"records": records, "samples": samples}
 
 
-def loadgen_main(spec_json: str) -> None:
+def loadgen_main(spec_json: str, out: str) -> None:
     import uvloop
 
-    result = uvloop.run(_run_streams(orjson.loads(spec_json)))
-    print(orjson.dumps(result).decode(), flush=True)
+    _answer(out, uvloop.run(_run_streams(orjson.loads(spec_json))))
 
 
-def _spawn(spec: dict[str, Any]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, __file__, "--loadgen", orjson.dumps(spec).decode()],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def _answer(out: str, result: dict[str, Any]) -> None:
+    # To a file, not stdout: after uvloop.run, a write of more than 64 KB to a stdout pipe
+    # was cut there without an error (seen with 1,000 streams' records).
+    with open(out, "wb") as f:
+        f.write(orjson.dumps(result))
 
 
-def _collect(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
-    out, _ = process.communicate(timeout=timeout)
-    if process.returncode != 0:
-        raise RuntimeError(f"a load generator failed with {process.returncode}")
-    result: dict[str, Any] = orjson.loads(out.strip().splitlines()[-1])
-    return result
+class _Child(NamedTuple):
+    process: subprocess.Popen[bytes]
+    out: str
+
+
+def _spawn(role: str, spec: dict[str, Any]) -> _Child:
+    """This module as a `--loadgen` or `--watch` process, answering in a file of its own."""
+    handle, out = tempfile.mkstemp(prefix="atom-bench-", suffix=".json")
+    os.close(handle)
+    command = [sys.executable, __file__, role, orjson.dumps(spec).decode(), out]
+    return _Child(subprocess.Popen(command, cwd=ROOT), out)
+
+
+def _collect(child: _Child, timeout: float) -> dict[str, Any]:
+    try:
+        if child.process.wait(timeout=timeout) != 0:
+            raise RuntimeError(f"a bench process failed with {child.process.returncode}")
+        with open(child.out, "rb") as f:
+            result: dict[str, Any] = orjson.loads(f.read())
+        return result
+    finally:
+        os.unlink(child.out)
 
 
 def streams(
@@ -208,7 +221,7 @@ def streams(
     shared = {"url": url, "body": body, "headers": headers, "kind": kind, "reply": reply,
               "start": start, "ramp": ramp, "seconds": seconds, "total": concurrency}  # fmt: skip
     running = [
-        _spawn({**shared, "first": first, "clients": clients})
+        _spawn("--loadgen", {**shared, "first": first, "clients": clients})
         for first, clients in zip(firsts, per, strict=True)
         if clients
     ]
@@ -217,13 +230,13 @@ def streams(
     sampler = threading.Thread(target=lambda: busy.append(machine_busy(*window)), daemon=True)
     sampler.start()
     try:
-        results = [_collect(p, ramp + seconds + 180) for p in running]
+        results = [_collect(child, ramp + seconds + 180) for child in running]
         sampler.join()
     finally:
-        for process in running:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        for child in running:
+            if child.process.poll() is None:
+                child.process.kill()
+                child.process.wait()
     records = [tuple(r) for result in results for r in result["records"]]
     done = [r for r in records if r[0] and window[0] <= r[4] <= window[1]]
     return {
@@ -556,10 +569,10 @@ def _small_socket(address: Any) -> socket.socket:
     return sock
 
 
-def watch_main(spec_json: str) -> None:
+def watch_main(spec_json: str, out: str) -> None:
     import uvloop
 
-    print(orjson.dumps(uvloop.run(_watch(orjson.loads(spec_json)))).decode(), flush=True)
+    _answer(out, uvloop.run(_watch(orjson.loads(spec_json))))
 
 
 def _hub_status(server: Server) -> dict[str, Any]:
@@ -583,12 +596,7 @@ def measure_fanout(server: Server, concurrency: int, args: Any) -> dict[str, Any
     spec = {"url": ws_url, "http_url": server.url, "headers": auth, "tokens": args.tokens,
             "stream_s": ramp, "watchers": REQUEST_WATCHERS, "followers": TOKEN_WATCHERS,
             "until": time.time() + 1.0 + ramp + args.seconds + 0.5}  # fmt: skip
-    watching = subprocess.Popen(
-        [sys.executable, __file__, "--watch", orjson.dumps(spec).decode()],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    watching = _spawn("--watch", spec)
     try:
         body = {"model": MODEL, "messages": MESSAGES, "stream": True}
         figures = streams(
@@ -598,9 +606,9 @@ def measure_fanout(server: Server, concurrency: int, args: Any) -> dict[str, Any
         )  # fmt: skip
         watched = _collect(watching, 120)
     finally:
-        if watching.poll() is None:
-            watching.kill()
-            watching.wait()
+        if watching.process.poll() is None:
+            watching.process.kill()
+            watching.process.wait()
     hub = _hub_status(server)
     requests = watched["requests_messages"]
     followed = watched["token_messages"]
@@ -629,6 +637,6 @@ def measure_fanout(server: Server, concurrency: int, args: Any) -> dict[str, Any
 
 if __name__ == "__main__":
     if sys.argv[1] == "--loadgen":
-        loadgen_main(sys.argv[2])
+        loadgen_main(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "--watch":
-        watch_main(sys.argv[2])
+        watch_main(sys.argv[2], sys.argv[3])
