@@ -1,9 +1,9 @@
 """StreamHub: topics, filtered subscriptions and a fan-out that never waits for a client.
 
-Every subscriber has a bounded queue. Publishing appends to the queues of the matching
-subscribers and returns at once; a subscriber whose queue is full has fallen behind and is
-cut (close code 4008) rather than slowing the publisher or anyone else. Call `publish` from
-the event loop's thread: it is cheap when nobody listens to the topic.
+Every subscriber has a bounded queue, in messages and in size. Publishing appends to the
+queues of the matching subscribers and returns at once; a subscriber whose queue is full has
+fallen behind and is cut (close code 4008) rather than slowing the publisher or anyone else.
+Call `publish` from the event loop's thread: it is cheap when nobody listens to the topic.
 
 The requests' news (`requests`, `tokens:<id>`) is published by the gateway alone, each item
 for its tenancy's subscribers, and `figures` by the server (see figures.py): these are system
@@ -25,6 +25,9 @@ CLOSE_SLOW_CONSUMER: Final = 4008
 CLOSE_GOING_AWAY: Final = 1001
 SYSTEM_TOPICS: Final = frozenset({"requests", "figures"})
 SYSTEM_PREFIXES: Final = ("tokens:",)
+QUEUE_SIZE: Final = 8 << 20
+"""What a subscriber's queue may hold, in characters of its messages' JSON (bytes, for ASCII):
+a count alone let a slow subscriber of an operator's 1 MB broadcasts hold gigabytes."""
 
 
 def is_system_topic(topic: str) -> bool:
@@ -76,6 +79,8 @@ class Subscriber:
         on_close: OnClose,
         audience: str | None = None,
         counts: _Counts | None = None,
+        *,
+        max_size: int = QUEUE_SIZE,
     ) -> None:
         self.number = number
         self.audience = audience
@@ -84,6 +89,8 @@ class Subscriber:
         self.close_code: int | None = None
         self.close_reason = ""
         self._limit = limit
+        self._max_size = max_size
+        self._size = 0
         self._queue: deque[str] = deque()
         self._ready = asyncio.Event()
         self._taken = asyncio.Event()
@@ -98,10 +105,12 @@ class Subscriber:
         return len(self._queue)
 
     def push(self, message: str) -> bool:
-        """Queue a message; False when the queue is full."""
-        if len(self._queue) >= self._limit:
+        """Queue a message; False when the queue is full, in messages or in size."""
+        size = self._size + len(message)
+        if len(self._queue) >= self._limit or size > self._max_size:
             return False
         self._queue.append(message)
+        self._size = size
         self._ready.set()
         return True
 
@@ -111,13 +120,16 @@ class Subscriber:
         self._ready.clear()
         batch = list(self._queue)
         self._queue.clear()
+        self._size = 0
         self._taken.set()
         return batch
 
     async def room(self, share: float = 0.5) -> None:
         """Wait until the queue is below `share` of its limit (or closed): a producer that can
         wait, such as a reader of the log, keeps the rest for those that cannot."""
-        while len(self._queue) >= self._limit * share and not self.closed:
+        while not self.closed and (
+            len(self._queue) >= self._limit * share or self._size >= self._max_size * share
+        ):
             self._taken.clear()
             await self._taken.wait()
 
@@ -128,6 +140,7 @@ class Subscriber:
         self.close_code, self.close_reason = code, reason
         dropped = len(self._queue)
         self._queue.clear()
+        self._size = 0
         self._ready.set()
         self._taken.set()
         self._on_close(code, reason)
@@ -161,8 +174,11 @@ class TooManySubscriptions(ValueError):
 class StreamHub:
     """Topics and their subscribers; the counters that /streaming/status reports."""
 
-    def __init__(self, *, queue_limit: int = 4096, max_topics: int = 1000) -> None:
+    def __init__(
+        self, *, queue_limit: int = 4096, queue_size: int = QUEUE_SIZE, max_topics: int = 1000
+    ) -> None:
         self.queue_limit = queue_limit
+        self.queue_size = queue_size
         self.max_topics = max_topics
         self._topics: dict[str, dict[Subscriber, Filter]] = {}
         self._subscribers: set[Subscriber] = set()
@@ -174,7 +190,10 @@ class StreamHub:
         """A new subscriber that sees `audience`'s news (None: all); `on_close(code, reason)`
         runs when the hub closes it."""
         counts = self._audiences.setdefault(audience, _Counts())
-        subscriber = Subscriber(next(self._numbers), self.queue_limit, on_close, audience, counts)
+        subscriber = Subscriber(
+            next(self._numbers), self.queue_limit, on_close, audience, counts,
+            max_size=self.queue_size,
+        )  # fmt: skip
         self._subscribers.add(subscriber)
         return subscriber
 

@@ -17,7 +17,7 @@ from eventstore import EventStore, LiveProjections, Projection
 
 from .audit import LogAudit
 from .figures import FiguresTicker
-from .hub import StreamHub
+from .hub import QUEUE_SIZE, StreamHub
 from .keys import KeyRing, KeysProjection
 from .metrics import Metrics, Reader
 from .probes import LogProbe
@@ -36,6 +36,7 @@ class Limits:
     rate: Rate | None = DEFAULT_RATE
     session_minutes: int = 15
     hub_queue: int = 4096
+    hub_queue_size: int = QUEUE_SIZE
     ws_heartbeat_s: float = 30.0
     ws_close_grace_s: float = 5.0
 
@@ -85,7 +86,7 @@ def build_services(
 ) -> Services:
     """Services over an open store; the projections follow the log while the app runs."""
     limits = limits or Limits()
-    hub = StreamHub(queue_limit=limits.hub_queue)
+    hub = StreamHub(queue_limit=limits.hub_queue, queue_size=limits.hub_queue_size)
     metrics = Metrics()
     _count_hub(metrics, hub)
     _count_log(metrics, store)

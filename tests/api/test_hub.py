@@ -104,6 +104,28 @@ async def test_a_full_queue_cuts_only_its_subscriber() -> None:
     assert hub.publish("t", {"n": 4}) == 1
 
 
+async def test_a_queue_full_in_size_cuts_its_subscriber_before_its_count_is_reached() -> None:
+    hub = StreamHub(queue_limit=1000, queue_size=10_000)
+    slow, slow_closes = _connect(hub)
+    fast, _ = _connect(hub)
+    hub.subscribe(slow, ["t"], {})
+    hub.subscribe(fast, ["t"], {})
+    big = {"pad": "x" * 1000}
+    published = 0
+    while not slow.closed:
+        assert hub.publish("t", big) >= 1
+        published += 1
+        assert len(await fast.take()) == 1
+    # Ten messages of about 1,040 characters fill 10,000: the tenth does not fit.
+    assert published == 10
+    assert slow_closes.calls == [(CLOSE_SLOW_CONSUMER, "slow consumer")]
+    # What was taken makes room again: the size counts only what is queued.
+    for _ in range(20):
+        hub.publish("t", big)
+        assert len(await fast.take()) == 1
+    assert not fast.closed
+
+
 async def test_a_producer_that_can_wait_waits_for_room_instead_of_being_cut() -> None:
     hub = StreamHub(queue_limit=4)
     subscriber, closes = _connect(hub)
