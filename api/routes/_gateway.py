@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -123,7 +122,6 @@ async def stream_sse(
     request's events are committed.
     """
     outbox = Outbox(request, SSE_HEADERS)
-    outcome: dict[str, Any] = {}
 
     def on_token(member: str, text: str, ms: float) -> None:
         outbox.put(sse("token", {"member": member, "text": text, "ms": round(ms, 3)}))
@@ -132,28 +130,17 @@ async def stream_sse(
         data = {"member": member, **_flat(piece), "ms": round(ms, 3)}
         outbox.put(sse("tool_call", data))
 
-    async def produce() -> None:
-        try:
-            outcome["done"] = await run(on_token, on_tool_call)
-        except GatewayError as exc:
-            outcome["error"] = exc
-        finally:
-            outbox.end()
-
-    producer = asyncio.create_task(produce())
-    try:
-        await outbox.pump()
-    finally:
-        # A client that went away cancels the request, and so the upstream call.
-        producer.cancel()
     response = outbox.response
-    if "error" in outcome:
-        error = failure(request, outcome["error"])
+    try:
+        # A client that goes away cancels the request, and so the upstream call.
+        done = await outbox.serve(run(on_token, on_tool_call))
+    except GatewayError as exc:
+        error = failure(request, exc)
         if not response.prepared:
-            raise error
+            raise error from None
         await response.write(b"event: error\ndata: " + error_json(error) + b"\n\n")
     else:
         await response.prepare(request)
-        await response.write(sse("done", outcome["done"]))
+        await response.write(sse("done", done))
     await response.write_eof()
     return response

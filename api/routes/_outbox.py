@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Awaitable, Mapping
+from typing import Final, TypeVar
 
 from aiohttp import web
 
 SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+_T = TypeVar("_T")
 
 
 class Outbox:
@@ -43,6 +45,23 @@ class Outbox:
         """Say that nothing more will be put: `pump` returns once the rest is written."""
         self._transport = None
         self._queue.put_nowait(None)
+
+    async def serve(self, producing: Awaitable[_T]) -> _T:
+        """Run `producing` in a task of its own, writing what it puts meanwhile; its result
+        (or its exception) once all it put is written. A client that goes away cancels it."""
+
+        async def produce() -> _T:
+            try:
+                return await producing
+            finally:
+                self.end()
+
+        producer = asyncio.create_task(produce())
+        try:
+            await self.pump()
+        finally:
+            producer.cancel()
+        return producer.result()
 
     async def pump(self) -> None:
         """Write what is put until `end`, opening the response with the first bytes."""

@@ -8,7 +8,6 @@ its stop reason back to Anthropic's shapes. Errors answer in Anthropic's shape.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
@@ -374,7 +373,6 @@ async def _stream(request: web.Request, req: ProcessRequest, model: str) -> web.
     events = _Events(f"msg_{request_id}", model, estimate)
     # Opened with the first event: a request refused before any token gets its own status.
     outbox = Outbox(request, SSE_HEADERS)
-    outcome: dict[str, Any] = {}
 
     def on_token(_member: str, text: str, _ms: float) -> None:
         outbox.put(events.text(text))
@@ -382,37 +380,26 @@ async def _stream(request: web.Request, req: ProcessRequest, model: str) -> web.
     def on_tool_call(_member: str, piece: ToolCallDelta, _ms: float) -> None:
         outbox.put(events.tool_call(piece))
 
-    async def produce() -> None:
-        # An ensemble's answer is known only once its members are combined: it goes whole.
-        single = req.ensemble is None
-        try:
-            outcome["result"] = await gateway.process(
-                req,
-                request[PRINCIPAL],
-                on_token if single else None,
-                request_id,
-                on_tool_call if single and req.params.tools else None,
-            )
-        except GatewayError as exc:
-            outcome["error"] = exc
-        finally:
-            outbox.end()
-
-    producer = asyncio.create_task(produce())
-    try:
-        await outbox.pump()
-    finally:
-        producer.cancel()
+    # An ensemble's or a cascade's answer is known only once its calls are in: it goes whole.
+    single = not req.combines
+    producing = gateway.process(
+        req,
+        request[PRINCIPAL],
+        on_token if single else None,
+        request_id,
+        on_tool_call if single and req.params.tools else None,
+    )
     response = outbox.response
-    if "error" in outcome:
-        error = failure(request, outcome["error"])
+    try:
+        result = await outbox.serve(producing)
+    except GatewayError as exc:
+        error = failure(request, exc)
         if not response.prepared:
-            raise error
+            raise error from None
         data = anthropic_error_body(error.anthropic_type, error.message, error.details())
         await response.write(b"event: error\ndata: " + data + b"\n\n")
         await response.write_eof()
         return response
-    result: ProcessResult = outcome["result"]
     remember(request, result)
     if not response.prepared:
         await response.prepare(request)

@@ -7,7 +7,6 @@ asks the cheapest model first and a stronger one only when its answer is not kep
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -220,7 +219,6 @@ async def _stream(
     # Opened with the first chunk: a request refused before any token gets its own status.
     outbox = Outbox(request, SSE_HEADERS)
     model_name: str = body["model"]
-    outcome: dict[str, Any] = {}
     request_id = str(uuid.uuid4())
     opened = False
 
@@ -245,35 +243,24 @@ async def _stream(
             delta = {"role": "assistant", "content": None, **delta}
         outbox.put(chunk(delta))
 
-    async def produce() -> None:
-        # An ensemble's or a cascade's answer is known only once its calls are in: it goes whole.
-        single = not req.combines
-        try:
-            outcome["result"] = await gateway.process(
-                req,
-                principal,
-                on_token if single else None,
-                request_id,
-                on_tool_call if single and req.params.tools else None,
-            )
-        except GatewayError as exc:
-            outcome["error"] = exc
-        finally:
-            outbox.end()
-
-    producer = asyncio.create_task(produce())
-    try:
-        await outbox.pump()
-    finally:
-        producer.cancel()
+    # An ensemble's or a cascade's answer is known only once its calls are in: it goes whole.
+    single = not req.combines
+    producing = gateway.process(
+        req,
+        principal,
+        on_token if single else None,
+        request_id,
+        on_tool_call if single and req.params.tools else None,
+    )
     response = outbox.response
-    if "error" in outcome:
+    try:
+        result = await outbox.serve(producing)
+    except GatewayError as exc:
         if not response.prepared:
-            raise failure(request, outcome["error"])
-        await response.write(b"data: " + error_json(failure(request, outcome["error"])) + b"\n\n")
+            raise failure(request, exc) from None
+        await response.write(b"data: " + error_json(failure(request, exc)) + b"\n\n")
         await response.write_eof()
         return response
-    result: ProcessResult = outcome["result"]
     remember(request, result)
     if not response.prepared:
         await response.prepare(request)

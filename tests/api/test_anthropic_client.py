@@ -14,7 +14,7 @@ import anthropic
 import pytest
 
 from api.auth import Role
-from tests.api.conftest import Api, StartGateway, sse_events
+from tests.api.conftest import DISSENT, Api, Fleet, StartGateway, sse_events
 from tests.atom_actors.conftest import gemma_spec, network_spec
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.faults import Behaviour, Fault, ScriptedCall
@@ -258,3 +258,19 @@ async def test_the_blocking_client_works_too(front: Front) -> None:
 
     assert message.model == "atom:quality_first"
     assert message.content[0].text == REPLY and streamed == REPLY
+
+
+async def test_a_streamed_cascade_sends_only_the_kept_rungs_answer(fleet: Fleet) -> None:
+    async with (
+        anthropic.AsyncAnthropic(
+            base_url=fleet.api.url, api_key=fleet.key, max_retries=0, timeout=30
+        ) as client,
+        client.messages.stream(model="atom:cascade", max_tokens=50, messages=ASK) as stream,
+    ):
+        streamed = "".join([text async for text in stream.text_stream])
+        final = await stream.get_final_message()
+    # Nothing scored yet: the learned check keeps no cheaper answer, dear (the top) answers,
+    # and no rejected rung's tokens go out.
+    assert [r.body["model"] for r in fleet.upstream.requests] == ["cheap", "mid", "dear"]
+    assert streamed == DISSENT
+    assert final.content[0].type == "text" and final.content[0].text == DISSENT
