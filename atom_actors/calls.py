@@ -168,7 +168,7 @@ class _TokenLog:
 
 class _Ticker:
     """Flushes the token buffers of every running call at once, FLUSH_SECONDS after the
-    oldest was started: one timer for all calls, and their appends queued back to back, so
+    earliest token waiting: one timer for all calls, and their appends queued back to back, so
     that the log's writer commits them as one group, where a timer per call cost each
     call's tokens a commit of their own (6% of the server's CPU per token at 100 streams)."""
 
