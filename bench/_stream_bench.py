@@ -43,13 +43,11 @@ from gateway_bench import (
     MODEL,
     ROOT,
     Server,
-    _drain,
-    _read_line,
     _say,
-    _stop,
     atom_serve,
     cpu_seconds,
     peak_rss_mb,
+    upstream_process,
 )
 
 MESSAGES: Final = [{"role": "user", "content": "Tell the streaming benchmark a story."}]
@@ -191,6 +189,14 @@ def _spawn(role: str, spec: dict[str, Any]) -> _Child:
     return _Child(subprocess.Popen(command, cwd=ROOT), out)
 
 
+def _kill(children: Sequence[_Child]) -> None:
+    """Stop the children still running (a run that failed before collecting them)."""
+    for child in children:
+        if child.process.poll() is None:
+            child.process.kill()
+            child.process.wait()
+
+
 def _collect(child: _Child, timeout: float) -> dict[str, Any]:
     try:
         if child.process.wait(timeout=timeout) != 0:
@@ -233,10 +239,7 @@ def streams(
         results = [_collect(child, ramp + seconds + 180) for child in running]
         sampler.join()
     finally:
-        for child in running:
-            if child.process.poll() is None:
-                child.process.kill()
-                child.process.wait()
+        _kill(running)
     records = [tuple(r) for result in results for r in result["records"]]
     done = [r for r in records if r[0] and window[0] <= r[4] <= window[1]]
     return {
@@ -274,21 +277,11 @@ def machine_busy(start: float, end: float) -> float:
 @contextmanager
 def paced_upstream(tokens: int, gap_ms: float) -> Iterator[tuple[str, int]]:
     """The fake OpenAI upstream streaming like a model, on uvloop; its URL and pid."""
-    command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--uvloop",
-               "--reply", reply_of(tokens), "--tokens-per-second", str(1000 / gap_ms),
-               "--first-token-delay", str(gap_ms / 1000)]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        base_url = _read_line(process, r"^(http://\S+)", 30).group(1)
-        _drain(process)
-        yield base_url, process.pid
-    finally:
-        _stop(process)
+    with upstream_process(
+        "--uvloop", "--reply", reply_of(tokens), "--tokens-per-second", str(1000 / gap_ms),
+        "--first-token-delay", str(gap_ms / 1000),
+    ) as (base_url, pid):  # fmt: skip
+        yield base_url, pid
 
 
 def _lost(figures: dict[str, Any], tokens: int) -> int:
@@ -351,6 +344,11 @@ def measure_process(server: Server, concurrency: int, args: Any) -> dict[str, An
         ramp=args.tokens * args.gap_ms / 1000, seconds=args.seconds,
     )  # fmt: skip
     _say(f"process SSE c={concurrency}: {_brief(figures)}")
+    return _row(concurrency, figures, args.tokens)
+
+
+def _row(concurrency: int, figures: dict[str, Any], tokens: int) -> dict[str, Any]:
+    """A run's figures as the summary gives them."""
     return {
         "concurrency": concurrency,
         "streams_per_s": figures["streams_per_s"],
@@ -358,7 +356,7 @@ def measure_process(server: Server, concurrency: int, args: Any) -> dict[str, An
         "ttft_p99_ms": figures["ttft_p99_ms"],
         "gap_p99_ms": figures["gap_p99_ms"],
         "errors": figures["errors"],
-        "tokens_lost": _lost(figures, args.tokens),
+        "tokens_lost": _lost(figures, tokens),
     }
 
 
@@ -611,21 +609,12 @@ def measure_fanout(server: Server, concurrency: int, args: Any) -> dict[str, Any
         watched = _collect(watching, 120)
         slow_close_code = _collect(slow, 120)["slow_close_code"]
     finally:
-        for child in (watching, slow):
-            if child.process.poll() is None:
-                child.process.kill()
-                child.process.wait()
+        _kill([watching, slow])
     hub = _hub_status(server)
     requests = watched["requests_messages"]
     followed = watched["token_messages"]
     row = {
-        "concurrency": concurrency,
-        "streams_per_s": figures["streams_per_s"],
-        "ttft_p50_ms": figures["ttft_p50_ms"],
-        "ttft_p99_ms": figures["ttft_p99_ms"],
-        "gap_p99_ms": figures["gap_p99_ms"],
-        "errors": figures["errors"],
-        "tokens_lost": _lost(figures, args.tokens),
+        **_row(concurrency, figures, args.tokens),
         "requests_subscribers": len(requests),
         "requests_messages_min": min(requests, default=0),
         "requests_messages_max": max(requests, default=0),

@@ -207,8 +207,15 @@ def _stop(process: subprocess.Popen[str], timeout: float = 30.0) -> None:
 
 @contextmanager
 def fake_upstream() -> Iterator[str]:
+    with upstream_process("--reply", REPLY) as (base_url, _):
+        yield base_url
+
+
+@contextmanager
+def upstream_process(*options: str) -> Iterator[tuple[str, int]]:
+    """The fake OpenAI upstream (`tests.fakes.openai_server` with `options`): its URL and pid."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--reply", REPLY],
+        [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", *options],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -216,7 +223,7 @@ def fake_upstream() -> Iterator[str]:
     try:
         base_url = _read_line(process, r"^(http://\S+)", 30).group(1)
         _drain(process)
-        yield base_url
+        yield base_url, process.pid
     finally:
         _stop(process)
 
